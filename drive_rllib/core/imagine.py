@@ -1,0 +1,142 @@
+"""H-step, N-sample reparameterised rollouts through the learned model.
+
+``imagine`` is written against three callables (model step, policy, value) so
+that the caller decides which parameters are held fixed, and so that tests
+can plug in closed-form toy dynamics. ``ensemble_step`` turns a
+``DynamicsEnsemble`` into such a model step.
+
+For trajectory i of a start row (spec, Section 4):
+
+    m_i = sum_{n<H} gamma^n w_n r_n + gamma^H w_H mu(s_H, a_H)
+    v_i = (gamma^H w_H)^2 sigma(s_H, a_H)^2
+
+where ``w_n = prod_{k<n} c_k`` folds the predicted continue probabilities
+``c_k = 1 - P(terminated)`` into the discount: a terminated step zeroes the
+reward and the bootstrap of everything after it.
+
+Shapes: ``B`` start rows, ``N`` samples, ``H`` horizon, ``S``/``A`` obs/action dims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from drive_rllib.core.networks import DynamicsEnsemble
+
+ModelStep = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
+"""(obs [M, S], action [M, A]) -> (next_obs [M, S], reward [M], continue_prob [M])."""
+Policy = Callable[[Tensor], Tensor]
+"""obs [M, S] -> action [M, A] (a reparameterised sample)."""
+ValueFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""(obs [M, S], action [M, A]) -> (mu [M], sigma [M])."""
+
+
+def imagine(
+    start_obs: Tensor,
+    first_action: Tensor | None,
+    *,
+    horizon: int,
+    num_samples: int,
+    gamma: float,
+    model_step: ModelStep,
+    policy: Policy,
+    value: ValueFn,
+) -> tuple[Tensor, Tensor]:
+    """Roll out N imagined trajectories of H model steps from each start row.
+
+    Args:
+        start_obs: [B, S] start states s_t.
+        first_action: [B, A] the action a_t taken at s_t by every trajectory,
+            or None to draw it from ``policy`` as every later action.
+        horizon: H >= 0 model steps (0 bootstraps the value at the start).
+        num_samples: N >= 1 trajectories per start row.
+        gamma: discount.
+        model_step: one reparameterised model step.
+        policy: action sampler for a_{t+1}, ..., a_{t+H}.
+        value: the Gaussian value used to bootstrap at (s_{t+H}, a_{t+H}).
+
+    Returns:
+        (m, v), each [N, B]: the mean and variance of every trajectory's return law.
+    """
+    if horizon < 0 or num_samples < 1:
+        raise ValueError(f"need horizon >= 0 and num_samples >= 1, got {horizon}, {num_samples}")
+    batch = start_obs.shape[0]
+    # Sample-major rows: row i * B + b is sample i of start row b.
+    obs = start_obs.repeat(num_samples, 1)
+    action = policy(obs) if first_action is None else first_action.repeat(num_samples, 1)
+    discounted_return = obs.new_zeros(obs.shape[0])
+    weight = obs.new_ones(obs.shape[0])  # gamma^n * prod_{k<n} c_k
+    for _ in range(horizon):
+        obs, reward, continue_prob = model_step(obs, action)
+        discounted_return = discounted_return + weight * reward
+        weight = weight * gamma * continue_prob
+        action = policy(obs)
+    mu, sigma = value(obs, action)
+    m = discounted_return + weight * mu
+    v = (weight * sigma).square()
+    return m.view(num_samples, batch), v.view(num_samples, batch)
+
+
+def balanced_member_assignment(
+    num_rows: int, num_members: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Assign M rows to K members at random, in equal shares, for one batched pass.
+
+    The K members each evaluate ``R = ceil(M / K)`` slots; slot j holds row
+    ``order[j]``. Every real row sits in exactly one uniformly random slot
+    (``inverse[r]``), so its member ``inverse[r] // R`` is uniform over the K
+    members; the ``K R - M`` padding slots repeat rows and are discarded. All
+    members run in one batched matmul instead of E passes over every row.
+
+    Returns:
+        (order [K * R], inverse [M]).
+    """
+    rows_per_member = -(-num_rows // num_members)
+    perm = torch.randperm(rows_per_member * num_members, device=device)
+    order = torch.where(perm < num_rows, perm, perm - num_rows)
+    inverse = torch.argsort(perm)[:num_rows]
+    return order, inverse
+
+
+def ensemble_step(
+    model: DynamicsEnsemble,
+    params: list[tuple[Tensor, Tensor]],
+    normalize: Callable[[Tensor], Tensor],
+    obs: Tensor,
+    action: Tensor,
+    assignment: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One reparameterised step of the K members whose ``params`` are given.
+
+    ``normalize`` maps raw observations to the model's inputs (e.g.
+    ``RunningNormalizer.frozen()``).
+
+    Each row goes to one random member (``balanced_member_assignment``; pass
+    the same ``assignment`` at every step to keep one member per trajectory). The
+    next state and reward are ``mean + std * eps``, so gradients pass through
+    the model's outputs to ``obs`` and ``action``; with frozen ``params``
+    (``model.layer_params(elites, frozen=True)``) never into f_hat.
+
+    Returns:
+        next_obs [M, S], reward [M], continue probability [M] (ones when the
+        model does not learn termination).
+    """
+    num_rows = obs.shape[0]
+    num_members = params[0][0].shape[0]
+    if assignment is None:
+        assignment = balanced_member_assignment(num_rows, num_members, obs.device)
+    order, inverse = assignment
+    rows_per_member = order.shape[0] // num_members
+    obs_in = normalize(obs)[order].view(num_members, rows_per_member, -1)
+    action_in = action[order].view(num_members, rows_per_member, -1)
+    mean, log_std, term_logit = model(obs_in, action_in, params)
+    out = torch.cat([mean + log_std.exp() * torch.randn_like(mean), term_logit.unsqueeze(-1)], -1)
+    out = out.reshape(-1, out.shape[-1])[inverse]
+    if model.learn_termination:
+        continue_prob = torch.sigmoid(-out[:, -1])
+    else:
+        continue_prob = torch.ones_like(out[:, -1])
+    return obs + out[:, :-2], out[:, -2], continue_prob
