@@ -1,0 +1,27 @@
+"""Small builders shared by the core tests."""
+
+from __future__ import annotations
+
+import torch
+
+from drive_rllib.core import DRIVENetworks
+
+
+def tiny_nets(obs_dim: int = 3, action_dim: int = 2, **kwargs) -> DRIVENetworks:
+    defaults = dict(
+        policy_hiddens=(16, 16), value_hiddens=(16, 16), model_hiddens=(16, 16),
+        ensemble_size=4, num_elites=3,
+    )
+    defaults.update(kwargs)
+    return DRIVENetworks(obs_dim, action_dim, **defaults)
+
+
+def random_batch(batch_size: int = 8, obs_dim: int = 3, action_dim: int = 2,
+                 terminated: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    return {
+        "obs": torch.randn(batch_size, obs_dim),
+        "action": torch.rand(batch_size, action_dim) * 2 - 1,
+        "reward": torch.randn(batch_size),
+        "next_obs": torch.randn(batch_size, obs_dim),
+        "terminated": torch.zeros(batch_size) if terminated is None else terminated,
+    }
