@@ -1,0 +1,160 @@
+"""`DRIVETorchLearner`: orchestrates DRIVE's update steps; holds no math of its own.
+
+One update step (one minibatch of ``train_batch_size_per_learner`` rows):
+
+1. merge the batch's observation moments into the RLModule's normaliser
+   (summed over all Learners under DDP, so the normalisers stay identical);
+2. ``forward_train``: the RLModule computes every term (model, Eq. 6, Eq. 5
+   with ``policy_update="distill"``, Eq. 4) inside DDP's forward;
+3. ``compute_loss_for_module`` weights and sums them into one scalar; RLlib runs
+   one backward (DDP all-reduces the gradients) and steps one Adam optimizer
+   per component (model, posterior, prior, value, entropy_floor);
+4. Polyak update of psi_bar, and every ``model_eval_interval`` steps a ranking
+   of the ensemble members on held-out rows pulled from the replay actor
+   (errors averaged over Learners), which sets the elites.
+
+Steps 1 and 4 run per minibatch in ``_update``: RLlib's
+``after_gradient_based_update`` runs once per ``update()`` call, i.e. once per
+``updates_per_iteration`` steps, which would slow psi_bar down by that factor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+import torch
+import torch.distributed as dist
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.learner import Learner
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.policy.sample_batch import MultiAgentBatch
+from ray.rllib.utils.annotations import override
+
+from drive_rllib.algorithm import metrics as keys
+from drive_rllib.algorithm.rl_module import METRICS, TERMS, DRIVETorchRLModule
+
+
+class DRIVETorchLearner(TorchLearner):
+    """Torch Learner of DRIVE (see the module docstring for one update step)."""
+
+    @override(TorchLearner)
+    def build(self) -> None:
+        super().build()
+        self._replay: ray.actor.ActorHandle | None = None
+
+    def set_replay_actor(self, replay: ray.actor.ActorHandle) -> None:
+        """Sets the replay actor that held-out rows for ranking the ensemble come from."""
+        self._replay = replay
+
+    def drive_module(self, module_id: str) -> DRIVETorchRLModule:
+        """The (DDP-unwrapped) DRIVE RLModule under ``module_id``."""
+        return self.module[module_id].unwrapped()
+
+    @override(Learner)
+    def configure_optimizers_for_module(self, module_id: str, config: Any = None) -> None:
+        """One Adam per parameter group of the core, each with its own learning rate."""
+        learning_rates = {
+            "model": config.model_lr,
+            "posterior": config.posterior_lr,
+            "prior": config.prior_lr,
+            "value": config.value_lr,
+            "entropy_floor": config.entropy_floor_lr,
+        }
+        groups = self.drive_module(module_id).nets.parameter_groups()
+        unknown = set(groups) - set(learning_rates)
+        if unknown:
+            raise KeyError(f"no learning rate for the core's parameter groups {sorted(unknown)}")
+        for name, params in groups.items():
+            self.register_optimizer(
+                module_id=module_id,
+                optimizer_name=name,
+                optimizer=torch.optim.Adam(params),
+                params=params,
+                lr_or_lr_schedule=learning_rates[name],
+            )
+
+    @override(Learner)
+    def compute_loss_for_module(
+        self,
+        *,
+        module_id: str,
+        config: Any,
+        batch: dict[str, Any],
+        fwd_out: dict[str, Any],
+    ) -> torch.Tensor:
+        """The weighted sum of the terms ``forward_train`` computed; logs each term."""
+        terms = fwd_out[TERMS]
+        loss = self.drive_module(module_id).combine(terms)
+        logged = {keys.LOSS_PREFIX + name: term.detach().mean() for name, term in terms.items()}
+        logged.update({name: value.detach() for name, value in fwd_out[METRICS].items()})
+        logged[keys.LOSS_TOTAL] = loss.detach()
+        self.metrics.log_dict(logged, key=module_id, reduce="mean")
+        return loss
+
+    @override(TorchLearner)
+    def _update(self, batch: dict[str, Any], **kwargs: Any) -> tuple[Any, Any, Any]:
+        """One update step on one minibatch (see the module docstring)."""
+        for module_id, module_batch in batch.items():
+            self._merge_observation_moments(module_id, module_batch[Columns.OBS])
+        result = super()._update(batch, **kwargs)
+        for module_id in batch:
+            module = self.drive_module(module_id)
+            config = self.config.get_config_for_module(module_id)
+            module.nets.polyak_update(config.tau)
+            module.num_updates += 1
+            num_updates = int(module.num_updates)
+            interval = config.model_eval_interval
+            if interval and num_updates % interval == 0:
+                self._rank_ensemble(module_id, config.model_eval_batch_size)
+            self.metrics.log_dict(
+                {
+                    keys.UPDATE_STEPS_LIFETIME: num_updates,
+                    keys.NORMALIZER_COUNT: float(module.nets.obs_normalizer.count),
+                },
+                key=module_id,
+                window=1,
+            )
+        return result
+
+    @override(Learner)
+    def _log_steps_trained_metrics(self, batch: MultiAgentBatch) -> None:
+        # RLlib's minibatch iterator stamps every minibatch with the env steps of
+        # the whole C x B batch; count each minibatch row once instead.
+        rows = max(len(module_batch) for module_batch in batch.policy_batches.values())
+        super()._log_steps_trained_metrics(MultiAgentBatch(batch.policy_batches, env_steps=rows))
+
+    # -- statistics shared by all Learners -------------------------------------------------
+
+    def _merge_observation_moments(self, module_id: str, obs: torch.Tensor) -> None:
+        normalizer = self.drive_module(module_id).nets.obs_normalizer
+        count, total, total_sq = normalizer.batch_sums(obs.reshape(obs.shape[0], -1))
+        if self.distributed:
+            sums = torch.cat([count.reshape(1), total, total_sq])
+            dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+            count, total, total_sq = sums[0], *sums[1:].chunk(2)
+        normalizer.update_from_sums(count, total, total_sq)
+
+    def _rank_ensemble(self, module_id: str, batch_size: int) -> None:
+        """Sets the elites from per-member errors on held-out replay rows (mean over Learners)."""
+        if self._replay is None:
+            raise RuntimeError(
+                "DRIVETorchLearner has no replay actor to draw held-out rows from; the "
+                "DRIVE algorithm hands it over in setup()."
+            )
+        module = self.drive_module(module_id)
+        holdout = ray.get(self._replay.sample.remote(batch_size, "holdout"))
+        errors = module.holdout_errors(holdout)
+        if self.distributed:
+            dist.all_reduce(errors, op=dist.ReduceOp.SUM)
+            errors /= dist.get_world_size()
+        module.nets.model.set_elites(errors)
+        elites = module.nets.model.elite_idx
+        self.metrics.log_dict(
+            {
+                keys.MODEL_HOLDOUT_ERROR: errors[elites].mean().item(),
+                keys.MODEL_HOLDOUT_ERROR_ALL: errors.mean().item(),
+            },
+            key=module_id,
+            window=1,
+        )

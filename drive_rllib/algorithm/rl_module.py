@@ -1,0 +1,234 @@
+"""`DRIVETorchRLModule`: all of DRIVE's networks and statistics in one RLlib RLModule.
+
+The module owns one `drive_rllib.core.DRIVENetworks`: the dynamics ensemble
+(with its elite indices), the value net psi and its Polyak copy psi_bar,
+pi_theta, q_phi, the observation normaliser and the entropy floor's weight.
+Being inside the RLModule, every one of them is checkpointed with it and,
+under DDP, kept identical across Learners.
+
+``_forward_train`` runs the whole differentiable update step (the core's
+``update_terms``), so under DDP (``num_learners > 1``) it runs inside
+DistributedDataParallel's forward and the gradients of the one backward are
+all-reduced. The Learner only weights and sums the terms.
+
+On EnvRunners (``inference_only=True``) the module keeps only what acting
+needs: the normaliser and pi_theta (and q_phi when it is the
+``inference_policy``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
+from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.utils.annotations import override
+
+from drive_rllib.core import DRIVENetworks, combine_terms, loss_weights, update_terms
+
+# Keys of the `_forward_train` output.
+TERMS = "terms"
+METRICS = "metrics"
+
+
+class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
+    """The RLModule of DRIVE (torch).
+
+    ``model_config`` carries the settings that `DRIVEConfig` passes through
+    (see ``DRIVEConfig._model_config_auto_includes``): network sizes, H, N,
+    gamma, alpha, ``policy_update``, ``value_loss`` and the entropy floor.
+
+    Outputs:
+        ``forward_exploration``: ``actions`` [B, A] in [-1, 1], sampled from
+        pi_theta (uniform in [-1, 1] while ``act_uniformly`` is set, i.e. during
+        random warm-up).
+        ``forward_inference``: the deterministic mean action of pi_theta (or of
+        q_phi with ``inference_policy="posterior"``).
+        ``forward_train``: ``{"terms": {name: [B]}, "metrics": {key: scalar}}``.
+    """
+
+    @override(RLModule)
+    def setup(self) -> None:
+        config = self.model_config
+        obs_dim = int(np.prod(self.observation_space.shape))
+        action_dim = int(np.prod(self.action_space.shape))
+        self.nets = DRIVENetworks(
+            obs_dim,
+            action_dim,
+            policy_hiddens=tuple(config["policy_hiddens"]),
+            value_hiddens=tuple(config["value_hiddens"]),
+            model_hiddens=tuple(config["model_hiddens"]),
+            ensemble_size=config["ensemble_size"],
+            num_elites=config["num_elites"],
+            sigma_min=config["sigma_min"],
+            entropy_floor=config["entropy_floor"],
+            target_entropy=config["target_entropy"],
+            initial_entropy_weight=config["initial_entropy_weight"],
+            learn_termination=config["learn_termination"],
+        )
+        # Update steps run so far: a buffer, so it is checkpointed and equal on all
+        # Learners (it schedules the ranking of the ensemble).
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
+        # Set by DRIVEEnvRunner while it samples random warm-up actions; not state.
+        self.act_uniformly = False
+        if self.inference_only:
+            # RLlib's own pruning deletes nested attributes ("nets.model") from the
+            # RLModule itself instead of from their parent, so prune here.
+            for attribute in self.get_non_inference_attributes():
+                if attribute.startswith("nets."):
+                    setattr(self.nets, attribute.split(".", 1)[1], None)
+
+    @override(InferenceOnlyAPI)
+    def get_non_inference_attributes(self) -> list[str]:
+        """What EnvRunners do not need: all but the normaliser and pi_theta (and q_phi
+        when it is the ``inference_policy``); also filters ``get_state(inference_only=True)``."""
+        attributes = [
+            "num_updates",
+            "nets.model",
+            "nets.value",
+            "nets.target_value",
+            "nets.entropy_floor",
+        ]
+        if self.model_config["inference_policy"] != "posterior":
+            attributes.append("nets.posterior")
+        return attributes
+
+    @override(TorchRLModule)
+    def get_state(
+        self,
+        components: Any = None,
+        *,
+        not_components: Any = None,
+        inference_only: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """RLlib's state (numpy), but float64 tensors stay float64.
+
+        RLlib converts float64 to float32 both ways, which would round the
+        normaliser's float64 sums on every weight sync and checkpoint.
+        """
+        state = super().get_state(
+            components, not_components=not_components, inference_only=inference_only, **kwargs
+        )
+        for key, tensor in self.state_dict().items():
+            if key in state and tensor.dtype == torch.float64:
+                state[key] = tensor.detach().cpu().numpy().copy()
+        return state
+
+    @override(TorchRLModule)
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Loads a state dict into this module's tensors, keeping their dtypes."""
+        own = self.state_dict()
+
+        def as_tensor(key: str, value: Any) -> Any:
+            if key not in own:
+                return value
+            if not torch.is_tensor(value):
+                value = torch.from_numpy(np.array(value))
+            return value.detach().to(own[key].dtype)
+
+        tensors = {key: as_tensor(key, value) for key, value in state.items()}
+        missing, _ = self.load_state_dict(tensors, strict=False)
+        if self.inference_only and missing:
+            raise ValueError(f"state is missing keys {sorted(missing)} this module needs")
+
+    # -- acting ----------------------------------------------------------------------------
+
+    def _observations(self, batch: dict[str, Any]) -> torch.Tensor:
+        obs = batch[Columns.OBS]
+        return obs.reshape(obs.shape[0], -1).float()
+
+    @override(TorchRLModule)
+    def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        with torch.no_grad():
+            obs = self._observations(batch)
+            if self.model_config["inference_policy"] == "posterior":
+                mean, _ = self.nets.posterior(self.nets.obs_normalizer(obs))
+                action = torch.tanh(mean)
+            else:
+                action = self.nets.act(obs, deterministic=True)
+        return {Columns.ACTIONS: action}
+
+    @override(TorchRLModule)
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        with torch.no_grad():
+            obs = self._observations(batch)
+            if self.act_uniformly:
+                action = (
+                    torch.rand(obs.shape[0], self.nets.action_dim, device=obs.device)
+                    .mul_(2.0)
+                    .sub_(1.0)
+                )
+            else:
+                action = self.nets.act(obs, deterministic=False)
+        return {Columns.ACTIONS: action}
+
+    @override(RLModule)
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._forward_inference(batch, **kwargs)
+
+    # -- learning --------------------------------------------------------------------------
+
+    @override(RLModule)
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4)."""
+        config = self.model_config
+        obs = self._observations(batch)
+        core_batch = {
+            "obs": obs,
+            "action": batch[Columns.ACTIONS].float(),
+            "reward": batch[Columns.REWARDS].float(),
+            "next_obs": batch[Columns.NEXT_OBS].reshape(obs.shape).float(),
+            "terminated": batch[Columns.TERMINATEDS].float(),
+        }
+        terms, metrics = update_terms(
+            self.nets,
+            core_batch,
+            horizon=config["horizon"],
+            num_samples=config["num_samples"],
+            gamma=config["gamma"],
+            policy_update=config["policy_update"],
+            value_loss=config["value_loss"],
+            member_per_trajectory=config["member_per_trajectory"],
+        )
+        return {TERMS: terms, METRICS: metrics}
+
+    def loss_weights(self) -> dict[str, float]:
+        """The weight of every term of ``_forward_train`` (keys match exactly)."""
+        config = self.model_config
+        return loss_weights(
+            alpha=config["alpha"],
+            policy_update=config["policy_update"],
+            value_loss=config["value_loss"],
+            entropy_floor=config["entropy_floor"],
+            learn_termination=config["learn_termination"],
+        )
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The scalar loss of one update step: the weighted sum of the terms' means."""
+        return combine_terms(terms, self.loss_weights())
+
+    @torch.no_grad()
+    def holdout_errors(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+        """Per-member one-step error [E] of the dynamics ensemble on held-out rows.
+
+        Args:
+            batch: replay rows (obs, action, reward, next_obs, ...) as numpy arrays.
+        """
+        device = next(self.nets.parameters()).device
+
+        def tensor(name: str) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(batch[name]), dtype=torch.float32, device=device)
+
+        obs = tensor("obs")
+        return self.nets.model.holdout_errors(
+            self.nets.obs_normalizer(obs),
+            tensor("action"),
+            tensor("reward"),
+            tensor("next_obs"),
+            obs,
+        )

@@ -1,0 +1,178 @@
+"""DRIVEConfig: defaults, what reaches the RLModule, and validate()'s messages (no Ray cluster)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from ray import tune
+
+from drive_rllib.algorithm import DRIVE, DRIVEConfig, DRIVEEnvRunner, register
+
+
+class UnboundedActionEnv(gym.Env):
+    """A Box action space without finite bounds."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+    def __init__(self, config: dict | None = None) -> None:
+        super().__init__()
+
+
+class ImageObservationEnv(UnboundedActionEnv):
+    """A bounded action space, but 2-D observations."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (4, 4), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+def pendulum(**training) -> DRIVEConfig:
+    return DRIVEConfig().environment("Pendulum-v1").training(**training)
+
+
+def test_defaults_follow_the_spec():
+    config = DRIVEConfig()
+    assert (config.horizon, config.num_samples, config.gamma, config.alpha) == (5, 1, 0.99, 1.0)
+    assert (config.ensemble_size, config.num_elites, config.tau) == (7, 5, 0.005)
+    assert config.entropy_floor is True and config.target_entropy is None
+    assert (config.policy_update, config.value_loss) == ("joint", "split")
+    assert config.model_lr == 1e-3
+    assert config.posterior_lr == config.prior_lr == config.value_lr == 3e-4
+    assert config.entropy_floor_lr == 3e-4
+    assert config.train_batch_size_per_learner == 256
+    assert config.env_runner_cls is DRIVEEnvRunner
+    assert config.algo_class is DRIVE
+    assert not hasattr(config, "replay_buffer_config")
+
+
+def test_training_sets_every_setting_and_the_module_sees_them():
+    config = pendulum(horizon=3, num_samples=4, alpha=0.5, policy_update="distill", gamma=0.9)
+    config.validate()
+    model_config = config.model_config
+    assert (model_config["horizon"], model_config["num_samples"]) == (3, 4)
+    assert (model_config["alpha"], model_config["gamma"]) == (0.5, 0.9)
+    assert model_config["policy_update"] == "distill"
+
+
+def test_rollout_fragment_spreads_env_steps_over_runners():
+    config = pendulum(env_steps_per_iteration=100).env_runners(num_env_runners=3)
+    assert config.get_rollout_fragment_length() == 34  # ceil(100 / 3)
+    config = pendulum(env_steps_per_iteration=100).env_runners(num_env_runners=0)
+    assert config.get_rollout_fragment_length() == 100
+
+
+def test_config_round_trips_through_a_dict():
+    config = pendulum(horizon=3, model_hiddens=[64, 64])
+    restored = DRIVEConfig.from_dict(config.to_dict())
+    assert restored.horizon == 3 and restored.model_hiddens == [64, 64]
+    restored.validate()
+
+
+@pytest.mark.parametrize(
+    "training, message",
+    [
+        ({"horizon": 0}, "`horizon` must be >= 1"),
+        ({"horizon": 2.5}, "`horizon` must be an integer"),
+        ({"num_samples": 0}, "`num_samples` must be >= 1"),
+        ({"gamma": 0.0}, "`gamma` must lie in (0, 1]"),
+        ({"gamma": 1.5}, "`gamma` must lie in (0, 1]"),
+        ({"alpha": 0.0}, "`alpha` must be a number > 0"),
+        ({"tau": 0.0}, "`tau` must lie in (0, 1]"),
+        ({"tau": 1.5}, "`tau` must lie in (0, 1]"),
+        ({"sigma_min": -0.1}, "`sigma_min` must be a number > 0"),
+        ({"model_lr": 0.0}, "`model_lr` must be a number > 0"),
+        (
+            {"num_elites": 8, "ensemble_size": 7},
+            "`num_elites` (8) must not exceed `ensemble_size` (7)",
+        ),
+        ({"ensemble_size": 0}, "`ensemble_size` must be >= 1"),
+        ({"policy_update": "both"}, "`policy_update` must be one of ('joint', 'distill')"),
+        ({"value_loss": "mse"}, "`value_loss` must be one of ('split', 'cross_entropy')"),
+        ({"inference_policy": "q"}, "`inference_policy` must be one of ('prior', 'posterior')"),
+        ({"model_hiddens": []}, "`model_hiddens` must be a non-empty list"),
+        ({"updates_per_iteration": 0}, "`updates_per_iteration` must be >= 1"),
+        ({"env_steps_per_iteration": 0}, "`env_steps_per_iteration` must be >= 1"),
+        ({"num_warmup_steps": -1}, "`num_warmup_steps` must be >= 0"),
+        ({"train_batch_size_per_learner": 0}, "`train_batch_size_per_learner` must be >= 1"),
+        ({"replay_capacity": 10, "train_batch_size_per_learner": 32}, "`replay_capacity` (10)"),
+        ({"holdout_every": 1}, "`holdout_every=1` would hold out every replay row"),
+        ({"holdout_every": 0}, "set `model_eval_interval=0` too"),
+        ({"target_entropy": "auto"}, "`target_entropy` must be a finite number or None"),
+        ({"entropy_floor": 1}, "`entropy_floor` must be True or False"),
+        ({"lr": 1e-3}, "DRIVE has one learning rate per component"),
+        ({"horizon": tune.grid_search([1, 5])}, "unresolved search space"),
+        ({"num_samples": tune.choice([1, 2])}, "unresolved search space"),
+    ],
+)
+def test_validate_rejects_bad_values_with_a_hint(training, message):
+    config = pendulum(**training)
+    with pytest.raises(ValueError) as error:
+        config.validate()
+    assert message in str(error.value)
+
+
+def test_holdout_may_be_disabled_with_the_ranking():
+    pendulum(holdout_every=0, model_eval_interval=0).validate()
+
+
+def test_total_batch_must_split_evenly_over_learners():
+    config = (
+        DRIVEConfig()
+        .environment("Pendulum-v1")
+        .learners(num_learners=2)
+        .training(train_batch_size_per_learner=None, train_batch_size=255)
+    )
+    with pytest.raises(ValueError, match="not divisible by `num_learners` \\(2\\)"):
+        config.validate()
+    config.training(train_batch_size=256)
+    config.validate()
+    assert config.train_batch_size_per_learner == 128
+
+
+def test_discrete_action_env_is_rejected():
+    with pytest.raises(ValueError) as error:
+        DRIVEConfig().environment("CartPole-v1").validate()
+    assert "continuous (Box) action space" in str(error.value)
+    assert "Discrete(2)" in str(error.value)
+
+
+def test_unbounded_action_space_is_rejected():
+    with pytest.raises(ValueError, match="must be finite"):
+        DRIVEConfig().environment(UnboundedActionEnv).validate()
+
+
+def test_non_flat_observations_are_rejected():
+    with pytest.raises(ValueError, match="flat Box observation space"):
+        DRIVEConfig().environment(ImageObservationEnv).validate()
+
+
+def test_unknown_env_id_is_rejected():
+    with pytest.raises(ValueError, match="Unknown env 'NoSuchEnv-v0'"):
+        DRIVEConfig().environment("NoSuchEnv-v0").validate()
+
+
+def test_missing_env_is_rejected():
+    with pytest.raises(ValueError, match="set config.environment"):
+        DRIVEConfig().validate()
+
+
+def test_actions_must_be_normalised():
+    config = DRIVEConfig().environment("Pendulum-v1", normalize_actions=False)
+    with pytest.raises(ValueError, match="normalize_actions=True"):
+        config.validate()
+
+
+def test_env_runner_must_push_to_the_replay():
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    config = pendulum().env_runners(env_runner_cls=SingleAgentEnvRunner)
+    with pytest.raises(ValueError, match="must subclass DRIVEEnvRunner"):
+        config.validate()
+
+
+def test_register_makes_drive_known_to_tune():
+    from ray.tune.registry import get_trainable_cls
+
+    register()
+    assert get_trainable_cls("DRIVE") is DRIVE
