@@ -65,6 +65,7 @@ LOOP_SETTINGS = (
     "num_warmup_steps",
     "replay_capacity",
     "holdout_every",
+    "replay_actor_resources",
 )
 DRIVE_SETTINGS = MODULE_SETTINGS + LEARNER_SETTINGS + LOOP_SETTINGS
 
@@ -135,6 +136,7 @@ class DRIVEConfig(AlgorithmConfig):
         self.num_warmup_steps = 500
         self.replay_capacity = 1_000_000
         self.holdout_every = 10
+        self.replay_actor_resources = None  # e.g. {"head": 0.01} on a cluster
 
         # RLlib settings DRIVE needs.
         self.env_runner_cls = DRIVEEnvRunner
@@ -178,6 +180,7 @@ class DRIVEConfig(AlgorithmConfig):
         num_warmup_steps: int | None = NotProvided,
         replay_capacity: int | None = NotProvided,
         holdout_every: int | None = NotProvided,
+        replay_actor_resources: dict[str, float] | None = NotProvided,
         **kwargs: Any,
     ) -> DRIVEConfig:
         """Sets DRIVE's training settings (and RLlib's, e.g. ``gamma``, via ``kwargs``).
@@ -244,6 +247,12 @@ class DRIVEConfig(AlgorithmConfig):
             holdout_every: every k-th replay position is held out from
                 training and used to rank the ensemble; 0 disables the holdout
                 (then set ``model_eval_interval=0``). Default 10.
+            replay_actor_resources: custom resources the replay actor asks for,
+                which pins it to the nodes that offer them, e.g. ``{"head": 0.01}``
+                with ``cluster/aws.yaml`` (the head node offers ``head: 1``). The
+                Algorithm's resource request gains one bundle with them, so the
+                actor also fits inside a Tune trial's placement group. Default
+                None: no custom resource, the actor takes 0 CPUs anywhere.
             **kwargs: RLlib's own training settings (``gamma`` default 0.99,
                 ``train_batch_size_per_learner`` default 256, ``grad_clip``, ...).
 
@@ -303,7 +312,8 @@ class DRIVEConfig(AlgorithmConfig):
     def _check_resolved(self) -> None:
         for name in DRIVE_SETTINGS + ("gamma", "train_batch_size_per_learner"):
             value = getattr(self, name)
-            if isinstance(value, dict) or type(value).__module__.startswith("ray.tune"):
+            unresolved_grid = isinstance(value, dict) and "grid_search" in value
+            if unresolved_grid or type(value).__module__.startswith("ray.tune"):
                 self._value_error(
                     f"`{name}` is {value!r}, an unresolved search space. Pass the config "
                     "to tune.Tuner (which resolves tune.grid_search / tune.choice per "
@@ -403,6 +413,21 @@ class DRIVEConfig(AlgorithmConfig):
             self._value_error(
                 f"`num_elites` ({self.num_elites}) must not exceed `ensemble_size` "
                 f"({self.ensemble_size}): lower num_elites or raise ensemble_size."
+            )
+        resources = self.replay_actor_resources
+        if resources is not None and not (
+            isinstance(resources, dict)
+            and all(
+                isinstance(name, str)
+                and isinstance(amount, (int, float))
+                and not isinstance(amount, bool)
+                and amount > 0
+                for name, amount in resources.items()
+            )
+        ):
+            self._value_error(
+                "`replay_actor_resources` must be None or a dict of custom resource names "
+                f"to positive amounts, e.g. {{'head': 0.01}}; got {resources!r}."
             )
         if self.holdout_every == 1:
             self._value_error(

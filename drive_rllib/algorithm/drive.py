@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pyarrow.fs
 import ray
+from ray.tune.execution.placement_groups import PlacementGroupFactory
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.env.env_runner_group import EnvRunnerGroup
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 #: The replay contents inside a checkpoint directory.
 REPLAY_FILE = "replay.npz"
+#: How long setup() waits for the replay actor to be scheduled.
+REPLAY_START_TIMEOUT_S = 120
 
 
 class DRIVE(Algorithm):
@@ -81,13 +84,46 @@ class DRIVE(Algorithm):
             holdout_every=self.config.holdout_every,
             seed=self.config.seed,
             num_cpus=0,
+            resources=self.config.replay_actor_resources,
         )
+        try:
+            ray.get(self._replay.ping.remote(), timeout=REPLAY_START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError as error:
+            raise RuntimeError(
+                f"The replay actor did not start within {REPLAY_START_TIMEOUT_S} s: no node "
+                f"offers its resources {self.config.replay_actor_resources}. Start a node "
+                "with them (e.g. the head of cluster/aws.yaml offers `head: 1`) or change "
+                "config.training(replay_actor_resources=...)."
+            ) from error
         self._connect_env_runners()
         replay = self._replay
         for result in self.learner_group.foreach_learner(
             lambda learner: learner.set_replay_actor(replay)
         ):
             result.get()
+
+    @classmethod
+    @override(Algorithm)
+    def default_resource_request(
+        cls, config: DRIVEConfig | dict[str, Any]
+    ) -> PlacementGroupFactory:
+        """RLlib's request, plus one bundle for the replay actor's custom resources.
+
+        Under Tune every actor of a trial is scheduled in the trial's placement
+        group, so an actor asking for e.g. ``{"head": 0.01}`` only starts if a
+        bundle carries that resource.
+        """
+        factory = super().default_resource_request(config)
+        resources = (
+            config.get("replay_actor_resources")
+            if isinstance(config, dict)
+            else config.replay_actor_resources
+        )
+        if not resources:
+            return factory
+        return PlacementGroupFactory(
+            bundles=[*factory.bundles, {"CPU": 0, **resources}], strategy=factory.strategy
+        )
 
     @property
     def replay_actor(self) -> ray.actor.ActorHandle:
