@@ -153,6 +153,23 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
                 action = self.nets.act(obs, deterministic=True)
         return {Columns.ACTIONS: action}
 
+    @torch.no_grad()
+    def predicted_return(
+        self, obs: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """p_psi(U | s, a) = N(mu, sigma^2) for raw observations [B, S] and actions in [-1, 1].
+
+        Only on a full (Learner-side) module: EnvRunners' inference-only copies
+        hold no value network.
+        """
+        if self.nets.value is None:
+            raise RuntimeError(
+                "this is an inference-only DRIVE module without the value network; use the "
+                "Learner's module (algo.learner_group) to read p_psi"
+            )
+        obs = obs.reshape(obs.shape[0], -1).float()
+        return self.nets.value(self.nets.obs_normalizer(obs), action)
+
     @override(TorchRLModule)
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         with torch.no_grad():

@@ -1,0 +1,226 @@
+"""The ``rllib`` command of drive-rllib: train, evaluate and plot DRIVE (I/O only).
+
+Ray 2.60 no longer installs an ``rllib`` command; this one keeps the old
+conventions::
+
+    rllib train file tuned_examples/drive_halfcheetah.yaml [--stop JSON] [--storage-path DIR]
+        [--ray-address ADDR] [--num-samples N] [--checkpoint-freq K]
+    rllib train --algo DRIVE --env Pendulum-v1 [--config JSON] [--stop JSON] [...]
+    rllib evaluate CHECKPOINT [--episodes N] [--render FILE.mp4]
+    rllib plot RUN_DIR [--out FILE.png]
+
+Bad input (missing or malformed file, unknown run, env, config or stop key, a
+discrete action space, a bad value) ends the command with one ``rllib: error:``
+line and exit status 2, before any Ray process starts. A failed trial gives
+exit status 1. Without ``--ray-address`` (or ``RAY_ADDRESS``, which ``ray job
+submit`` sets for its driver) every command starts a private local Ray
+instance and shuts it down at the end: other Ray clusters on the same machine
+are never joined.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from drive_rllib.cli.experiments import CLIError
+
+#: Exit status of bad input (as for a usage error).
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _training_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--stop",
+            metavar="JSON",
+            help="Stop criteria replacing the experiments', e.g. '{\"num_env_steps_sampled_lifetime\": 20000}'. "
+            "Old keys (episode_reward_mean, timesteps_total) are renamed.",
+        ),
+        click.option(
+            "--storage-path",
+            metavar="DIR",
+            help="Folder of the results (default: the file's storage_path, else ~/ray_results).",
+        ),
+        click.option(
+            "--ray-address",
+            metavar="ADDR",
+            envvar="RAY_ADDRESS",
+            help="Run on this Ray cluster (default: $RAY_ADDRESS, which `ray job submit` sets) "
+            "instead of a private local instance.",
+        ),
+        click.option(
+            "--num-samples",
+            type=click.IntRange(min=1),
+            metavar="N",
+            help="Samples of each experiment's config (repeats of every grid-search point).",
+        ),
+        click.option(
+            "--checkpoint-freq",
+            type=click.IntRange(min=0),
+            metavar="K",
+            help="Checkpoint every K iterations (and at the end, unless checkpoint_at_end: false).",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            is_flag=True,
+            help="Also show Tune's trial tables and the trials' own logs.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """DRIVE on RLlib: train from experiment files, evaluate checkpoints, plot runs."""
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--algo", default="DRIVE", show_default=True, help="The algorithm (only DRIVE).")
+@click.option("--env", help="A gymnasium env id with continuous actions, e.g. Pendulum-v1.")
+@click.option(
+    "--config", "config_json", metavar="JSON", help="DRIVEConfig settings, e.g. '{\"horizon\": 5}'."
+)
+@_training_options
+@click.pass_context
+def train(
+    ctx: click.Context, algo: str, env: str | None, config_json: str | None, **options: Any
+) -> int | None:
+    """Train DRIVE: `rllib train file FILE.yaml` or `rllib train --algo DRIVE --env ENV`.
+
+    Prints one progress line per iteration, then every trial's outcome, the
+    best checkpoint and the `rllib evaluate` command for it. Exit status 0 when
+    every trial finished, 1 when one failed, 2 on bad input.
+    """
+    if ctx.invoked_subcommand is not None:
+        return None
+    from drive_rllib.cli.experiments import (
+        check_experiment,
+        experiment_from_options,
+        option_where,
+        parse_json_option,
+    )
+
+    config = parse_json_option("--config", config_json)
+    experiment = experiment_from_options(algo, env, config, _overrides(options), _note)
+    check_experiment(experiment, option_where)
+    return _run([experiment], options)
+
+
+@train.command("file")
+@click.argument("file", metavar="FILE.yaml")
+@_training_options
+def train_file(file: str, **options: Any) -> int:
+    """Run the experiments of FILE.yaml (old RLlib format: name -> run, env, stop, config)."""
+    from drive_rllib.cli.experiments import check_experiment, experiments_from_file
+
+    experiments, lines = experiments_from_file(file, _overrides(options), _note)
+    for experiment in experiments:
+        check_experiment(experiment, lines.where)
+    return _run(experiments, options)
+
+
+@cli.command()
+@click.argument("checkpoint")
+@click.option("--episodes", type=int, default=10, show_default=True, help="Evaluation episodes.")
+@click.option(
+    "--render",
+    metavar="FILE.mp4",
+    help="Write a video of the first episode (MuJoCo: offscreen via EGL).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Env seed of the first episode (then +1 each).",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    envvar="RAY_ADDRESS",
+    help="Use this Ray cluster (default: $RAY_ADDRESS) instead of a private local instance.",
+)
+@click.option("--algo", help="The old CLI's flag, accepted out of habit: must be DRIVE.")
+@click.option("--env", help="Evaluate on this gymnasium env id instead of the checkpoint's.")
+@click.option("-v", "--verbose", is_flag=True, help="Show Ray's and RLlib's own logs.")
+def evaluate(
+    checkpoint: str,
+    episodes: int,
+    render: str | None,
+    seed: int,
+    ray_address: str | None,
+    algo: str | None,
+    env: str | None,
+    verbose: bool,
+) -> int:
+    """Run the deterministic policy of CHECKPOINT; compare returns with the value's prediction.
+
+    Prints mean ± std return and episode lengths, and per episode the predicted
+    p_psi(U|s0,a0) = N(mu, sigma^2) next to the discounted return obtained.
+    Saves the numbers as evaluation.json inside the checkpoint folder (read by
+    `rllib plot`). CHECKPOINT may also be a trial folder (its last checkpoint).
+    """
+    from drive_rllib.cli.evaluate import evaluate as run_evaluation
+
+    return run_evaluation(checkpoint, episodes, render, seed, ray_address, verbose, algo, env)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option("--out", metavar="FILE.png", help="Image file (default: RUN_DIR/drive_plot.png).")
+def plot(run_dir: str, out: str | None) -> int:
+    """Plot return vs env steps of every trial under RUN_DIR (seeds: mean and min-max band),
+    and predicted vs obtained returns of every evaluation.json found there."""
+    from drive_rllib.cli.plot import plot as draw
+
+    return draw(run_dir, out)
+
+
+def _overrides(options: dict[str, Any]) -> Any:
+    from drive_rllib.cli.experiments import Overrides, parse_json_option
+
+    return Overrides(
+        stop=parse_json_option("--stop", options["stop"]),
+        storage_path=options["storage_path"],
+        num_samples=options["num_samples"],
+        checkpoint_freq=options["checkpoint_freq"],
+    )
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", flush=True)
+
+
+def _run(experiments: list[Any], options: dict[str, Any]) -> int:
+    from drive_rllib.cli.train import run_experiments
+
+    return run_experiments(experiments, options["ray_address"], options["verbose"])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``rllib`` console script and of ``python -m drive_rllib``."""
+    try:
+        status = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="rllib", standalone_mode=False
+        )
+    except CLIError as error:
+        print(f"rllib: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.exceptions.Abort:
+        print("rllib: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        print("rllib: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,535 @@
+"""Experiments for `rllib train`: the old RLlib YAML format, its old keys, and every check.
+
+An experiment file maps experiment names to specs::
+
+    drive-pendulum:
+      run: DRIVE
+      env: Pendulum-v1
+      stop: {env_runners/episode_return_mean: -200, num_env_steps_sampled_lifetime: 20000}
+      checkpoint_config: {checkpoint_frequency: 10, checkpoint_at_end: true}
+      num_samples: 1
+      storage_path: ~/ray_results
+      config: {horizon: 5, ...}          # DRIVEConfig settings, by attribute name
+
+Old keys are renamed with a note (`OLD_STOP_KEYS`, `OLD_EXPERIMENT_KEYS`).
+Everything that can be checked without Ray is checked here, so that bad input
+ends the command before a Ray process starts: YAML syntax (file and line), the
+experiment keys, ``run``, the env id, config keys (with the closest valid key),
+stop keys, and finally ``DRIVEConfig.validate()`` on every grid-search variant
+(values, and the env's spaces: a discrete action space is refused there).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+#: The one algorithm this command trains.
+ALGORITHM = "DRIVE"
+#: Keys of an experiment spec.
+EXPERIMENT_KEYS = (
+    "run",
+    "env",
+    "stop",
+    "config",
+    "checkpoint_config",
+    "num_samples",
+    "storage_path",
+    "max_failures",
+)
+#: Keys of `ray.tune.CheckpointConfig`.
+CHECKPOINT_KEYS = (
+    "checkpoint_frequency",
+    "checkpoint_at_end",
+    "num_to_keep",
+    "checkpoint_score_attribute",
+    "checkpoint_score_order",
+)
+#: Old experiment keys -> (section, today's key); section None is the experiment itself.
+OLD_EXPERIMENT_KEYS: dict[str, tuple[str | None, str]] = {
+    "local_dir": (None, "storage_path"),
+    "checkpoint_freq": ("checkpoint_config", "checkpoint_frequency"),
+    "checkpoint_at_end": ("checkpoint_config", "checkpoint_at_end"),
+    "keep_checkpoints_num": ("checkpoint_config", "num_to_keep"),
+    "checkpoint_score_attr": ("checkpoint_config", "checkpoint_score_attribute"),
+}
+#: Old (RLlib < 2.10) result keys in ``stop`` -> today's names.
+OLD_STOP_KEYS = {
+    "episode_reward_mean": "env_runners/episode_return_mean",
+    "episode_reward_max": "env_runners/episode_return_max",
+    "episode_reward_min": "env_runners/episode_return_min",
+    "episode_len_mean": "env_runners/episode_len_mean",
+    "episodes_total": "env_runners/num_episodes_lifetime",
+    "timesteps_total": "num_env_steps_sampled_lifetime",
+    "evaluation/episode_reward_mean": "evaluation/env_runners/episode_return_mean",
+}
+#: The result keys a stop criterion normally uses.
+COMMON_STOP_KEYS = (
+    "training_iteration",
+    "time_total_s",
+    "num_env_steps_sampled_lifetime",
+    "env_runners/episode_return_mean",
+    "env_runners/episode_return_max",
+    "env_runners/episode_return_min",
+    "env_runners/episode_len_mean",
+    "env_runners/num_episodes_lifetime",
+    "evaluation/env_runners/episode_return_mean",
+)
+#: Result groups whose keys are accepted in ``stop`` without being listed above.
+STOP_KEY_GROUPS = ("env_runners/", "evaluation/", "learners/", "timers/", "replay/", "training/")
+#: Result keys the progress line, the summary and `rllib plot` read.
+RETURN_KEY = "env_runners/episode_return_mean"
+ENV_STEPS_KEY = "num_env_steps_sampled_lifetime"
+#: At most this many grid-search variants are validated before Ray starts.
+MAX_VARIANTS_CHECKED = 32
+
+
+class CLIError(Exception):
+    """Bad input: the command prints the message as one line and exits with status 2."""
+
+
+@dataclass
+class Experiment:
+    """One experiment, in today's names, ready for `ray.tune.Tuner`.
+
+    Attributes:
+        name: experiment name (folder under ``storage_path``).
+        run: the registered trainable ("DRIVE").
+        config: the param space: DRIVEConfig settings by attribute name, with
+            ``env``; may hold ``{"grid_search": [...]}`` values.
+        stop: stop criteria on flattened result keys.
+        checkpoint_config: keyword arguments of `ray.tune.CheckpointConfig`.
+        num_samples: samples of the param space (repeats of every grid point).
+        storage_path: absolute folder or URI (s3://...) of the results, or None
+            for Tune's default (~/ray_results).
+        max_failures: trial restarts allowed after a failure.
+    """
+
+    name: str
+    run: str
+    config: dict[str, Any]
+    stop: dict[str, float] = field(default_factory=dict)
+    checkpoint_config: dict[str, Any] = field(default_factory=dict)
+    num_samples: int = 1
+    storage_path: str | None = None
+    max_failures: int = 0
+
+    @property
+    def env(self) -> Any:
+        return self.config.get("env")
+
+
+@dataclass
+class Overrides:
+    """Command-line options that replace what an experiment file says."""
+
+    stop: dict[str, Any] | None = None
+    storage_path: str | None = None
+    num_samples: int | None = None
+    checkpoint_freq: int | None = None
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+class YamlLines:
+    """Line numbers of the keys of a YAML document, for messages that point into the file."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        try:
+            self._root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            self._root = None
+
+    def where(self, *keys: str) -> str:
+        """``file:line`` of the deepest of ``keys`` (a path of mapping keys) found."""
+        node, line = self._root, None
+        for key in keys:
+            if not isinstance(node, yaml.MappingNode):
+                break
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(key):
+                    node, line = value_node, key_node.start_mark.line + 1
+                    break
+            else:
+                break
+        return self.path if line is None else f"{self.path}:{line}"
+
+
+def read_experiment_file(path: str) -> tuple[dict[str, Any], YamlLines]:
+    """The experiments of a YAML file, as a dict, and the lines of its keys.
+
+    Raises:
+        CLIError: no such file, malformed YAML (with file and line), or not a
+            mapping of experiment names to mappings.
+    """
+    if not os.path.exists(path):
+        raise CLIError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a folder; give an experiment file (.yaml)")
+    with open(path, encoding="utf-8") as file:
+        text = file.read()
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        if mark is None:
+            raise CLIError(f"{path}: malformed YAML: {problem}") from None
+        raise CLIError(
+            f"{path}:{mark.line + 1}:{mark.column + 1}: malformed YAML: {problem}"
+        ) from None
+    lines = YamlLines(path, text)
+    if not isinstance(document, dict) or not document:
+        raise CLIError(
+            f"{path}: expected experiment names at the top level, each with run, env, "
+            "stop and config (see tuned_examples/drive_debug.yaml)"
+        )
+    for name, spec in document.items():
+        if not isinstance(spec, dict):
+            raise CLIError(
+                f"{lines.where(name)}: experiment {name!r} must be a mapping with run, env, "
+                "stop and config"
+            )
+    return document, lines
+
+
+def parse_json_option(option: str, text: str | None) -> dict[str, Any] | None:
+    """A JSON object given on the command line (``--config``, ``--stop``)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CLIError(
+            f"{option}: invalid JSON ({error.msg} at column {error.colno}): {text}"
+        ) from None
+    if not isinstance(value, dict):
+        raise CLIError(f"{option}: expected a JSON object like '{{\"key\": value}}', got {text}")
+    return value
+
+
+# -- old keys and overrides ------------------------------------------------------------------
+
+
+def closest(word: str, candidates: Iterator[str] | list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
+    matches = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+def map_stop_keys(stop: dict[str, Any], where: str, note: Callable[[str], None]) -> dict[str, Any]:
+    """``stop`` with old keys renamed (one note each) and every key and value checked."""
+    mapped: dict[str, Any] = {}
+    for key, value in stop.items():
+        key = str(key)
+        if key in OLD_STOP_KEYS:
+            new_key = OLD_STOP_KEYS[key]
+            note(f"{where}: stop key {key!r} is now {new_key!r}")
+            key = new_key
+        if key in mapped:
+            raise CLIError(f"{where}: stop key {key!r} is given twice (old and new name)")
+        if key not in COMMON_STOP_KEYS and not key.startswith(STOP_KEY_GROUPS):
+            # A key without its group ("episode_return_mean") gets its full name suggested.
+            same_leaf = [
+                k for k in COMMON_STOP_KEYS if k.rsplit("/", 1)[-1] == key.rsplit("/", 1)[-1]
+            ]
+            hint = (
+                f" (did you mean {same_leaf[0]!r}?)"
+                if same_leaf
+                else closest(key, COMMON_STOP_KEYS + tuple(OLD_STOP_KEYS))
+            )
+            raise CLIError(
+                f"{where}: unknown stop key {key!r}{hint}; "
+                f"use one of {', '.join(COMMON_STOP_KEYS[:4])} or another result key"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise CLIError(f"{where}: stop value of {key!r} must be a number, got {value!r}")
+        mapped[key] = value
+    return mapped
+
+
+def experiment_from_spec(
+    name: str,
+    spec: dict[str, Any],
+    where: Callable[..., str],
+    note: Callable[[str], None],
+    overrides: Overrides,
+) -> Experiment:
+    """One `Experiment` from an old-format spec, old keys renamed and overrides applied.
+
+    Args:
+        name: the experiment name.
+        spec: its mapping (run, env, stop, config, ...), possibly with old keys.
+        where: ``where(*keys)`` -> location of a key for messages.
+        note: called with one line per renamed old key.
+        overrides: command-line options that replace the spec's values.
+    """
+    spec = copy.deepcopy(spec)
+    checkpoint_config = spec.pop("checkpoint_config", None) or {}
+    if not isinstance(checkpoint_config, dict):
+        raise CLIError(f"{where(name, 'checkpoint_config')}: checkpoint_config must be a mapping")
+    for old_key, (section, new_key) in OLD_EXPERIMENT_KEYS.items():
+        if old_key not in spec:
+            continue
+        value = spec.pop(old_key)
+        target = spec if section is None else checkpoint_config
+        shown = new_key if section is None else f"{section}.{new_key}"
+        if new_key in target:
+            raise CLIError(
+                f"{where(name, old_key)}: both {old_key!r} and {shown!r} are given; keep {shown!r}"
+            )
+        note(f"{where(name, old_key)}: {old_key!r} is now {shown!r}")
+        target[new_key] = value
+
+    unknown = sorted(set(spec) - set(EXPERIMENT_KEYS))
+    if unknown:
+        key = unknown[0]
+        raise CLIError(
+            f"{where(name, key)}: unknown key {key!r} in experiment {name!r}"
+            f"{closest(key, EXPERIMENT_KEYS + tuple(OLD_EXPERIMENT_KEYS))}; "
+            f"an experiment has {', '.join(EXPERIMENT_KEYS)}"
+        )
+    for key in checkpoint_config:
+        if key not in CHECKPOINT_KEYS:
+            raise CLIError(
+                f"{where(name, 'checkpoint_config', key)}: unknown checkpoint_config key "
+                f"{key!r}{closest(key, CHECKPOINT_KEYS)}"
+            )
+
+    run = spec.get("run")
+    if run != ALGORITHM:
+        if run is None:
+            raise CLIError(
+                f"{where(name)}: experiment {name!r} has no 'run' (use run: {ALGORITHM})"
+            )
+        hint = f" (did you mean {ALGORITHM!r}?)" if str(run).upper() == ALGORITHM else ""
+        raise CLIError(
+            f"{where(name, 'run')}: unknown run {run!r}{hint}: this command trains "
+            f"{ALGORITHM} only (run: {ALGORITHM})"
+        )
+
+    config = spec.get("config") or {}
+    if not isinstance(config, dict):
+        raise CLIError(f"{where(name, 'config')}: config must be a mapping of DRIVEConfig settings")
+    if "env" in spec:
+        if "env" in config and config["env"] != spec["env"]:
+            raise CLIError(
+                f"{where(name, 'env')}: env is given twice ({spec['env']!r} and config.env "
+                f"{config['env']!r}); keep one"
+            )
+        config["env"] = spec["env"]
+    if config.get("env") is None:
+        raise CLIError(f"{where(name)}: experiment {name!r} has no env (e.g. env: Pendulum-v1)")
+
+    stop = overrides.stop if overrides.stop is not None else spec.get("stop") or {}
+    stop_where = "--stop" if overrides.stop is not None else where(name, "stop")
+    if not isinstance(stop, dict):
+        raise CLIError(f"{stop_where}: stop must be a mapping of result keys to values")
+    stop = map_stop_keys(stop, stop_where, note)
+
+    if overrides.checkpoint_freq is not None:
+        checkpoint_config["checkpoint_frequency"] = overrides.checkpoint_freq
+    # The summary names the best checkpoint, so there is always one at the end.
+    checkpoint_config.setdefault("checkpoint_at_end", True)
+
+    num_samples = (
+        overrides.num_samples if overrides.num_samples is not None else spec.get("num_samples", 1)
+    )
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise CLIError(
+            f"{where(name, 'num_samples')}: num_samples must be an integer >= 1, got {num_samples!r}"
+        )
+    seed = config.get("seed")
+    if num_samples > 1 and isinstance(seed, int) and not isinstance(seed, bool):
+        note(
+            f"{where(name, 'config', 'seed')}: {num_samples} samples with the fixed seed {seed} "
+            "repeat one run; for seeds write seed: {grid_search: [0, 1, 2]} instead"
+        )
+    max_failures = spec.get("max_failures", 0)
+    if isinstance(max_failures, bool) or not isinstance(max_failures, int):
+        raise CLIError(
+            f"{where(name, 'max_failures')}: max_failures must be an integer, got {max_failures!r}"
+        )
+
+    storage_path = overrides.storage_path or spec.get("storage_path")
+    if storage_path is not None and "://" not in str(storage_path):
+        # Local folders are made absolute (Tune needs that); URIs such as s3://... stay.
+        storage_path = os.path.abspath(os.path.expanduser(str(storage_path)))
+
+    return Experiment(
+        name=str(name),
+        run=run,
+        config=config,
+        stop=stop,
+        checkpoint_config=checkpoint_config,
+        num_samples=num_samples,
+        storage_path=storage_path,
+        max_failures=max_failures,
+    )
+
+
+def experiments_from_file(
+    path: str, overrides: Overrides, note: Callable[[str], None]
+) -> tuple[list[Experiment], YamlLines]:
+    """Every experiment of an old-format YAML file (old keys renamed, overrides applied)."""
+    document, lines = read_experiment_file(path)
+    experiments = [
+        experiment_from_spec(name, spec, lines.where, note, overrides)
+        for name, spec in document.items()
+    ]
+    return experiments, lines
+
+
+def experiment_from_options(
+    algo: str,
+    env: str | None,
+    config: dict[str, Any] | None,
+    overrides: Overrides,
+    note: Callable[[str], None],
+) -> Experiment:
+    """The experiment of ``rllib train --algo ALGO --env ENV [--config JSON] [--stop JSON]``."""
+    if env is None and not (config or {}).get("env"):
+        raise CLIError(
+            "give --env ENV (e.g. --env Pendulum-v1) or an experiment file: rllib train file FILE.yaml"
+        )
+    spec: dict[str, Any] = {"run": algo, "config": dict(config or {})}
+    if env is not None:
+        spec["env"] = env
+
+    name = f"{algo}_{env or spec['config']['env']}"
+    return experiment_from_spec(name, spec, option_where, note, overrides)
+
+
+def option_where(*keys: str) -> str:
+    """The command-line option a key of an experiment given by options came from."""
+    for key in ("config", "stop", "env"):
+        if key in keys:
+            return f"--{key}"
+    return "command line"
+
+
+# -- checks that need gymnasium or DRIVEConfig (no Ray process) ------------------------------
+
+
+def check_env(experiment: Experiment, where: str) -> None:
+    """An unknown gymnasium env id ends the command here, with gymnasium's suggestion."""
+    env = experiment.env
+    if not isinstance(env, str):
+        raise CLIError(f"{where}: env must be a gymnasium id such as 'Pendulum-v1', got {env!r}")
+    if "grid_search" in str(env):
+        return
+    import gymnasium as gym
+
+    try:
+        gym.spec(env)
+    except gym.error.Error as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CLIError(f"{where}: unknown env {env!r}: {message}") from None
+    except (ImportError, ModuleNotFoundError) as error:
+        raise CLIError(f"{where}: env {env!r} cannot be imported: {error}") from None
+
+
+def accepted_config_keys() -> tuple[set[str], list[str]]:
+    """(every key ``DRIVEConfig.update_from_dict`` understands, the public ones to suggest)."""
+    from ray._common.deprecation import DEPRECATED_VALUE
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    from drive_rllib.algorithm import DRIVEConfig
+
+    config_class = DRIVEConfig
+    as_dict = config_class().to_dict()
+    accepted = set(as_dict)
+    for key in as_dict:
+        public = key.lstrip("_")
+        if public != key and isinstance(getattr(config_class, public, None), property):
+            accepted.add(public)
+    # Old spellings that AlgorithmConfig translates itself (e.g. num_workers).
+    for alias in ("num_workers", "lambda", "num_cpus_for_driver", "create_env_on_driver"):
+        if AlgorithmConfig._translate_special_keys(alias, warn_deprecated=False) in accepted:
+            accepted.add(alias)
+    suggestions = sorted(
+        key for key in accepted if not key.startswith("_") and as_dict.get(key) != DEPRECATED_VALUE
+    )
+    return accepted, suggestions
+
+
+def check_config_keys(experiment: Experiment, where: Callable[[str], str]) -> None:
+    """Every config key must be a DRIVEConfig attribute; the closest one is suggested."""
+    accepted, suggestions = accepted_config_keys()
+    for key in experiment.config:
+        if key not in accepted:
+            raise CLIError(
+                f"{where(key)}: unknown config key {key!r} in experiment "
+                f"{experiment.name!r}{closest(key, suggestions)}"
+            )
+
+
+def resolved_variants(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Up to `MAX_VARIANTS_CHECKED` grid-search variants of a config, with their labels."""
+    from ray.tune.search.variant_generator import generate_variants
+
+    variants = []
+    for resolved_vars, variant in generate_variants(copy.deepcopy(config)):
+        label = ", ".join(
+            f"{'/'.join(map(str, path))}={value}" for path, value in resolved_vars.items()
+        )
+        variants.append((label, variant))
+        if len(variants) >= MAX_VARIANTS_CHECKED:
+            break
+    return variants
+
+
+def check_config_values(experiment: Experiment, where: str) -> None:
+    """``DRIVEConfig.validate()`` on the grid-search variants: values and the env's spaces."""
+    from drive_rllib.algorithm import DRIVEConfig
+
+    for label, variant in resolved_variants(experiment.config):
+        try:
+            DRIVEConfig().update_from_dict(variant).validate()
+        except ValueError as error:
+            message = str(error).splitlines()[0]
+            variant_label = f" (variant {label})" if label else ""
+            raise CLIError(
+                f"{where}: experiment {experiment.name!r}{variant_label}: {message}"
+            ) from None
+
+
+def check_experiment(experiment: Experiment, where: Callable[..., str]) -> None:
+    """All checks of one experiment, cheapest first; raises `CLIError` on the first problem.
+
+    Args:
+        experiment: the experiment.
+        where: ``where(*keys)`` -> location of a key of the spec for messages, e.g.
+            ``where(name, "config", "horizon")`` -> ``"file.yaml:12"``.
+    """
+    name = experiment.name
+    check_env(experiment, where(name, "env"))
+    # RLlib logs its new-API-stack notice while a config is built: not for the user here.
+    hide_ray_notices()
+    check_config_keys(experiment, lambda key: where(name, "config", key))
+    check_config_values(experiment, where(name, "config"))
+
+
+#: Loggers whose warnings are RLlib's business, not the user's (deprecations inside RLlib).
+NOTICE_LOGGERS = ("ray.rllib", "ray.tune", "ray._common.deprecation")
+
+
+def hide_ray_notices() -> None:
+    """Hides RLlib's and Tune's notices in this process (new API stack, deprecations,
+    gputil); their errors still show. Importing or initialising ray resets these
+    loggers' levels, so this imports it first and `ray_session` calls it again."""
+    import ray.rllib  # noqa: F401
+
+    for name in NOTICE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

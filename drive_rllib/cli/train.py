@@ -1,0 +1,237 @@
+"""`rllib train`: runs checked experiments through Tune on a private Ray instance, then
+names the best checkpoint and the command that evaluates it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from drive_rllib.cli.experiments import (
+    ENV_STEPS_KEY,
+    NOTICE_LOGGERS,
+    RETURN_KEY,
+    CLIError,
+    Experiment,
+    hide_ray_notices,
+)
+from drive_rllib.cli.progress import Budget, ProgressPrinter, finite, format_count, nested_get
+
+
+@contextmanager
+def ray_session(address: str | None, verbose: bool = False) -> Iterator[None]:
+    """Ray for one command: a private local instance (all CPUs, no dashboard), or the
+    cluster at ``address``. Shuts down only what it started or attached to."""
+    import ray
+
+    if address is None:
+        # address="local" never attaches to one of the other Ray clusters on this machine.
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=verbose,
+            logging_level=logging.INFO if verbose else logging.WARNING,
+        )
+    else:
+        try:
+            ray.init(
+                address=address,
+                log_to_driver=verbose,
+                logging_level=logging.INFO if verbose else logging.WARNING,
+            )
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            raise CLIError(f"--ray-address {address}: cannot connect to Ray: {error}") from None
+    if verbose:
+        for name in NOTICE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    else:
+        hide_ray_notices()
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@dataclass
+class TrialSummary:
+    """One trial's outcome, in plain values."""
+
+    experiment: str
+    trial: str
+    path: str
+    error: str | None
+    env_steps: float | None
+    episode_return: float | None
+    checkpoint: str | None
+    checkpoint_return: float | None
+    checkpoint_env_steps: float | None
+
+
+def best_checkpoint(trials: list[TrialSummary]) -> TrialSummary | None:
+    """The trial whose checkpoint has the highest mean training return (the last
+    checkpoint counts when no episode had finished); None without checkpoints."""
+    candidates = [trial for trial in trials if trial.checkpoint is not None]
+    if not candidates:
+        return None
+    return max(
+        candidates,
+        key=lambda t: (
+            t.checkpoint_return is not None,
+            t.checkpoint_return or 0.0,
+            t.checkpoint_env_steps or 0.0,
+        ),
+    )
+
+
+def summary_lines(trials: list[TrialSummary], seconds: float) -> tuple[list[str], int]:
+    """The closing lines of `rllib train` and its exit status (1 when a trial failed)."""
+    lines = []
+    for trial in trials:
+        if trial.error:
+            state = f"FAILED: {trial.error}  (see {os.path.join(trial.path, 'error.txt')})"
+        else:
+            episode_return = "-" if trial.episode_return is None else f"{trial.episode_return:.1f}"
+            steps = "-" if trial.env_steps is None else format_count(trial.env_steps)
+            state = f"return {episode_return} after {steps} env steps"
+        lines.append(f"{trial.experiment} trial {trial.trial}: {state}")
+    failed = [trial for trial in trials if trial.error]
+    lines.append(
+        f"{len(trials) - len(failed)} of {len(trials)} trials finished in {seconds:.0f} s"
+        + (f", {len(failed)} failed" if failed else "")
+    )
+    for folder in dict.fromkeys(os.path.dirname(trial.path) for trial in trials):
+        lines.append(f"Results: {folder}   (plot them: rllib plot {shlex.quote(folder)})")
+    best = best_checkpoint([trial for trial in trials if not trial.error]) or best_checkpoint(
+        trials
+    )
+    status = 1 if failed else 0
+    if best is None:
+        lines.append("No checkpoint was written.")
+        return lines, status
+    if best.checkpoint_return is None:
+        detail = "no finished episode yet: the last checkpoint"
+    else:
+        detail = f"return {best.checkpoint_return:.1f}"
+        if best.checkpoint_env_steps is not None:
+            detail += f" at {format_count(best.checkpoint_env_steps)} env steps"
+    lines.append(f"Best checkpoint: {best.checkpoint}  ({detail})")
+    lines.append(f"Evaluate it: rllib evaluate {shlex.quote(best.checkpoint)}")
+    return lines, status
+
+
+def _summarize(experiment: Experiment, result: Any) -> TrialSummary:
+    """A `TrialSummary` from one `ray.tune.Result`."""
+    metrics = result.metrics or {}
+    # (return, env steps, order, path) of each kept checkpoint; the highest return wins,
+    # the latest when no checkpoint has one.
+    scored = [
+        (
+            finite(nested_get(checkpoint_metrics, RETURN_KEY)),
+            finite(nested_get(checkpoint_metrics, ENV_STEPS_KEY)),
+            order,
+            checkpoint.path,
+        )
+        for order, (checkpoint, checkpoint_metrics) in enumerate(result.best_checkpoints or [])
+    ]
+    best_return, best_steps, best_path = None, None, None
+    if scored:
+        best_return, best_steps, _, best_path = max(
+            scored, key=lambda score: (score[0] is not None, score[0] or 0.0, score[2])
+        )
+    elif result.checkpoint is not None:
+        best_path = result.checkpoint.path
+    error = None if result.error is None else error_line(result.error)
+    # Tune names trial folders <trainable>_<env>_<trial id>_<index>_<params>_<date>.
+    trial_id = re.search(r"_([0-9a-f]{5}_\d{5})_", os.path.basename(result.path))
+    return TrialSummary(
+        experiment=experiment.name,
+        trial=trial_id.group(1) if trial_id else os.path.basename(result.path),
+        path=result.path,
+        error=error,
+        env_steps=finite(nested_get(metrics, ENV_STEPS_KEY)),
+        episode_return=finite(nested_get(metrics, RETURN_KEY)),
+        checkpoint=best_path,
+        checkpoint_return=best_return,
+        checkpoint_env_steps=best_steps,
+    )
+
+
+def error_line(error: BaseException | str) -> str:
+    """The most telling line of a trial's error: the last ``SomeError: message`` line of
+    its (possibly remote) traceback, else its last line."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*: \S", line):
+            return line
+    return lines[-1] if lines else type(error).__name__
+
+
+def _progress_callback(printer: ProgressPrinter) -> Any:
+    from ray import tune
+
+    class ProgressCallback(tune.Callback):
+        """Feeds every trial result to the progress printer."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            printer.result(trial.trial_id, result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            printer.message(f"trial {trial.trial_id} finished")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            printer.message(f"trial {trial.trial_id} failed (its error is printed at the end)")
+
+    return ProgressCallback()
+
+
+def run_experiments(
+    experiments: list[Experiment], ray_address: str | None = None, verbose: bool = False
+) -> int:
+    """Runs the experiments one after the other and prints the summary; the exit status."""
+    # Tune's own table reporter is replaced by the progress line (kept with --verbose).
+    if not verbose:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from ray import tune
+
+    from drive_rllib.algorithm import register
+
+    start = time.monotonic()
+    trials: list[TrialSummary] = []
+    with ray_session(ray_address, verbose):
+        register()
+        for experiment in experiments:
+            print(
+                f"== {experiment.name}: {experiment.run} on {experiment.env}, "
+                f"{experiment.num_samples} sample(s), stop {experiment.stop or 'never (Ctrl-C ends it)'}",
+                flush=True,
+            )
+            printer = ProgressPrinter(Budget.from_stop(experiment.stop))
+            tuner = tune.Tuner(
+                experiment.run,
+                param_space=experiment.config,
+                tune_config=tune.TuneConfig(num_samples=experiment.num_samples),
+                run_config=tune.RunConfig(
+                    name=experiment.name,
+                    storage_path=experiment.storage_path,
+                    stop=experiment.stop,
+                    checkpoint_config=tune.CheckpointConfig(**experiment.checkpoint_config),
+                    failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
+                    callbacks=[_progress_callback(printer)],
+                    verbose=2 if verbose else 0,
+                ),
+            )
+            try:
+                results = tuner.fit()
+            finally:
+                printer.end_line()
+            trials.extend(_summarize(experiment, result) for result in results)
+    lines, status = summary_lines(trials, time.monotonic() - start)
+    print("\n".join(lines), flush=True)
+    return status

@@ -1,0 +1,81 @@
+"""Helpers of the `rllib` command tests: run the command in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TUNED_EXAMPLES = REPO / "tuned_examples"
+
+
+@dataclass
+class Run:
+    """A finished `rllib` subprocess."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    ray_started: bool  # whether the command started a Ray instance (made a session folder)
+
+    def describe(self) -> str:
+        return (
+            f"rllib {' '.join(self.args)} -> {self.returncode} in {self.seconds:.0f} s\n"
+            f"--- stdout\n{self.stdout}\n--- stderr\n{self.stderr[-5000:]}"
+        )
+
+
+def rllib(
+    *args: str,
+    cwd: pathlib.Path | str | None = None,
+    timeout: float = 300,
+    extra_env: dict[str, str] | None = None,
+) -> Run:
+    """Runs ``python -m drive_rllib ARGS`` (no install needed) with its own Ray temp folder.
+
+    The Ray temp folder (RAY_TMPDIR) is new and short (Unix socket paths are
+    limited to 107 bytes), so any Ray instance the command starts is private to
+    it and shows up there. RAY_ADDRESS is removed: the command must start its own.
+    """
+    ray_tmpdir = pathlib.Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    env.update(
+        {
+            # Ray 2.60 turns on token authentication for new local clusters unless
+            # this is set; these commands start their own throwaway instance.
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_TMPDIR": str(ray_tmpdir),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        }
+    )
+    env.update(extra_env or {})
+    start = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-m", "drive_rllib", *map(str, args)],
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    seconds = time.monotonic() - start
+    ray_started = (ray_tmpdir / "ray").exists()
+    shutil.rmtree(ray_tmpdir, ignore_errors=True)
+    return Run(
+        list(map(str, args)),
+        completed.returncode,
+        completed.stdout,
+        completed.stderr,
+        seconds,
+        ray_started,
+    )

@@ -1,0 +1,129 @@
+"""The live progress line: rates, ETA and the two output forms (terminal bar, plain lines)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from drive_rllib.cli.progress import (
+    UPDATE_STEPS_KEY,
+    Budget,
+    ProgressPrinter,
+    ProgressTracker,
+    format_count,
+    format_duration,
+    format_progress,
+)
+
+
+def result(
+    iteration: int,
+    env_steps: float,
+    total_s: float,
+    iteration_s: float,
+    episode_return: float | None = None,
+    updates: float = 100,
+) -> dict:
+    """A Tune result as DRIVE reports it (nested groups)."""
+    env_runners = {"num_env_steps_sampled_lifetime": env_steps}
+    if episode_return is not None:
+        env_runners["episode_return_mean"] = episode_return
+    return {
+        "training_iteration": iteration,
+        "num_env_steps_sampled_lifetime": env_steps,
+        "time_total_s": total_s,
+        "time_this_iter_s": iteration_s,
+        "training/update_steps": updates,
+        "env_runners": env_runners,
+    }
+
+
+def test_update_steps_key_is_the_one_drive_logs():
+    from drive_rllib.algorithm import metrics
+
+    assert UPDATE_STEPS_KEY == metrics.UPDATE_STEPS
+
+
+def test_rates_and_eta_against_an_env_step_budget():
+    tracker = ProgressTracker(Budget(env_steps=1000))
+    first = tracker.update("t0", result(1, 100, total_s=2.0, iteration_s=2.0))
+    assert first.env_steps_per_s == pytest.approx(50.0)  # 100 steps in 2 s
+    assert first.updates_per_s == pytest.approx(50.0)  # 100 updates in 2 s
+    assert first.eta_s == pytest.approx(900 * 0.02)  # 900 steps left at 0.02 s each
+    assert first.fraction == pytest.approx(0.1)
+    assert first.episode_return is None
+
+    second = tracker.update(
+        "t0", result(2, 200, total_s=3.0, iteration_s=1.0, episode_return=-800.0)
+    )
+    assert second.env_steps_per_s == pytest.approx(100.0)
+    # Seconds per step smoothed: 0.7 * 0.02 + 0.3 * 0.01 = 0.017.
+    assert second.eta_s == pytest.approx(800 * 0.017)
+    assert second.episode_return == -800.0
+
+
+def test_the_budget_that_ends_first_sets_the_eta():
+    tracker = ProgressTracker(Budget(env_steps=10_000, iterations=3, seconds=100.0))
+    progress = tracker.update("t0", result(1, 100, total_s=2.0, iteration_s=2.0))
+    # Steps: 9,900 x 0.02 s = 198 s; iterations: 2 x 2 s = 4 s; time: 98 s.
+    assert progress.eta_s == pytest.approx(4.0)
+    assert progress.fraction == pytest.approx(1 / 3)
+
+
+def test_trials_are_tracked_separately_and_no_budget_means_no_eta():
+    tracker = ProgressTracker(Budget(target_return=-200))
+    tracker.update("a", result(1, 100, 1.0, 1.0))
+    other = tracker.update("b", result(1, 300, 1.0, 1.0))
+    assert other.env_steps_per_s == pytest.approx(300.0)
+    assert other.eta_s is None and other.fraction is None
+
+
+def test_line_formats():
+    budget = Budget(env_steps=5000, target_return=-200)
+    progress = ProgressTracker(budget).update(
+        "0000", result(12, 3100, 10.0, 1.0, episode_return=-812.34, updates=38)
+    )
+    line = format_progress(progress, budget)
+    assert line == (
+        "it 12  3.1k/5k env steps  return -812.3 (stop at -200)  "
+        "3.1k env steps/s  38 updates/s  ETA 1s  (trial 0000)"
+    )
+    # On a terminal the bar and the ETA come first: a narrow terminal cuts the trial name.
+    assert format_progress(progress, budget, bar=True) == (
+        "[#######.....]  62% ETA 1s  it 12  3.1k/5k env steps  return -812.3 (stop at -200)  "
+        "3.1k env steps/s  38 updates/s  (trial 0000)"
+    )
+    assert (
+        format_count(950) == "950"
+        and format_count(12_345) == "12.3k"
+        and format_count(1_234_567) == "1.23M"
+    )
+    assert format_duration(None) == "?" and format_duration(42) == "42s"
+    assert format_duration(185) == "3m05s" and format_duration(7620) == "2h07m"
+
+
+def test_plain_lines_when_not_a_terminal():
+    stream = io.StringIO()
+    printer = ProgressPrinter(Budget(env_steps=400), stream=stream, tty=False)
+    printer.result("t0", result(1, 200, 2.0, 2.0))
+    printer.result("t0", result(2, 400, 3.0, 1.0))
+    printer.message("trial t0 finished")
+    lines = stream.getvalue().splitlines()
+    assert [line.split("  ")[0] for line in lines[:2]] == ["it 1", "it 2"]
+    assert lines[2] == "trial t0 finished"
+    assert "\r" not in stream.getvalue() and "\x1b" not in stream.getvalue()
+
+
+def test_one_updating_bar_on_a_terminal():
+    stream = io.StringIO()
+    printer = ProgressPrinter(Budget(env_steps=400), stream=stream, tty=True)
+    printer.result("t0", result(1, 200, 2.0, 2.0))
+    printer.result("t0", result(2, 400, 3.0, 1.0))
+    printer.message("trial t0 finished")
+    text = stream.getvalue()
+    # Both updates rewrite the same line (carriage return, erase to end of line);
+    # the message ends that line first.
+    assert text.count("\r") == 2 and text.count("\x1b[K") == 2
+    assert text.count("\n") == 2 and text.endswith("\ntrial t0 finished\n")
+    assert "[######......]  50% ETA" in text and "[############] 100% ETA 0s" in text
