@@ -4,15 +4,17 @@ Ray 2.60 no longer installs an ``rllib`` command; this one keeps the old
 conventions::
 
     rllib train file tuned_examples/drive_halfcheetah.yaml [--stop JSON] [--storage-path DIR]
-        [--ray-address ADDR] [--num-samples N] [--checkpoint-freq K]
+        [--ray-address ADDR] [--num-samples N] [--checkpoint-freq K] [--resume]
     rllib train --algo DRIVE --env Pendulum-v1 [--config JSON] [--stop JSON] [...]
     rllib evaluate CHECKPOINT [--episodes N] [--render FILE.mp4]
     rllib plot RUN_DIR [--out FILE.png]
+    rllib sweep-report RUN_DIR [--out DIR] [--last K] [--no-plots]
 
 Bad input (missing or malformed file, unknown run, env, config or stop key, a
 discrete action space, a bad value) ends the command with one ``rllib: error:``
 line and exit status 2, before any Ray process starts. A failed trial gives
-exit status 1. Without ``--ray-address`` (or ``RAY_ADDRESS``, which ``ray job
+exit status 1, an interrupted run (Ctrl-C; `rllib train file ... --resume`
+continues it) 130. Without ``--ray-address`` (or ``RAY_ADDRESS``, which ``ray job
 submit`` sets for its driver) every command starts a private local Ray
 instance and shuts it down at the end: other Ray clusters on the same machine
 are never joined.
@@ -20,6 +22,7 @@ are never joined.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,7 +60,9 @@ def _training_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--num-samples",
             type=click.IntRange(min=1),
             metavar="N",
-            help="Samples of each experiment's config (repeats of every grid-search point).",
+            help="Tune's samples of each experiment's config: repeats of every grid-search "
+            "point, e.g. seeds (the experiment-level num_samples; DRIVE's own N is the "
+            "config key num_samples).",
         ),
         click.option(
             "--checkpoint-freq",
@@ -117,14 +122,32 @@ def train(
 @train.command("file")
 @click.argument("file", metavar="FILE.yaml")
 @_training_options
-def train_file(file: str, **options: Any) -> int:
-    """Run the experiments of FILE.yaml (old RLlib format: name -> run, env, stop, config)."""
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the experiments saved under the storage path (after Ctrl-C or a crash): "
+    "unfinished and failed trials resume from their last checkpoint, finished ones are "
+    "kept, experiments not started yet start.",
+)
+def train_file(file: str, resume: bool, **options: Any) -> int:
+    """Run the experiments of FILE.yaml (old RLlib format: name -> run, env, stop, config).
+
+    In the file, an experiment's own `num_samples` is Tune's (repeats of every grid point,
+    e.g. seeds); `config: {num_samples: ...}` is DRIVE's N (imagined samples per state).
+    """
     from drive_rllib.cli.experiments import check_experiment, experiments_from_file
 
     experiments, lines = experiments_from_file(file, _overrides(options), _note)
     for experiment in experiments:
         check_experiment(experiment, lines.where)
-    return _run(experiments, options)
+    if resume:
+        _check_resume(experiments, options)
+    else:
+        _note_existing(experiments)
+    command = ["rllib", "train", "file", file]
+    if options["storage_path"]:
+        command += ["--storage-path", options["storage_path"]]
+    return _run(experiments, options, resume, shlex.join([*command, "--resume"]))
 
 
 @cli.command()
@@ -184,6 +207,30 @@ def plot(run_dir: str, out: str | None) -> int:
     return draw(run_dir, out)
 
 
+@cli.command("sweep-report")
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option("--out", metavar="DIR", help="Folder of the report (default: RUN_DIR).")
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Final return = mean of a trial's last K reported training returns.",
+)
+@click.option("--no-plots", is_flag=True, help="Write the tables only (no matplotlib needed).")
+def sweep_report(run_dir: str, out: str | None, last: int, no_plots: bool) -> int:
+    """Tables and figures of a sweep over H (horizon) and N (num_samples) under RUN_DIR.
+
+    Writes sweep.md and sweep.csv (one row per (H, N): final return and area-under-curve
+    return, mean ± std over seeds, wall time per trial), sweep_trials.csv (one row per
+    trial), and with matplotlib heatmap.png, curves_by_H.png, curves_by_N.png and
+    wall_time.png. Reads the trial folders offline; starts no Ray.
+    """
+    from drive_rllib.cli.sweep_report import report
+
+    return report(run_dir, out, last=last, plots=not no_plots)
+
+
 def _overrides(options: dict[str, Any]) -> Any:
     from drive_rllib.cli.experiments import Overrides, parse_json_option
 
@@ -199,10 +246,48 @@ def _note(text: str) -> None:
     print(f"note: {text}", flush=True)
 
 
-def _run(experiments: list[Any], options: dict[str, Any]) -> int:
+def _run(
+    experiments: list[Any],
+    options: dict[str, Any],
+    resume: bool = False,
+    resume_command: str | None = None,
+) -> int:
     from drive_rllib.cli.train import run_experiments
 
-    return run_experiments(experiments, options["ray_address"], options["verbose"])
+    return run_experiments(
+        experiments, options["ray_address"], options["verbose"], resume, resume_command
+    )
+
+
+def _check_resume(experiments: list[Any], options: dict[str, Any]) -> None:
+    """--resume continues runs as they were started: no new stop, samples or checkpoint
+    frequency, and at least one experiment must have been saved."""
+    from drive_rllib.cli.train import can_resume, experiment_path
+
+    for option in ("stop", "num_samples", "checkpoint_freq"):
+        if options[option] is not None:
+            raise CLIError(
+                f"--resume continues the trials as they were created; drop "
+                f"--{option.replace('_', '-')}"
+            )
+    if not any(can_resume(experiment) for experiment in experiments):
+        paths = ", ".join(experiment_path(experiment) for experiment in experiments)
+        raise CLIError(
+            f"--resume: no saved Tune experiment at {paths}; give the --storage-path of the "
+            "first run, or run without --resume"
+        )
+
+
+def _note_existing(experiments: list[Any]) -> None:
+    from drive_rllib.cli.train import can_resume, experiment_path
+
+    for experiment in experiments:
+        if can_resume(experiment):
+            _note(
+                f"{experiment_path(experiment)} already holds a Tune run: the new trials are "
+                "written next to its trials (add --resume to continue it instead, or choose "
+                "another --storage-path)"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

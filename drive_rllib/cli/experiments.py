@@ -7,9 +7,10 @@ An experiment file maps experiment names to specs::
       env: Pendulum-v1
       stop: {env_runners/episode_return_mean: -200, num_env_steps_sampled_lifetime: 20000}
       checkpoint_config: {checkpoint_frequency: 10, checkpoint_at_end: true}
-      num_samples: 1
+      num_samples: 1                     # Tune's: repeats of every grid point (seeds)
       storage_path: ~/ray_results
-      config: {horizon: 5, ...}          # DRIVEConfig settings, by attribute name
+      config: {horizon: 5, num_samples: 1, ...}   # DRIVEConfig settings, by attribute
+                                                  # name (this num_samples is DRIVE's N)
 
 Old keys are renamed with a note (`OLD_STOP_KEYS`, `OLD_EXPERIMENT_KEYS`).
 Everything that can be checked without Ray is checked here, so that bad input
@@ -347,8 +348,16 @@ def experiment_from_spec(
         overrides.num_samples if overrides.num_samples is not None else spec.get("num_samples", 1)
     )
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        # Two settings share the name: the experiment's is Tune's, the config's is DRIVE's N.
+        hint = (
+            "; to sweep DRIVE's N put it under config (config: {num_samples: {grid_search: "
+            "[1, 2, 4]}})"
+            if isinstance(num_samples, dict)
+            else ""
+        )
         raise CLIError(
-            f"{where(name, 'num_samples')}: num_samples must be an integer >= 1, got {num_samples!r}"
+            f"{where(name, 'num_samples')}: the experiment's num_samples (Tune's repeats of "
+            f"every grid point, e.g. seeds) must be an integer >= 1, got {num_samples!r}{hint}"
         )
     seed = config.get("seed")
     if num_samples > 1 and isinstance(seed, int) and not isinstance(seed, bool):

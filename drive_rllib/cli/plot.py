@@ -11,7 +11,6 @@ obtained. Reading is plain Python and numpy; only drawing needs matplotlib
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import numpy as np
 
 from drive_rllib.cli.evaluate import EVALUATION_FILE
 from drive_rllib.cli.experiments import ENV_STEPS_KEY, RETURN_KEY, CLIError
+from drive_rllib.cli.results import find_trials, read_params, read_rows
 
 #: File written when --out is not given, inside RUN_DIR.
 DEFAULT_OUT = "drive_plot.png"
@@ -67,30 +67,22 @@ class ConfigCurves:
 
 
 def read_curve(trial_dir: str) -> Curve | None:
-    """The return curve in a trial folder's progress.csv (None when no episode finished)."""
+    """The return curve of a trial folder (None when no episode finished). Read from
+    result.json, which, unlike progress.csv, keeps keys that first appear after the
+    first iteration (see `drive_rllib.cli.results`)."""
     steps, returns = [], []
-    with open(os.path.join(trial_dir, "progress.csv"), newline="", encoding="utf-8") as file:
-        for row in csv.DictReader(file):
-            try:
-                step, value = (
-                    float(row.get(ENV_STEPS_KEY) or "nan"),
-                    float(row.get(RETURN_KEY) or "nan"),
-                )
-            except ValueError:
-                continue
-            if math.isfinite(step) and math.isfinite(value):
-                steps.append(step)
-                returns.append(value)
+    for row in read_rows(trial_dir, (ENV_STEPS_KEY, RETURN_KEY)):
+        if row[ENV_STEPS_KEY] is not None and row[RETURN_KEY] is not None:
+            steps.append(row[ENV_STEPS_KEY])
+            returns.append(row[RETURN_KEY])
     if not steps:
         return None
-    params: dict[str, Any] = {}
-    params_file = os.path.join(trial_dir, "params.json")
-    if os.path.exists(params_file):
-        with open(params_file, encoding="utf-8") as file:
-            params = json.load(file)
     order = np.argsort(steps, kind="stable")
     return Curve(
-        os.path.basename(trial_dir), params, np.asarray(steps)[order], np.asarray(returns)[order]
+        os.path.basename(trial_dir),
+        read_params(trial_dir),
+        np.asarray(steps)[order],
+        np.asarray(returns)[order],
     )
 
 
@@ -132,10 +124,6 @@ def read_evaluations(run_dir: str) -> list[dict[str, Any]]:
     return documents
 
 
-def find_trials(run_dir: str) -> list[str]:
-    return sorted(folder for folder, _, files in os.walk(run_dir) if "progress.csv" in files)
-
-
 def plot(run_dir: str, out: str | None) -> int:
     """Runs ``rllib plot``; returns the exit status."""
     if not os.path.isdir(run_dir):
@@ -145,7 +133,7 @@ def plot(run_dir: str, out: str | None) -> int:
     evaluations = read_evaluations(run_dir)
     if not curves and not evaluations:
         raise CLIError(
-            f"{run_dir}: no returns to plot ({len(trial_dirs)} trial folders with progress.csv, "
+            f"{run_dir}: no returns to plot ({len(trial_dirs)} trial folders with results, "
             f"none with a finished episode; no {EVALUATION_FILE})"
         )
     try:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from drive_rllib.cli import EXIT_INTERRUPTED
 from drive_rllib.cli.experiments import (
     ENV_STEPS_KEY,
     NOTICE_LOGGERS,
@@ -72,6 +73,8 @@ class TrialSummary:
     checkpoint: str | None
     checkpoint_return: float | None
     checkpoint_env_steps: float | None
+    #: Neither finished nor failed: the run was interrupted (Ctrl-C) before its end.
+    interrupted: bool = False
 
 
 def best_checkpoint(trials: list[TrialSummary]) -> TrialSummary | None:
@@ -90,39 +93,57 @@ def best_checkpoint(trials: list[TrialSummary]) -> TrialSummary | None:
     )
 
 
-def summary_lines(trials: list[TrialSummary], seconds: float) -> tuple[list[str], int]:
-    """The closing lines of `rllib train` and its exit status (1 when a trial failed)."""
+def summary_lines(
+    trials: list[TrialSummary], seconds: float, resume_command: str | None = None
+) -> tuple[list[str], int]:
+    """The closing lines of `rllib train` and its exit status: 130 when the run was
+    interrupted (the last line then says how to resume it), else 1 when a trial
+    failed, else 0."""
     lines = []
     for trial in trials:
+        steps = "-" if trial.env_steps is None else format_count(trial.env_steps)
         if trial.error:
             state = f"FAILED: {trial.error}  (see {os.path.join(trial.path, 'error.txt')})"
+        elif trial.interrupted:
+            state = f"interrupted after {steps} env steps"
         else:
             episode_return = "-" if trial.episode_return is None else f"{trial.episode_return:.1f}"
-            steps = "-" if trial.env_steps is None else format_count(trial.env_steps)
             state = f"return {episode_return} after {steps} env steps"
         lines.append(f"{trial.experiment} trial {trial.trial}: {state}")
     failed = [trial for trial in trials if trial.error]
+    interrupted = [trial for trial in trials if trial.interrupted and not trial.error]
     lines.append(
-        f"{len(trials) - len(failed)} of {len(trials)} trials finished in {seconds:.0f} s"
+        f"{len(trials) - len(failed) - len(interrupted)} of {len(trials)} trials finished "
+        f"in {seconds:.0f} s"
         + (f", {len(failed)} failed" if failed else "")
+        + (f", {len(interrupted)} interrupted" if interrupted else "")
     )
-    for folder in dict.fromkeys(os.path.dirname(trial.path) for trial in trials):
+    folders = [os.path.dirname(trial.path) for trial in trials]
+    for folder in dict.fromkeys(folders):
         lines.append(f"Results: {folder}   (plot them: rllib plot {shlex.quote(folder)})")
+        if folders.count(folder) > 1:
+            lines.append(f"Tables of the sweep: rllib sweep-report {shlex.quote(folder)}")
+    status = EXIT_INTERRUPTED if interrupted else 1 if failed else 0
     best = best_checkpoint([trial for trial in trials if not trial.error]) or best_checkpoint(
         trials
     )
-    status = 1 if failed else 0
     if best is None:
         lines.append("No checkpoint was written.")
-        return lines, status
-    if best.checkpoint_return is None:
-        detail = "no finished episode yet: the last checkpoint"
     else:
-        detail = f"return {best.checkpoint_return:.1f}"
-        if best.checkpoint_env_steps is not None:
-            detail += f" at {format_count(best.checkpoint_env_steps)} env steps"
-    lines.append(f"Best checkpoint: {best.checkpoint}  ({detail})")
-    lines.append(f"Evaluate it: rllib evaluate {shlex.quote(best.checkpoint)}")
+        if best.checkpoint_return is None:
+            detail = "no finished episode yet: the last checkpoint"
+        else:
+            detail = f"return {best.checkpoint_return:.1f}"
+            if best.checkpoint_env_steps is not None:
+                detail += f" at {format_count(best.checkpoint_env_steps)} env steps"
+        lines.append(f"Best checkpoint: {best.checkpoint}  ({detail})")
+        lines.append(f"Evaluate it: rllib evaluate {shlex.quote(best.checkpoint)}")
+    if interrupted:
+        lines.append(
+            f"Interrupted: {len(interrupted)} trial(s) unfinished; Tune saved the experiment "
+            "state (trials continue from their last checkpoint). Resume: "
+            + (resume_command or "rllib train file FILE.yaml --resume (same --storage-path)")
+        )
     return lines, status
 
 
@@ -160,6 +181,9 @@ def _summarize(experiment: Experiment, result: Any) -> TrialSummary:
         checkpoint=best_path,
         checkpoint_return=best_return,
         checkpoint_env_steps=best_steps,
+        # Tune marks the last result of a trial that met its stop criteria `done`; after
+        # Ctrl-C the trials it stopped are TERMINATED too, but their last result is not done.
+        interrupted=error is None and not metrics.get("done"),
     )
 
 
@@ -191,15 +215,42 @@ def _progress_callback(printer: ProgressPrinter) -> Any:
     return ProgressCallback()
 
 
+def experiment_path(experiment: Experiment) -> str:
+    """The experiment's folder (or URI): storage path (default ~/ray_results, as Tune's) /
+    name."""
+    storage = experiment.storage_path or os.path.expanduser("~/ray_results")
+    if "://" in storage:
+        return f"{storage.rstrip('/')}/{experiment.name}"
+    return os.path.join(storage, experiment.name)
+
+
+def can_resume(experiment: Experiment) -> bool:
+    """Whether the experiment's folder holds a Tune experiment state to resume from."""
+    from ray import tune
+
+    try:
+        return tune.Tuner.can_restore(experiment_path(experiment))
+    except (OSError, ValueError, ImportError):  # an unreachable URI, no cloud credentials
+        return False
+
+
 def run_experiments(
-    experiments: list[Experiment], ray_address: str | None = None, verbose: bool = False
+    experiments: list[Experiment],
+    ray_address: str | None = None,
+    verbose: bool = False,
+    resume: bool = False,
+    resume_command: str | None = None,
 ) -> int:
-    """Runs the experiments one after the other and prints the summary; the exit status."""
+    """Runs the experiments one after the other and prints the summary; the exit status.
+
+    With ``resume``, an experiment whose folder holds a Tune experiment state continues
+    from it (unfinished and failed trials resume from their last checkpoint, finished
+    ones are kept); the others start afresh. An interrupted experiment (Ctrl-C) ends the
+    run: the following ones are not started, and the summary says how to resume.
+    """
     # Tune's own table reporter is replaced by the progress line (kept with --verbose).
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from ray import tune
-
     from drive_rllib.algorithm import register
 
     start = time.monotonic()
@@ -207,31 +258,77 @@ def run_experiments(
     with ray_session(ray_address, verbose):
         register()
         for experiment in experiments:
+            resuming = resume and can_resume(experiment)
             print(
                 f"== {experiment.name}: {experiment.run} on {experiment.env}, "
-                f"{experiment.num_samples} sample(s), stop {experiment.stop or 'never (Ctrl-C ends it)'}",
+                f"{experiment.num_samples} sample(s) per grid point (Tune's num_samples), "
+                f"stop {experiment.stop or 'never (Ctrl-C ends it)'}"
+                + (f"; resuming {experiment_path(experiment)}" if resuming else ""),
                 flush=True,
             )
             printer = ProgressPrinter(Budget.from_stop(experiment.stop))
-            tuner = tune.Tuner(
-                experiment.run,
-                param_space=experiment.config,
-                tune_config=tune.TuneConfig(num_samples=experiment.num_samples),
-                run_config=tune.RunConfig(
-                    name=experiment.name,
-                    storage_path=experiment.storage_path,
-                    stop=experiment.stop,
-                    checkpoint_config=tune.CheckpointConfig(**experiment.checkpoint_config),
-                    failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
-                    callbacks=[_progress_callback(printer)],
-                    verbose=2 if verbose else 0,
-                ),
-            )
+            callbacks = [_progress_callback(printer)]
             try:
-                results = tuner.fit()
+                results = (
+                    _resume(experiment, callbacks, verbose)
+                    if resuming
+                    else _fit(experiment, callbacks, verbose)
+                )
             finally:
                 printer.end_line()
-            trials.extend(_summarize(experiment, result) for result in results)
-    lines, status = summary_lines(trials, time.monotonic() - start)
+            summaries = [_summarize(experiment, result) for result in results]
+            trials.extend(summaries)
+            if any(summary.interrupted for summary in summaries):
+                break
+    lines, status = summary_lines(trials, time.monotonic() - start, resume_command)
     print("\n".join(lines), flush=True)
     return status
+
+
+def _fit(experiment: Experiment, callbacks: list[Any], verbose: bool) -> Any:
+    """A new Tune run of the experiment; its `ray.tune.ResultGrid`."""
+    from ray import tune
+
+    tuner = tune.Tuner(
+        experiment.run,
+        param_space=experiment.config,
+        tune_config=tune.TuneConfig(num_samples=experiment.num_samples),
+        run_config=tune.RunConfig(
+            name=experiment.name,
+            storage_path=experiment.storage_path,
+            stop=experiment.stop,
+            checkpoint_config=tune.CheckpointConfig(**experiment.checkpoint_config),
+            failure_config=tune.FailureConfig(max_failures=experiment.max_failures),
+            callbacks=callbacks,
+            verbose=2 if verbose else 0,
+        ),
+    )
+    return tuner.fit()
+
+
+def _resume(experiment: Experiment, callbacks: list[Any], verbose: bool) -> Any:
+    """Continues the Tune run saved in the experiment's folder; its `ray.tune.ResultGrid`.
+
+    ``tune.run(resume_config=...)`` rather than ``Tuner.restore``: a restored Tuner
+    brings back the callbacks pickled with the first run (a stale progress printer),
+    while ``tune.run`` takes fresh ones. Trials keep the config, stop criteria and
+    sample count they were created with.
+    """
+    from ray import tune
+
+    analysis = tune.run(
+        experiment.run,
+        name=experiment.name,
+        storage_path=experiment.storage_path,
+        stop=experiment.stop,
+        checkpoint_config=tune.CheckpointConfig(**experiment.checkpoint_config),
+        max_failures=experiment.max_failures,
+        callbacks=callbacks,
+        verbose=2 if verbose else 0,
+        resume_config=tune.ResumeConfig(
+            unfinished=tune.ResumeConfig.ResumeType.RESUME,
+            errored=tune.ResumeConfig.ResumeType.RESUME,
+        ),
+        raise_on_failed_trial=False,
+    )
+    return tune.ResultGrid(analysis)
