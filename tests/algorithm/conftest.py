@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.tiny import TINY_NETWORKS
+
 # Ray 2.60 turns on token authentication for new local clusters unless this is set;
 # these tests start their own throwaway cluster, so switch it off explicitly.
 os.environ["RAY_AUTH_MODE"] = "disabled"
@@ -34,20 +36,13 @@ def ray_instance() -> Iterator[None]:
 
 
 TINY_TRAINING: dict[str, Any] = {
+    **TINY_NETWORKS,
     "horizon": 2,
     "num_samples": 1,
-    "ensemble_size": 3,
-    "num_elites": 2,
-    "model_hiddens": [32, 32],
-    "policy_hiddens": [32, 32],
-    "value_hiddens": [32, 32],
-    "train_batch_size_per_learner": 32,
     "updates_per_iteration": 4,
     "env_steps_per_iteration": 50,
     "num_warmup_steps": 50,
     "model_eval_interval": 2,
-    "model_eval_batch_size": 64,
-    "replay_capacity": 5_000,
 }
 
 

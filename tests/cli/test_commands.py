@@ -16,6 +16,7 @@ import textwrap
 import pytest
 
 from tests.cli.conftest import TUNED_EXAMPLES, Run, rllib
+from tests.tiny import TINY_NETWORKS
 
 try:
     import imageio_ffmpeg  # noqa: F401 -- the mp4 writer `rllib evaluate --render` needs
@@ -28,20 +29,13 @@ pytestmark = pytest.mark.ray
 
 #: Tiny DRIVE settings for the runs below (as in drive_debug.yaml).
 TINY = {
+    **TINY_NETWORKS,
     "seed": 0,
     "env_steps_per_iteration": 100,
     "updates_per_iteration": 5,
     "num_warmup_steps": 100,
-    "train_batch_size_per_learner": 32,
     "horizon": 2,
-    "ensemble_size": 3,
-    "num_elites": 2,
-    "model_hiddens": [32, 32],
-    "policy_hiddens": [32, 32],
-    "value_hiddens": [32, 32],
     "model_eval_interval": 5,
-    "model_eval_batch_size": 64,
-    "replay_capacity": 5000,
 }
 
 

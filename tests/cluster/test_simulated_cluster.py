@@ -20,6 +20,7 @@ import pyarrow.fs
 import pytest
 
 from tests.cluster.conftest import CLUSTER_EXAMPLE, load_yaml
+from tests.tiny import TINY_NETWORKS
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -30,6 +31,7 @@ TUNE_TIMEOUT_S = 300
 # The cluster experiment, shrunk to this machine: T env steps and C updates of B rows.
 T, C, B = 40, 4, 32
 SHRINK: dict[str, Any] = {
+    **TINY_NETWORKS,
     "num_learners": 2,
     "num_gpus_per_learner": 0,
     "num_cpus_per_learner": 0.5,
@@ -40,11 +42,6 @@ SHRINK: dict[str, Any] = {
     "train_batch_size_per_learner": B,
     "num_warmup_steps": T,
     "replay_capacity": 1_000,
-    "ensemble_size": 3,
-    "num_elites": 2,
-    "model_hiddens": [32, 32],
-    "policy_hiddens": [32, 32],
-    "value_hiddens": [32, 32],
     "model_eval_interval": 2,
     "model_eval_batch_size": 16,
 }

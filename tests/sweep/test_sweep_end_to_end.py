@@ -26,24 +26,18 @@ import pytest
 import yaml
 
 from tests.cli.conftest import REPO, Run, rllib
+from tests.tiny import TINY_NETWORKS
 
 pytestmark = pytest.mark.ray
 
 #: Debug-sized DRIVE on Pendulum-v1: 100 env steps and 5 update steps per iteration, one
 #: CPU per trial (two trials at once on two cores).
 TINY = {
+    **TINY_NETWORKS,
     "env_steps_per_iteration": 100,
     "updates_per_iteration": 5,
     "num_warmup_steps": 100,
-    "train_batch_size_per_learner": 32,
-    "ensemble_size": 3,
-    "num_elites": 2,
-    "model_hiddens": [32, 32],
-    "policy_hiddens": [32, 32],
-    "value_hiddens": [32, 32],
     "model_eval_interval": 5,
-    "model_eval_batch_size": 64,
-    "replay_capacity": 5000,
     "num_env_runners": 0,
     "num_learners": 0,
     "num_cpus_for_main_process": 1,

@@ -1,0 +1,20 @@
+"""Tiny DRIVE networks shared by the tests that train through Ray: each run takes seconds.
+
+Test modules add their own loop settings (T, C, warm-up, evaluation interval)
+on top of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TINY_NETWORKS: dict[str, Any] = {
+    "ensemble_size": 3,
+    "num_elites": 2,
+    "model_hiddens": [32, 32],
+    "policy_hiddens": [32, 32],
+    "value_hiddens": [32, 32],
+    "train_batch_size_per_learner": 32,
+    "model_eval_batch_size": 64,
+    "replay_capacity": 5_000,
+}
