@@ -36,7 +36,7 @@ class Run:
 def rllib(
     *args: str,
     cwd: pathlib.Path | str | None = None,
-    timeout: float = 300,
+    timeout: float = 600,
     extra_env: dict[str, str] | None = None,
 ) -> Run:
     """Runs ``python -m drive_rllib ARGS`` (no install needed) with its own Ray temp folder.
