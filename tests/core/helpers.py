@@ -25,3 +25,8 @@ def random_batch(batch_size: int = 8, obs_dim: int = 3, action_dim: int = 2,
         "next_obs": torch.randn(batch_size, obs_dim),
         "terminated": torch.zeros(batch_size) if terminated is None else terminated,
     }
+
+
+def t(*values: float) -> torch.Tensor:
+    """A float64 tensor of the given values (hand-worked cases)."""
+    return torch.tensor(values, dtype=torch.float64)

@@ -19,10 +19,7 @@ from drive_rllib.core import (
     tanh_gaussian_rsample,
 )
 from drive_rllib.core.distributions import tanh_gaussian_action
-
-
-def t(*values: float) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float64)
+from tests.core.helpers import t
 
 
 def test_gaussian_kl_by_hand():

@@ -18,11 +18,7 @@ from drive_rllib.core import (
     update_terms,
     value_terms,
 )
-from tests.core.helpers import random_batch, tiny_nets
-
-
-def t(*values: float) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float64)
+from tests.core.helpers import random_batch, t, tiny_nets
 
 
 def test_model_nll_by_hand_and_against_torch():
