@@ -43,12 +43,12 @@ HORIZONS = [10, 5, 3, 1]
 SAMPLES = [4, 2, 1]
 SEEDS = 2
 BUDGET = 3000  # env steps per trial
-#: benchmarks/learning.py's small-task preset at 2 update steps per env step.
+#: benchmarks/learning.py's small-task preset at 2 update steps per env step, batch 128.
 SETTINGS: dict[str, Any] = {
     "env_steps_per_iteration": 50,
     "updates_per_iteration": 100,
     "num_warmup_steps": 500,
-    "train_batch_size_per_learner": 256,
+    "train_batch_size_per_learner": 128,
     "alpha": 1.0,
     "ensemble_size": 5,
     "num_elites": 3,
