@@ -21,8 +21,10 @@ see `drive_rllib.cli.results`); starts no Ray. Per trial:
   resume are not counted).
 
 Per (H, N), over its trials (the seeds): mean ± std (sample std, ddof 1; a
-single seed has no std). Failed trials (Tune's ``error.txt``, not finished
-afterwards) are counted but left out of the statistics; unfinished ones
+single seed has no std). Per value of H (and of N): the same over every trial
+with that value, pooled over the other axis and the seeds (sweep.md's "By H"
+and "By N" tables: with 2 seeds per cell, a trend along one axis rests on
+these). Failed trials (Tune's ``error.txt``, not finished afterwards) are counted but left out of the statistics; unfinished ones
 (interrupted and not resumed) are kept and counted. Trials a scheduler such as
 ASHA stopped early count as finished, with fewer env steps (the ``env_steps``
 column): their AUC holds their last return to the budget.
@@ -240,6 +242,22 @@ def sweep_table(trials: pd.DataFrame) -> pd.DataFrame:
     return table[ordered].sort_values(["H", "N"]).reset_index(drop=True)
 
 
+def marginal_table(trials: pd.DataFrame, by: str) -> pd.DataFrame:
+    """One row per value of ``by`` ("H" or "N"): the usable trials of every cell with
+    that value pooled (all values of the other axis, all seeds), with the mean and
+    sample std of final and AUC return and the mean wall time.
+
+    With 2 seeds per cell a cell's mean is noisy; a marginal pools 2 x (cells on the
+    other axis) trials, which is what a trend along one axis rests on.
+    """
+    usable = trials[trials["status"] != "failed"]
+    metrics = ["final_return", "auc_return", "wall_time_s"]
+    grouped = usable.groupby(by)[metrics].agg(["mean", "std"])
+    grouped.columns = [f"{metric}_{stat}" for metric, stat in grouped.columns]
+    grouped.insert(0, "trials", usable.groupby(by).size())
+    return grouped.reset_index().sort_values(by).reset_index(drop=True)
+
+
 # -- text ---------------------------------------------------------------------------------
 
 
@@ -250,6 +268,24 @@ def mean_std(mean: float, std: float, digits: int = 1) -> str:
     if std is None or not math.isfinite(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def marginal_markdown(trials: pd.DataFrame, by: str) -> list[str]:
+    """Markdown rows of `marginal_table`."""
+    other = "N" if by == "H" else "H"
+    lines = [
+        f"| {by} | trials (all {other}, all seeds) | final return | AUC return | "
+        "wall time per trial (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in marginal_table(trials, by).itertuples(index=False):
+        lines.append(
+            f"| {getattr(row, by)} | {row.trials} | "
+            f"{mean_std(row.final_return_mean, row.final_return_std)} | "
+            f"{mean_std(row.auc_return_mean, row.auc_return_std)} | "
+            f"{mean_std(row.wall_time_s_mean, math.nan, 0)} |"
+        )
+    return lines
 
 
 def pivot_markdown(table: pd.DataFrame, metric: str) -> list[str]:
@@ -314,6 +350,8 @@ def markdown(
         lines += [best, ""]
     lines += ["## Final return", "", *pivot_markdown(table, "final_return"), ""]
     lines += ["## AUC return", "", *pivot_markdown(table, "auc_return"), ""]
+    lines += ["## By H (trials pooled over N and seeds)", "", *marginal_markdown(trials, "H"), ""]
+    lines += ["## By N (trials pooled over H and seeds)", "", *marginal_markdown(trials, "N"), ""]
     lines += [
         "## All cells",
         "",

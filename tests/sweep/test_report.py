@@ -34,6 +34,7 @@ from drive_rllib.cli.sweep_report import (
     area_under_curve,
     budget_of,
     final_return,
+    marginal_table,
     markdown,
     read_sweep,
     read_trial,
@@ -240,3 +241,24 @@ def test_sweep_trials_csv_has_one_row_per_trial_with_its_status(run_dir, tmp_pat
     assert rows["t06"]["status"] == "unfinished"
     assert float(rows["t04"]["env_steps"]) == 200
     assert json.loads(rows["t00"]["auc_return"]) == pytest.approx(-900)
+
+
+def test_marginals_pool_every_usable_trial_with_that_h_or_n(run_dir):
+    # Usable trials (final, AUC) with last=1, from the module docstring's table:
+    # H1: (-600, -900) (-400, -700) (-1100, -1175); the failed H1 N2 trial is left out.
+    # H5: (-300, -300) (-100, -250) (-700, -700) (-500, -775).
+    per_trial = trials_table(read_sweep(str(run_dir)), 400, last=1)
+    by_h = marginal_table(per_trial, "H")
+    assert list(by_h["H"]) == [1, 5]
+    assert list(by_h["trials"]) == [3, 4]
+    np.testing.assert_allclose(by_h["final_return_mean"], [-700, -400])
+    np.testing.assert_allclose(by_h["auc_return_mean"], [-925, -506.25])
+    np.testing.assert_allclose(by_h["final_return_std"][0], np.std([-600, -400, -1100], ddof=1))
+    by_n = marginal_table(per_trial, "N")
+    assert list(by_n["trials"]) == [4, 3]
+    np.testing.assert_allclose(by_n["final_return_mean"], [-350, -2300 / 3])
+    np.testing.assert_allclose(by_n["auc_return_mean"], [-537.5, -2650 / 3])
+    text = markdown(sweep_table(per_trial), per_trial, str(run_dir), 400, 1, [])
+    assert "## By H (trials pooled over N and seeds)" in text
+    # Wall times 20, 40, 30, 40 s (write_trial: 10 s per iteration): 32.5, printed 32.
+    assert "| 5 | 4 | -400.0 ± 258.2 | -506.2 ± 269.5 | 32 |" in text
