@@ -215,10 +215,9 @@ def trials_table(trials: list[Trial], budget: float, last: int = DEFAULT_LAST) -
 def sweep_table(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per (H, N): seeds used, failed and unfinished trials, and mean/std over
     the seeds of final return, AUC return, wall time and env steps."""
-    usable = trials[trials["status"] != "failed"]
-    metrics = ["final_return", "auc_return", "wall_time_s", "env_steps"]
-    grouped = usable.groupby(["H", "N"])[metrics].agg(["mean", "std"])
-    grouped.columns = [f"{metric}_{stat}" for metric, stat in grouped.columns]
+    grouped = _mean_std_of_usable(
+        trials, ["H", "N"], ["final_return", "auc_return", "wall_time_s", "env_steps"]
+    )
     counts = trials.groupby(["H", "N"])["status"].agg(
         seeds=lambda s: int((s != "failed").sum()),
         failed=lambda s: int((s == "failed").sum()),
@@ -250,12 +249,19 @@ def marginal_table(trials: pd.DataFrame, by: str) -> pd.DataFrame:
     With 2 seeds per cell a cell's mean is noisy; a marginal pools 2 x (cells on the
     other axis) trials, which is what a trend along one axis rests on.
     """
+    grouped = _mean_std_of_usable(trials, [by], ["final_return", "auc_return", "wall_time_s"])
     usable = trials[trials["status"] != "failed"]
-    metrics = ["final_return", "auc_return", "wall_time_s"]
-    grouped = usable.groupby(by)[metrics].agg(["mean", "std"])
-    grouped.columns = [f"{metric}_{stat}" for metric, stat in grouped.columns]
     grouped.insert(0, "trials", usable.groupby(by).size())
     return grouped.reset_index().sort_values(by).reset_index(drop=True)
+
+
+def _mean_std_of_usable(trials: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Mean and sample std of ``metrics`` over the trials that did not fail, grouped by
+    ``keys``; columns ``METRIC_mean`` and ``METRIC_std``."""
+    usable = trials[trials["status"] != "failed"]
+    grouped = usable.groupby(keys)[metrics].agg(["mean", "std"])
+    grouped.columns = [f"{metric}_{stat}" for metric, stat in grouped.columns]
+    return grouped
 
 
 # -- text ---------------------------------------------------------------------------------
@@ -274,8 +280,10 @@ def marginal_markdown(trials: pd.DataFrame, by: str) -> list[str]:
     """Markdown rows of `marginal_table`."""
     other = "N" if by == "H" else "H"
     lines = [
-        f"| {by} | trials (all {other}, all seeds) | final return | AUC return | "
-        "wall time per trial (s) |",
+        (
+            f"| {by} | trials (all {other}, all seeds) | final return | AUC return | "
+            "wall time per trial (s) |"
+        ),
         "|---|---|---|---|---|",
     ]
     for row in marginal_table(trials, by).itertuples(index=False):
