@@ -26,7 +26,14 @@ import time
 import torch
 from torch import nn
 
-from drive_rllib.core import DRIVENetworks, combine_terms, loss_weights, update_terms
+from drive_rllib.core import (
+    DRIVENetworks,
+    NetworkSpec,
+    UpdateSpec,
+    combine_terms,
+    loss_weights,
+    update_terms,
+)
 from drive_rllib.core.distributions import tanh_gaussian_rsample
 from drive_rllib.core.networks import TanhGaussianPolicy, mlp
 
@@ -44,16 +51,16 @@ def random_batch(batch_size: int) -> dict[str, torch.Tensor]:
 
 
 def drive_step_fn(horizon: int, num_samples: int, batch_size: int, ensemble_size: int):
-    nets = DRIVENetworks(OBS_DIM, ACTION_DIM, ensemble_size=ensemble_size, num_elites=5)
+    network_spec = NetworkSpec(ensemble_size=ensemble_size, num_elites=5)
+    update_spec = UpdateSpec(horizon=horizon, num_samples=num_samples, gamma=0.99, alpha=1.0)
+    nets = DRIVENetworks(OBS_DIM, ACTION_DIM, network_spec)
     optimizers = [torch.optim.Adam(p, lr=3e-4, fused=True) for p in nets.parameter_groups().values()]
-    weights = loss_weights(alpha=1.0)
+    weights = loss_weights(update_spec, network_spec)
     batch = random_batch(batch_size)
     nets.obs_normalizer.update(batch["obs"])
 
     def step() -> None:
-        terms, _ = update_terms(
-            nets, batch, horizon=horizon, num_samples=num_samples, gamma=0.99
-        )
+        terms, _ = update_terms(nets, batch, update_spec)
         loss = combine_terms(terms, weights)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)

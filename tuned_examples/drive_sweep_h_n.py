@@ -36,6 +36,8 @@ import os
 import sys
 from typing import Any
 
+from drive_rllib import keys
+
 NAME = "drive-sweep-h-n"
 ENV = "Pendulum-v1"
 #: The grid, costliest value first (the short trials then fill both cores at the end).
@@ -77,8 +79,9 @@ SMOKE_SETTINGS: dict[str, Any] = {
     "model_eval_batch_size": 64,
     "replay_capacity": 5000,
 }
-ENV_STEPS_KEY = "num_env_steps_sampled_lifetime"
-RETURN_KEY = "env_runners/episode_return_mean"
+#: The result keys the sweep stops on and ranks by (declared in drive_rllib.keys).
+ENV_STEPS_KEY = keys.ENV_STEPS
+RETURN_KEY = keys.RETURN
 
 
 def param_space(smoke: bool = False) -> Any:

@@ -6,9 +6,12 @@ One update step (one minibatch of ``train_batch_size_per_learner`` rows):
    (summed over all Learners under DDP, so the normalisers stay identical);
 2. ``forward_train``: the RLModule computes every term (model, Eq. 6, Eq. 5
    with ``policy_update="distill"``, Eq. 4) inside DDP's forward;
-3. ``compute_loss_for_module`` weights and sums them into one scalar; RLlib runs
-   one backward (DDP all-reduces the gradients) and steps one Adam optimizer
-   per component (model, posterior, prior, value, entropy_floor);
+3. ``compute_loss_for_module`` weights them with the weights built once in
+   ``build`` (the core's ``loss_weights`` of the module's spec) and sums them
+   into one scalar (``combine_terms``), and logs every term and diagnostic
+   under `drive_rllib.keys`; RLlib runs one backward (DDP all-reduces the
+   gradients) and steps one Adam optimizer per component (model, posterior,
+   prior, value, entropy_floor);
 4. Polyak update of psi_bar, and every ``model_eval_interval`` steps a ranking
    of the ensemble members on held-out rows pulled from the replay actor
    (errors averaged over Learners), which sets the elites.
@@ -25,14 +28,15 @@ from typing import Any
 import ray
 import torch
 import torch.distributed as dist
-from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import Learner
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.policy.sample_batch import MultiAgentBatch
 from ray.rllib.utils.annotations import override
 
-from drive_rllib.algorithm import metrics as keys
-from drive_rllib.algorithm.rl_module import METRICS, TERMS, DRIVETorchRLModule
+from drive_rllib import keys
+from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModule
+from drive_rllib.core import combine_terms, loss_weights
+from drive_rllib.replay.storage import OBS
 
 
 class DRIVETorchLearner(TorchLearner):
@@ -42,6 +46,11 @@ class DRIVETorchLearner(TorchLearner):
     def build(self) -> None:
         super().build()
         self._replay: ray.actor.ActorHandle | None = None
+        # The weight of every loss term, per module, from the module's own spec.
+        self._loss_weights: dict[str, dict[str, float]] = {}
+        for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
+            spec = self.drive_module(module_id).spec
+            self._loss_weights[module_id] = loss_weights(spec.update, spec.networks)
 
     def set_replay_actor(self, replay: ray.actor.ActorHandle) -> None:
         """Sets the replay actor that held-out rows for ranking the ensemble come from."""
@@ -83,12 +92,14 @@ class DRIVETorchLearner(TorchLearner):
         batch: dict[str, Any],
         fwd_out: dict[str, Any],
     ) -> torch.Tensor:
-        """The weighted sum of the terms ``forward_train`` computed; logs each term."""
+        """The weighted sum of the terms ``forward_train`` computed; logs terms and diagnostics."""
         terms = fwd_out[TERMS]
-        loss = self.drive_module(module_id).combine(terms)
-        logged = {keys.LOSS_PREFIX + name: term.detach().mean() for name, term in terms.items()}
-        logged.update({name: value.detach() for name, value in fwd_out[METRICS].items()})
-        logged[keys.LOSS_TOTAL] = loss.detach()
+        loss = combine_terms(terms, self._loss_weights[module_id])
+        logged = keys.update_step_metrics(
+            {name: term.detach().mean() for name, term in terms.items()},
+            {key: value.detach() for key, value in fwd_out[DIAGNOSTICS].items()},
+            loss.detach(),
+        )
         self.metrics.log_dict(logged, key=module_id, reduce="mean")
         return loss
 
@@ -96,7 +107,7 @@ class DRIVETorchLearner(TorchLearner):
     def _update(self, batch: dict[str, Any], **kwargs: Any) -> tuple[Any, Any, Any]:
         """One update step on one minibatch (see the module docstring)."""
         for module_id, module_batch in batch.items():
-            self._merge_observation_moments(module_id, module_batch[Columns.OBS])
+            self._merge_observation_moments(module_id, module_batch[OBS])
         result = super()._update(batch, **kwargs)
         for module_id in batch:
             module = self.drive_module(module_id)

@@ -6,10 +6,15 @@ pi_theta, q_phi, the observation normaliser and the entropy floor's weight.
 Being inside the RLModule, every one of them is checkpointed with it and,
 under DDP, kept identical across Learners.
 
+The module's settings arrive as one `drive_rllib.core.DRIVESpec`, serialised
+into ``model_config[SPEC_KEY]`` by ``DRIVEConfig`` and read back once in
+``setup``.
+
 ``_forward_train`` runs the whole differentiable update step (the core's
 ``update_terms``), so under DDP (``num_learners > 1``) it runs inside
 DistributedDataParallel's forward and the gradients of the one backward are
-all-reduced. The Learner only weights and sums the terms.
+all-reduced. The module only computes the terms; the Learner weights and sums
+them.
 
 On EnvRunners (``inference_only=True``) the module keeps only what acting
 needs: the normaliser and pi_theta (and q_phi when it is the
@@ -28,19 +33,22 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 
-from drive_rllib.core import DRIVENetworks, combine_terms, loss_weights, update_terms
+from drive_rllib.algorithm.batch import core_batch
+from drive_rllib.core import DRIVENetworks, DRIVESpec, InferencePolicy, update_terms
 
+#: The key of ``model_config`` that holds ``DRIVESpec.to_dict()``.
+SPEC_KEY = "drive_spec"
 # Keys of the `_forward_train` output.
 TERMS = "terms"
-METRICS = "metrics"
+DIAGNOSTICS = "diagnostics"
 
 
 class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     """The RLModule of DRIVE (torch).
 
-    ``model_config`` carries the settings that `DRIVEConfig` passes through
-    (see ``DRIVEConfig._model_config_auto_includes``): network sizes, H, N,
-    gamma, alpha, ``policy_update``, ``value_loss`` and the entropy floor.
+    ``model_config[SPEC_KEY]`` holds the `DRIVESpec` that ``DRIVEConfig.to_spec()``
+    built (network sizes, the update step, the acting policy); ``self.spec`` is
+    that spec, read once in ``setup``.
 
     Outputs:
         ``forward_exploration``: ``actions`` [B, A] in [-1, 1], sampled from
@@ -48,28 +56,15 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         random warm-up).
         ``forward_inference``: the deterministic mean action of pi_theta (or of
         q_phi with ``inference_policy="posterior"``).
-        ``forward_train``: ``{"terms": {name: [B]}, "metrics": {key: scalar}}``.
+        ``forward_train``: ``{"terms": {name: [B]}, "diagnostics": {key: scalar}}``.
     """
 
     @override(RLModule)
     def setup(self) -> None:
-        config = self.model_config
+        self.spec = DRIVESpec.from_dict(self.model_config[SPEC_KEY])
         obs_dim = int(np.prod(self.observation_space.shape))
         action_dim = int(np.prod(self.action_space.shape))
-        self.nets = DRIVENetworks(
-            obs_dim,
-            action_dim,
-            policy_hiddens=tuple(config["policy_hiddens"]),
-            value_hiddens=tuple(config["value_hiddens"]),
-            model_hiddens=tuple(config["model_hiddens"]),
-            ensemble_size=config["ensemble_size"],
-            num_elites=config["num_elites"],
-            sigma_min=config["sigma_min"],
-            entropy_floor=config["entropy_floor"],
-            target_entropy=config["target_entropy"],
-            initial_entropy_weight=config["initial_entropy_weight"],
-            learn_termination=config["learn_termination"],
-        )
+        self.nets = DRIVENetworks(obs_dim, action_dim, self.spec.networks)
         # Update steps run so far: a buffer, so it is checkpointed and equal on all
         # Learners (it schedules the ranking of the ensemble).
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
@@ -93,7 +88,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             "nets.target_value",
             "nets.entropy_floor",
         ]
-        if self.model_config["inference_policy"] != "posterior":
+        if not self._acts_with_posterior():
             attributes.append("nets.posterior")
         return attributes
 
@@ -138,6 +133,9 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
     # -- acting ----------------------------------------------------------------------------
 
+    def _acts_with_posterior(self) -> bool:
+        return self.spec.acting.inference_policy is InferencePolicy.POSTERIOR
+
     def _observations(self, batch: dict[str, Any]) -> torch.Tensor:
         obs = batch[Columns.OBS]
         return obs.reshape(obs.shape[0], -1).float()
@@ -146,7 +144,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         with torch.no_grad():
             obs = self._observations(batch)
-            if self.model_config["inference_policy"] == "posterior":
+            if self._acts_with_posterior():
                 mean, _ = self.nets.posterior(self.nets.obs_normalizer(obs))
                 action = torch.tanh(mean)
             else:
@@ -192,42 +190,9 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4)."""
-        config = self.model_config
-        obs = self._observations(batch)
-        core_batch = {
-            "obs": obs,
-            "action": batch[Columns.ACTIONS].float(),
-            "reward": batch[Columns.REWARDS].float(),
-            "next_obs": batch[Columns.NEXT_OBS].reshape(obs.shape).float(),
-            "terminated": batch[Columns.TERMINATEDS].float(),
-        }
-        terms, metrics = update_terms(
-            self.nets,
-            core_batch,
-            horizon=config["horizon"],
-            num_samples=config["num_samples"],
-            gamma=config["gamma"],
-            policy_update=config["policy_update"],
-            value_loss=config["value_loss"],
-            member_per_trajectory=config["member_per_trajectory"],
-        )
-        return {TERMS: terms, METRICS: metrics}
-
-    def loss_weights(self) -> dict[str, float]:
-        """The weight of every term of ``_forward_train`` (keys match exactly)."""
-        config = self.model_config
-        return loss_weights(
-            alpha=config["alpha"],
-            policy_update=config["policy_update"],
-            value_loss=config["value_loss"],
-            entropy_floor=config["entropy_floor"],
-            learn_termination=config["learn_termination"],
-        )
-
-    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The scalar loss of one update step: the weighted sum of the terms' means."""
-        return combine_terms(terms, self.loss_weights())
+        """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4) and diagnostics."""
+        terms, diagnostics = update_terms(self.nets, core_batch(batch), self.spec.update)
+        return {TERMS: terms, DIAGNOSTICS: diagnostics}
 
     @torch.no_grad()
     def holdout_errors(self, batch: dict[str, np.ndarray]) -> torch.Tensor:

@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from drive_rllib import keys
+
 #: The one algorithm this command trains.
 ALGORITHM = "DRIVE"
 #: Keys of an experiment spec.
@@ -65,20 +67,20 @@ OLD_EXPERIMENT_KEYS: dict[str, tuple[str | None, str]] = {
 }
 #: Old (RLlib < 2.10) result keys in ``stop`` -> today's names.
 OLD_STOP_KEYS = {
-    "episode_reward_mean": "env_runners/episode_return_mean",
+    "episode_reward_mean": keys.RETURN,
     "episode_reward_max": "env_runners/episode_return_max",
     "episode_reward_min": "env_runners/episode_return_min",
     "episode_len_mean": "env_runners/episode_len_mean",
     "episodes_total": "env_runners/num_episodes_lifetime",
-    "timesteps_total": "num_env_steps_sampled_lifetime",
+    "timesteps_total": keys.ENV_STEPS,
     "evaluation/episode_reward_mean": "evaluation/env_runners/episode_return_mean",
 }
 #: The result keys a stop criterion normally uses.
 COMMON_STOP_KEYS = (
-    "training_iteration",
-    "time_total_s",
-    "num_env_steps_sampled_lifetime",
-    "env_runners/episode_return_mean",
+    keys.ITERATION,
+    keys.TIME_TOTAL,
+    keys.ENV_STEPS,
+    keys.RETURN,
     "env_runners/episode_return_max",
     "env_runners/episode_return_min",
     "env_runners/episode_len_mean",
@@ -87,9 +89,6 @@ COMMON_STOP_KEYS = (
 )
 #: Result groups whose keys are accepted in ``stop`` without being listed above.
 STOP_KEY_GROUPS = ("env_runners/", "evaluation/", "learners/", "timers/", "replay/", "training/")
-#: Result keys the progress line, the summary and `rllib plot` read.
-RETURN_KEY = "env_runners/episode_return_mean"
-ENV_STEPS_KEY = "num_env_steps_sampled_lifetime"
 #: At most this many grid-search variants are validated before Ray starts.
 MAX_VARIANTS_CHECKED = 32
 

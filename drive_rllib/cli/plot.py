@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from drive_rllib import keys
 from drive_rllib.cli.evaluate import EVALUATION_FILE
-from drive_rllib.cli.experiments import ENV_STEPS_KEY, RETURN_KEY, CLIError
+from drive_rllib.cli.experiments import CLIError
 from drive_rllib.cli.results import find_trials, read_params, read_rows
 
 #: File written when --out is not given, inside RUN_DIR.
@@ -71,10 +72,10 @@ def read_curve(trial_dir: str) -> Curve | None:
     result.json, which, unlike progress.csv, keeps keys that first appear after the
     first iteration (see `drive_rllib.cli.results`)."""
     steps, returns = [], []
-    for row in read_rows(trial_dir, (ENV_STEPS_KEY, RETURN_KEY)):
-        if row[ENV_STEPS_KEY] is not None and row[RETURN_KEY] is not None:
-            steps.append(row[ENV_STEPS_KEY])
-            returns.append(row[RETURN_KEY])
+    for row in read_rows(trial_dir, (keys.ENV_STEPS, keys.RETURN)):
+        if row[keys.ENV_STEPS] is not None and row[keys.RETURN] is not None:
+            steps.append(row[keys.ENV_STEPS])
+            returns.append(row[keys.RETURN])
     if not steps:
         return None
     order = np.argsort(steps, kind="stable")

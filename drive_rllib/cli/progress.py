@@ -14,27 +14,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from drive_rllib.cli.experiments import ENV_STEPS_KEY, RETURN_KEY
+from drive_rllib import keys
+from drive_rllib.keys import nested_get
 
-#: Result key of the update steps one Learner ran in the iteration (DRIVE's
-#: ``drive_rllib.algorithm.metrics.UPDATE_STEPS``, repeated here so that this
-#: module imports no RLlib; a test checks that the two agree).
-UPDATE_STEPS_KEY = "training/update_steps"
 #: Weight of the newest iteration in the smoothed seconds per env step and per iteration.
 SMOOTHING = 0.3
 BAR_WIDTH = 12
-
-
-def nested_get(result: dict[str, Any], key: str) -> Any:
-    """``result[a][b]`` for ``key="a/b"``, or a flat ``result["a/b"]``; None if absent."""
-    if key in result:
-        return result[key]
-    node: Any = result
-    for part in key.split("/"):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def finite(value: Any) -> float | None:
@@ -79,10 +64,10 @@ class Budget:
     @classmethod
     def from_stop(cls, stop: dict[str, Any]) -> Budget:
         return cls(
-            env_steps=stop.get(ENV_STEPS_KEY),
-            iterations=stop.get("training_iteration"),
-            seconds=stop.get("time_total_s"),
-            target_return=stop.get(RETURN_KEY),
+            env_steps=stop.get(keys.ENV_STEPS),
+            iterations=stop.get(keys.ITERATION),
+            seconds=stop.get(keys.TIME_TOTAL),
+            target_return=stop.get(keys.RETURN),
         )
 
 
@@ -111,10 +96,10 @@ class ProgressTracker:
 
     def update(self, trial: str, result: dict[str, Any]) -> TrialProgress:
         """The progress of ``trial`` after ``result`` (a Tune result dict, nested or flat)."""
-        env_steps = finite(nested_get(result, ENV_STEPS_KEY)) or 0.0
-        total_time = finite(result.get("time_total_s")) or 0.0
-        iteration = int(result.get("training_iteration") or 0)
-        iteration_time = finite(result.get("time_this_iter_s"))
+        env_steps = finite(nested_get(result, keys.ENV_STEPS)) or 0.0
+        total_time = finite(result.get(keys.TIME_TOTAL)) or 0.0
+        iteration = int(result.get(keys.ITERATION) or 0)
+        iteration_time = finite(result.get(keys.TIME_THIS_ITERATION))
         previous_steps, previous_time = self._last.get(
             trial, (0.0, total_time - (iteration_time or 0.0))
         )
@@ -123,7 +108,7 @@ class ProgressTracker:
         new_steps = env_steps - previous_steps
 
         env_steps_per_s = new_steps / elapsed if elapsed > 0 and new_steps >= 0 else None
-        updates = finite(nested_get(result, UPDATE_STEPS_KEY))
+        updates = finite(nested_get(result, keys.UPDATE_STEPS))
         updates_per_s = updates / elapsed if updates is not None and elapsed > 0 else None
         if elapsed > 0 and new_steps > 0:
             self._seconds_per_step[trial] = _smooth(
@@ -151,7 +136,7 @@ class ProgressTracker:
             trial=trial,
             iteration=iteration,
             env_steps=env_steps,
-            episode_return=finite(nested_get(result, RETURN_KEY)),
+            episode_return=finite(nested_get(result, keys.RETURN)),
             env_steps_per_s=env_steps_per_s,
             updates_per_s=updates_per_s,
             eta_s=eta,

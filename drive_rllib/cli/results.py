@@ -19,12 +19,11 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from drive_rllib.cli.progress import nested_get
+from drive_rllib.keys import ITERATION, nested_get
 
 RESULT_FILE = "result.json"
 PROGRESS_FILE = "progress.csv"
 PARAMS_FILE = "params.json"
-ITERATION_KEY = "training_iteration"
 #: Written by Tune into the folder of a trial that failed.
 ERROR_FILE = "error.txt"
 
@@ -57,7 +56,7 @@ def read_rows(trial_dir: str, keys: Sequence[str]) -> list[dict[str, float | Non
     """
     rows: dict[Any, dict[str, float | None]] = {}
     for index, result in enumerate(_results(trial_dir)):
-        iteration = _finite(nested_get(result, ITERATION_KEY))
+        iteration = _finite(nested_get(result, ITERATION))
         row = {key: _finite(nested_get(result, key)) for key in keys}
         rows[("row", index) if iteration is None else iteration] = row
     return list(rows.values())

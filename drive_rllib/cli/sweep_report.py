@@ -43,14 +43,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drive_rllib.cli.experiments import ENV_STEPS_KEY, RETURN_KEY, CLIError
+from drive_rllib import keys
+from drive_rllib.cli.experiments import CLIError
 from drive_rllib.cli.plot import ConfigCurves, Curve
 from drive_rllib.cli.results import find_trials, read_params, read_rows, trial_status
 
 #: The swept DRIVEConfig settings (paper symbols H and N).
 HORIZON_KEY = "horizon"
 SAMPLES_KEY = "num_samples"
-TIME_KEY = "time_total_s"
 #: Default number of last reported returns averaged into the final return.
 DEFAULT_LAST = 5
 TABLE_FILE = "sweep.csv"
@@ -109,17 +109,17 @@ def read_trial(trial_dir: str, defaults: dict[str, int] | None = None) -> Trial:
                 "trial, or a search space that was never resolved"
             )
         values[key] = value
-    rows = read_rows(trial_dir, (ENV_STEPS_KEY, RETURN_KEY, TIME_KEY))
+    rows = read_rows(trial_dir, (keys.ENV_STEPS, keys.RETURN, keys.TIME_TOTAL))
     curve = [
-        (row[ENV_STEPS_KEY], row[RETURN_KEY])
+        (row[keys.ENV_STEPS], row[keys.RETURN])
         for row in rows
-        if row[ENV_STEPS_KEY] is not None and row[RETURN_KEY] is not None
+        if row[keys.ENV_STEPS] is not None and row[keys.RETURN] is not None
     ]
     steps = np.array([step for step, _ in curve], dtype=float)
     returns = np.array([value for _, value in curve], dtype=float)
     order = np.argsort(steps, kind="stable")
-    last_steps = [row[ENV_STEPS_KEY] for row in rows if row[ENV_STEPS_KEY] is not None]
-    times = [row[TIME_KEY] for row in rows if row[TIME_KEY] is not None]
+    last_steps = [row[keys.ENV_STEPS] for row in rows if row[keys.ENV_STEPS] is not None]
+    times = [row[keys.TIME_TOTAL] for row in rows if row[keys.TIME_TOTAL] is not None]
     return Trial(
         name=os.path.basename(trial_dir.rstrip(os.sep)),
         horizon=values[HORIZON_KEY],

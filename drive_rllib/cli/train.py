@@ -13,16 +13,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from drive_rllib import keys
 from drive_rllib.cli import EXIT_INTERRUPTED
 from drive_rllib.cli.experiments import (
-    ENV_STEPS_KEY,
     NOTICE_LOGGERS,
-    RETURN_KEY,
     CLIError,
     Experiment,
     hide_ray_notices,
 )
-from drive_rllib.cli.progress import Budget, ProgressPrinter, finite, format_count, nested_get
+from drive_rllib.cli.progress import Budget, ProgressPrinter, finite, format_count
+from drive_rllib.keys import nested_get
 
 
 @contextmanager
@@ -154,8 +154,8 @@ def _summarize(experiment: Experiment, result: Any) -> TrialSummary:
     # the latest when no checkpoint has one.
     scored = [
         (
-            finite(nested_get(checkpoint_metrics, RETURN_KEY)),
-            finite(nested_get(checkpoint_metrics, ENV_STEPS_KEY)),
+            finite(nested_get(checkpoint_metrics, keys.RETURN)),
+            finite(nested_get(checkpoint_metrics, keys.ENV_STEPS)),
             order,
             checkpoint.path,
         )
@@ -176,8 +176,8 @@ def _summarize(experiment: Experiment, result: Any) -> TrialSummary:
         trial=trial_id.group(1) if trial_id else os.path.basename(result.path),
         path=result.path,
         error=error,
-        env_steps=finite(nested_get(metrics, ENV_STEPS_KEY)),
-        episode_return=finite(nested_get(metrics, RETURN_KEY)),
+        env_steps=finite(nested_get(metrics, keys.ENV_STEPS)),
+        episode_return=finite(nested_get(metrics, keys.RETURN)),
         checkpoint=best_path,
         checkpoint_return=best_return,
         checkpoint_env_steps=best_steps,

@@ -1,5 +1,10 @@
 """The DRIVE method as a torch-only library: networks, imagination, one function per equation.
 
+``spec`` (the settings, typed and checked), ``networks`` (every network and
+statistic), ``imagine`` (H-step rollouts), ``distributions`` (closed forms),
+``losses`` (one function per equation, their weights and their sum),
+``update`` (one update step, as named steps).
+
 Never imports ray (a test checks). Symbols used throughout: ``gamma``
 discount, ``alpha`` temperature of p(O=1 | U) ∝ exp(U / alpha), ``tau`` Polyak
 rate, ``H`` model horizon, ``N`` imagined samples per start state. Shapes:
@@ -17,15 +22,12 @@ from drive_rllib.core.distributions import (
 )
 from drive_rllib.core.imagine import balanced_member_assignment, ensemble_step, imagine
 from drive_rllib.core.losses import (
-    POLICY_UPDATES,
-    VALUE_LOSSES,
     combine_terms,
     distill_terms,
     entropy_floor_terms,
     loss_weights,
     model_terms,
     posterior_terms,
-    update_terms,
     value_target_law,
     value_terms,
 )
@@ -38,16 +40,31 @@ from drive_rllib.core.networks import (
     TanhGaussianPolicy,
     frozen_call,
 )
+from drive_rllib.core.spec import (
+    ActingSpec,
+    DRIVESpec,
+    InferencePolicy,
+    NetworkSpec,
+    PolicyUpdate,
+    UpdateSpec,
+    ValueLoss,
+)
+from drive_rllib.core.update import update_terms, value_target
 
 __all__ = [
+    "ActingSpec",
     "DRIVENetworks",
+    "DRIVESpec",
     "DynamicsEnsemble",
     "EntropyFloor",
     "GaussianValue",
-    "POLICY_UPDATES",
+    "InferencePolicy",
+    "NetworkSpec",
+    "PolicyUpdate",
     "RunningNormalizer",
     "TanhGaussianPolicy",
-    "VALUE_LOSSES",
+    "UpdateSpec",
+    "ValueLoss",
     "balanced_member_assignment",
     "combine_terms",
     "diag_gaussian_kl",
@@ -65,6 +82,7 @@ __all__ = [
     "tanh_gaussian_log_prob",
     "tanh_gaussian_rsample",
     "update_terms",
+    "value_target",
     "value_target_law",
     "value_terms",
 ]

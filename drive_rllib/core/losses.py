@@ -1,23 +1,11 @@
-"""One function per equation of DRIVE, and the one place that sums them.
+"""One function per equation of DRIVE, the weight of each term, and the one place that sums them.
 
 Every loss function takes tensors and plain values and returns unreduced
 per-sample terms ([B]). ``combine_terms`` is the only place where terms are
 reduced, weighted (``loss_weights``) and summed; it asserts that the names of
-the terms and of the weights match.
-
-``update_terms`` runs one DRIVE update step (spec, Section 4: model, Eq. 6,
-Eq. 4, and Eq. 5 when distilling) on a batch of real transitions and routes
-gradients so that ONE backward of the combined loss gives every parameter
-group exactly its own gradient:
-
-| term                       | reaches               | held fixed by                            |
-|----------------------------|-----------------------|------------------------------------------|
-| model, termination         | f_hat                 | inputs are data                          |
-| return, kl_prior, kl_value | q_phi (and pi_theta)  | f_hat, psi evaluated with frozen params  |
-| distill (Eq. 5)            | pi_theta              | q_phi outputs detached                   |
-| value (Eq. 4)              | psi                   | target law built under no_grad           |
-| entropy                    | pi_theta              | entropy weight detached                  |
-| entropy_weight             | entropy floor weight  | log pi detached                          |
+the terms and of the weights match. ``drive_rllib.core.update`` runs these
+functions on the networks, one update step at a time, with gradients routed
+so that one backward is correct.
 
 Symbols: ``gamma`` discount, ``alpha`` temperature of exp(U / alpha), ``H``
 horizon, ``N`` samples. Shapes: ``B`` batch, ``E`` members, ``S``/``A`` dims.
@@ -34,15 +22,8 @@ from drive_rllib.core.distributions import (
     gaussian_cross_entropy,
     gaussian_kl,
     moment_match,
-    tanh_gaussian_action,
-    tanh_gaussian_rsample,
 )
-from drive_rllib.core.imagine import balanced_member_assignment, ensemble_step, imagine
-from drive_rllib.core.networks import DRIVENetworks, frozen_call
-
-POLICY_UPDATES = ("joint", "distill")
-VALUE_LOSSES = ("split", "cross_entropy")
-
+from drive_rllib.core.spec import NetworkSpec, PolicyUpdate, UpdateSpec, ValueLoss
 
 # --- Model learning ---------------------------------------------------------------------------
 
@@ -135,7 +116,7 @@ def distill_terms(
 
 
 def value_terms(
-    m: Tensor, v: Tensor, mu: Tensor, sigma: Tensor, value_loss: str = "split"
+    m: Tensor, v: Tensor, mu: Tensor, sigma: Tensor, value_loss: ValueLoss | str = ValueLoss.SPLIT
 ) -> dict[str, Tensor]:
     """Eq. 4: cross-entropy of p_psi to the target law (1/N) sum_i N(m_i, v_i).
 
@@ -154,14 +135,12 @@ def value_terms(
         mu, sigma: [B] p_psi(U | s, a) at the replayed (s, a).
     """
     m, v = m.detach(), v.detach()
-    if value_loss == "cross_entropy":
+    if ValueLoss(value_loss) is ValueLoss.CROSS_ENTROPY:
         return {"value": gaussian_cross_entropy(m, v, mu, sigma).mean(0)}
-    if value_loss == "split":
-        return {
-            "value_mean": 0.5 * (mu - m.mean(0)).square(),
-            "value_sigma": gaussian_cross_entropy(m, v, mu.detach(), sigma).mean(0),
-        }
-    raise ValueError(f"value_loss must be one of {VALUE_LOSSES}, got {value_loss!r}")
+    return {
+        "value_mean": 0.5 * (mu - m.mean(0)).square(),
+        "value_sigma": gaussian_cross_entropy(m, v, mu.detach(), sigma).mean(0),
+    }
 
 
 def value_target_law(
@@ -179,44 +158,6 @@ def value_target_law(
     """
     continue_ = 1.0 - terminated
     return reward + gamma * continue_ * next_m, gamma**2 * continue_ * next_v
-
-
-@torch.no_grad()
-def value_target(
-    nets: DRIVENetworks,
-    normalize,
-    elite_params: list[tuple[Tensor, Tensor]],
-    reward: Tensor,
-    next_obs: Tensor,
-    terminated: Tensor,
-    *,
-    horizon: int,
-    num_samples: int,
-    gamma: float,
-) -> tuple[Tensor, Tensor]:
-    """Eq. 4's target law for real transitions, without gradient.
-
-    The real first step (r, s', done) is followed by H-1 imagined steps under
-    pi_theta and f_hat (the members in ``elite_params``), bootstrapped with
-    the target value psi_bar. With H = 1 this is exactly the distributional TD
-    target N(r + gamma mu_bar(s', a'), gamma^2 sigma_bar(s', a')^2), a' ~ pi_theta(s').
-
-    Returns:
-        (m, v), each [N, B].
-    """
-
-    def policy(o: Tensor) -> Tensor:
-        return tanh_gaussian_action(*nets.prior(normalize(o)))
-
-    def target_value(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-        return nets.target_value(normalize(o), a)
-
-    next_m, next_v = imagine(
-        next_obs, None, horizon=horizon - 1, num_samples=num_samples, gamma=gamma,
-        model_step=lambda o, a: ensemble_step(nets.model, elite_params, normalize, o, a),
-        policy=policy, value=target_value,
-    )
-    return value_target_law(reward, terminated, next_m, next_v, gamma)
 
 
 # --- Entropy floor ----------------------------------------------------------------------------
@@ -245,27 +186,23 @@ def entropy_floor_terms(
 # --- Summing ----------------------------------------------------------------------------------
 
 
-def loss_weights(
-    alpha: float, policy_update: str = "joint", value_loss: str = "split", entropy_floor: bool = True,
-    learn_termination: bool = True,
-) -> dict[str, float]:
-    """The weight of every term of one update step; keys must equal ``update_terms``' keys."""
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    if policy_update not in POLICY_UPDATES:
-        raise ValueError(f"policy_update must be one of {POLICY_UPDATES}, got {policy_update!r}")
-    weights = {"model": 1.0, "return": -1.0 / alpha, "kl_prior": 1.0, "kl_value": 1.0}
-    if learn_termination:
+def loss_weights(update: UpdateSpec, networks: NetworkSpec) -> dict[str, float]:
+    """The weight of every term of one update step; its keys equal ``update_terms``' keys.
+
+    All weights are 1 but J_U's, -1 / alpha (Eq. 6). Which terms exist follows
+    the policy update (Eq. 5 when distilling), the value loss, the termination
+    head and the entropy floor.
+    """
+    weights = {"model": 1.0, "return": -1.0 / update.alpha, "kl_prior": 1.0, "kl_value": 1.0}
+    if networks.learn_termination:
         weights["termination"] = 1.0
-    if policy_update == "distill":
+    if update.policy_update is PolicyUpdate.DISTILL:
         weights["distill"] = 1.0
-    if value_loss == "split":
+    if update.value_loss is ValueLoss.SPLIT:
         weights.update(value_mean=1.0, value_sigma=1.0)
-    elif value_loss == "cross_entropy":
-        weights["value"] = 1.0
     else:
-        raise ValueError(f"value_loss must be one of {VALUE_LOSSES}, got {value_loss!r}")
-    if entropy_floor:
+        weights["value"] = 1.0
+    if networks.entropy_floor:
         weights.update(entropy=1.0, entropy_weight=1.0)
     return weights
 
@@ -291,140 +228,3 @@ def combine_terms(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor
             "observations/rewards for NaN or inf, or raise sigma_min"
         )
     return total
-
-
-# --- One update step --------------------------------------------------------------------------
-
-
-def update_terms(
-    nets: DRIVENetworks,
-    batch: dict[str, Tensor],
-    *,
-    horizon: int,
-    num_samples: int,
-    gamma: float,
-    policy_update: str = "joint",
-    value_loss: str = "split",
-    member_per_trajectory: bool = False,
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """All terms of one DRIVE update step (model, Eq. 6, Eq. 5 if distilling, Eq. 4).
-
-    Args:
-        nets: the networks.
-        batch: real transitions: obs [B, S], action [B, A] (in [-1, 1]), reward [B],
-            next_obs [B, S], terminated [B] (float 0/1).
-        horizon: H >= 1 model steps in Eq. 6; Eq. 4 uses the real first step + H-1.
-        num_samples: N >= 1 imagined trajectories per start state.
-        gamma: discount.
-        policy_update: "joint" (theta and phi by Eq. 6) or "distill" (phi by
-            Eq. 6 with theta fixed, theta by Eq. 5).
-        value_loss: "split" or "cross_entropy" (see ``value_terms``).
-        member_per_trajectory: keep one elite member per imagined trajectory
-            (default False: a random elite member at every model step, as the spec says).
-
-    Returns:
-        (terms, metrics): terms for ``combine_terms`` ([B] each); metrics are
-        detached scalars under slash-grouped names.
-    """
-    if horizon < 1 or num_samples < 1:
-        raise ValueError(f"need horizon >= 1 and num_samples >= 1, got {horizon}, {num_samples}")
-    if policy_update not in POLICY_UPDATES:
-        raise ValueError(f"policy_update must be one of {POLICY_UPDATES}, got {policy_update!r}")
-    obs, action, reward = batch["obs"], batch["action"], batch["reward"]
-    next_obs, terminated = batch["next_obs"], batch["terminated"]
-    normalize = nets.obs_normalizer.frozen(obs.dtype)
-    obs_n = normalize(obs)
-    terms: dict[str, Tensor] = {}
-
-    # Model learning: each member fits its own bootstrap of the batch.
-    batch_size = obs.shape[0]
-    model = nets.model
-    boot = torch.randint(batch_size, (model.num_members, batch_size), device=obs.device)
-    mean, log_std, term_logit = model(obs_n[boot], action[boot])
-    target = torch.cat([next_obs - obs, reward.unsqueeze(-1)], dim=-1)[boot]
-    terms.update(
-        model_terms(mean, log_std, term_logit, target, terminated[boot], model.learn_termination)
-    )
-
-    # Eq. 6. pi_theta is trained here in "joint" mode and held fixed in "distill" mode.
-    joint = policy_update == "joint"
-    prior_call = (lambda *a: nets.prior(*a)) if joint else (lambda *a: frozen_call(nets.prior, *a))
-
-    def policy(o: Tensor) -> Tensor:
-        return tanh_gaussian_action(*prior_call(normalize(o)))
-
-    num_elites = model.elite_idx.shape[0]
-    assignment = None
-    if member_per_trajectory:
-        assignment = balanced_member_assignment(batch_size * num_samples, num_elites, obs.device)
-
-    # f_hat held fixed in Eq. 6 and Eq. 4: detached elite parameters, gathered once.
-    elite_params = model.layer_params(model.elite_idx, frozen=True)
-
-    def model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return ensemble_step(model, elite_params, normalize, o, a, assignment)
-
-    def frozen_value(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-        return frozen_call(nets.value, normalize(o), a)
-
-    posterior_mean, posterior_std = nets.posterior(obs_n)
-    first_action, _ = tanh_gaussian_rsample(posterior_mean, posterior_std)
-    prior_mean, prior_std = nets.prior(obs_n)
-    # J_KL1 reaches theta only in "joint" mode (obs_n is data, so detaching the outputs is exact).
-    kl_prior_mean, kl_prior_std = (
-        (prior_mean, prior_std) if joint else (prior_mean.detach(), prior_std.detach())
-    )
-    m, v = imagine(
-        obs, first_action, horizon=horizon, num_samples=num_samples, gamma=gamma,
-        model_step=model_step, policy=policy, value=frozen_value,
-    )
-    value_mu_at_posterior, value_sigma_at_posterior = frozen_call(nets.value, obs_n, first_action)
-    terms.update(
-        posterior_terms(
-            m, v, value_mu_at_posterior, value_sigma_at_posterior,
-            posterior_mean, posterior_std, kl_prior_mean, kl_prior_std, nets.sigma_min,
-        )
-    )
-
-    # Eq. 5 and the entropy floor act on pi_theta directly.
-    if not joint:
-        terms.update(distill_terms(prior_mean, prior_std, posterior_mean, posterior_std))
-    _, prior_log_prob = tanh_gaussian_rsample(prior_mean, prior_std)
-    floor = nets.entropy_floor
-    if floor is not None:
-        terms.update(
-            entropy_floor_terms(prior_log_prob, floor.weight, floor.log_weight, floor.target_entropy)
-        )
-
-    # Eq. 4: the target law from the real first step, then H-1 imagined steps, psi_bar bootstrap.
-    target_m, target_v = value_target(
-        nets, normalize, elite_params, reward, next_obs, terminated,
-        horizon=horizon, num_samples=num_samples, gamma=gamma,
-    )
-    value_mu, value_sigma = nets.value(obs_n, action)
-    terms.update(value_terms(target_m, target_v, value_mu, value_sigma, value_loss))
-
-    with torch.no_grad():
-        metrics = {
-            "loss/model_nll": terms["model"].mean() / model.num_members,
-            "loss/value_cross_entropy": gaussian_cross_entropy(
-                target_m, target_v, value_mu, value_sigma
-            ).mean(),
-            "value/mu": value_mu.mean(),
-            "value/sigma": value_sigma.mean(),
-            "value/target_mean": target_m.mean(),
-            "value/target_std": target_v.mean().sqrt(),
-            "posterior/J_U": terms["return"].mean(),
-            "kl/prior": terms["kl_prior"].mean(),
-            "kl/value": terms["kl_value"].mean(),
-            "policy/entropy": -prior_log_prob.mean(),
-            "policy/std": prior_std.mean(),
-            "posterior/std": posterior_std.mean(),
-        }
-        if "termination" in terms:
-            metrics["loss/termination"] = terms["termination"].mean() / model.num_members
-        if "distill" in terms:
-            metrics["kl/distill"] = terms["distill"].mean()
-        if floor is not None:
-            metrics["entropy_floor/weight"] = floor.weight.detach()
-    return terms, metrics

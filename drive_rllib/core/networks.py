@@ -17,6 +17,7 @@ dim, ``A`` action dim. Actions are in module space [-1, 1].
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from drive_rllib.core.distributions import tanh_gaussian_rsample
+from drive_rllib.core.spec import NetworkSpec
 
 
 def mlp(
@@ -208,7 +210,7 @@ class DynamicsEnsemble(nn.Module):
         self.learn_termination = learn_termination
         widths = [obs_dim + action_dim, *hiddens]
         self.hidden_layers = nn.ModuleList(
-            EnsembleLinear(num_members, i, o) for i, o in zip(widths[:-1], widths[1:])
+            EnsembleLinear(num_members, i, o) for i, o in itertools.pairwise(widths)
         )
         # Outputs: mean and raw log-std of (s' - s, r), then one termination logit.
         self.out_dim = obs_dim + 1
@@ -303,53 +305,43 @@ class EntropyFloor(nn.Module):
 class DRIVENetworks(nn.Module):
     """Every network, statistic and learnable scalar of DRIVE in one module.
 
-    Children and their optimizer groups (``parameter_groups``):
+    Sizes and options come from one `NetworkSpec`. Children and their
+    optimizer groups (``parameter_groups``):
     ``model`` (f_hat), ``posterior`` (q_phi), ``prior`` (pi_theta), ``value``
     (psi), ``entropy_floor`` (its log weight, when enabled). ``target_value``
     (psi_bar) and ``obs_normalizer`` carry no gradient.
     """
 
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        *,
-        policy_hiddens: Sequence[int] = (256, 256),
-        value_hiddens: Sequence[int] = (256, 256),
-        model_hiddens: Sequence[int] = (200, 200, 200),
-        ensemble_size: int = 7,
-        num_elites: int = 5,
-        sigma_min: float = 0.1,
-        entropy_floor: bool = True,
-        target_entropy: float | None = None,
-        initial_entropy_weight: float = 1.0,
-        learn_termination: bool = True,
-    ) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, spec: NetworkSpec | None = None) -> None:
+        """Builds every network for observations of dim S = ``obs_dim`` and A = ``action_dim``.
+
+        Args:
+            obs_dim: S.
+            action_dim: A.
+            spec: sizes and options (default: ``NetworkSpec()``).
+        """
         super().__init__()
+        spec = NetworkSpec() if spec is None else spec
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.obs_normalizer = RunningNormalizer(obs_dim)
         self.model = DynamicsEnsemble(
             obs_dim,
             action_dim,
-            num_members=ensemble_size,
-            num_elites=num_elites,
-            hiddens=model_hiddens,
-            learn_termination=learn_termination,
+            num_members=spec.ensemble_size,
+            num_elites=spec.num_elites,
+            hiddens=spec.model_hiddens,
+            learn_termination=spec.learn_termination,
         )
-        self.posterior = TanhGaussianPolicy(obs_dim, action_dim, policy_hiddens)
-        self.prior = TanhGaussianPolicy(obs_dim, action_dim, policy_hiddens)
-        self.value = GaussianValue(obs_dim, action_dim, value_hiddens, sigma_min)
-        self.target_value = GaussianValue(obs_dim, action_dim, value_hiddens, sigma_min)
+        self.posterior = TanhGaussianPolicy(obs_dim, action_dim, spec.policy_hiddens)
+        self.prior = TanhGaussianPolicy(obs_dim, action_dim, spec.policy_hiddens)
+        self.value = GaussianValue(obs_dim, action_dim, spec.value_hiddens, spec.sigma_min)
+        self.target_value = GaussianValue(obs_dim, action_dim, spec.value_hiddens, spec.sigma_min)
         self.target_value.load_state_dict(self.value.state_dict())
         self.target_value.requires_grad_(False)
+        target_entropy = -float(action_dim) if spec.target_entropy is None else spec.target_entropy
         self.entropy_floor = (
-            EntropyFloor(
-                -float(action_dim) if target_entropy is None else target_entropy,
-                initial_entropy_weight,
-            )
-            if entropy_floor
-            else None
+            EntropyFloor(target_entropy, spec.initial_entropy_weight) if spec.entropy_floor else None
         )
 
     @property

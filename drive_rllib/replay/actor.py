@@ -1,18 +1,21 @@
-"""The replay actor: a thin Ray shell around `ReplayStorage`.
+"""The replay actor: a thin Ray shell around `ReplayStorage` (Ray, but no RLlib).
 
 How data flows:
 
 - **EnvRunners push.** Each runner converts its sampled episodes to flat numpy
   transitions (`obs`, `action` in module space, `reward`, `next_obs`,
   `terminated`, `truncated`) and calls `actor.add.remote(batch)` once per
-  `sample()` call, so remote-call cost is paid per batch, not per step.
-  Runners find the actor by its name (`ray.get_actor(name)` or
-  `get_replay_actor`), which also works for runners Ray recreated after a
-  failure and never received the handle.
-- **Learners pull.** `actor.sample_learner_batch.remote(B)` returns an
-  `ObjectRef` to a `MultiAgentBatch` of numpy arrays; the driver passes the
-  refs to `learner_group.update(batch_refs=[...])` (one per learner) and each
-  learner resolves its own, so the data goes actor -> object store -> learner.
+  `sample()` call, so remote-call cost is paid per batch, not per step. The
+  Algorithm hands every runner the actor's handle, also runners Ray recreated
+  after a failure. `get_replay_actor` looks a named actor up (e.g. from a
+  task that was handed no handle).
+- **Learners pull.** `actor.sample.remote(B)` returns plain numpy rows under
+  the storage's field names. The Algorithm turns rows into RLlib's learner
+  batch inside this actor's process (`actor.__ray_call__.remote(fn, B)` with
+  `drive_rllib.algorithm.batch.sample_learner_batch`) and passes the
+  ObjectRefs to `learner_group.update(batch_refs=[...])` (one per learner);
+  each learner resolves its own, so the data goes actor -> object store ->
+  learner.
 - **The driver holds only refs** (and small `size()` / `stats()` results);
   transitions never pass through it. Checkpoints use `save(path)` so the
   actor writes its own file next to the checkpoint.
@@ -21,9 +24,7 @@ Ray runs one call at a time on this actor (no `max_concurrency`), so
 concurrent `add` calls from many runners are serialised and each batch lands
 as one contiguous block.
 
-`ReplayActor` is a plain class; `create_replay_actor` makes it remote. Only
-the actor process imports RLlib's `SampleBatch` (it pulls in torch), on the
-first `sample_learner_batch` call.
+`ReplayActor` is a plain class; `create_replay_actor` makes it remote.
 """
 
 from __future__ import annotations
@@ -34,24 +35,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import ray
 
-from drive_rllib.replay.storage import (
-    ACTION,
-    NEXT_OBS,
-    OBS,
-    REWARD,
-    TERMINATED,
-    TRAIN,
-    TRUNCATED,
-    ReplayStorage,
-)
+from drive_rllib.replay.storage import TRAIN, ReplayStorage
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
-    from ray.rllib.policy.sample_batch import MultiAgentBatch
-
-#: RLlib's `DEFAULT_MODULE_ID` (`ray.rllib.core`), repeated to avoid importing
-#: RLlib (and torch) in processes that only create or call the actor.
-DEFAULT_MODULE_ID = "default_policy"
 
 
 class ReplayActor:
@@ -85,43 +72,6 @@ class ReplayActor:
     def sample(self, batch_size: int, split: str = TRAIN) -> dict[str, np.ndarray]:
         """Samples `B` transitions of `split`; see `ReplayStorage.sample`."""
         return self._storage.sample(batch_size, split)
-
-    def sample_learner_batch(
-        self,
-        batch_size: int,
-        module_id: str = DEFAULT_MODULE_ID,
-        split: str = TRAIN,
-    ) -> MultiAgentBatch:
-        """Samples `B` transitions as a batch `LearnerGroup.update` accepts.
-
-        Args:
-            batch_size: `B`.
-            module_id: The RLModule id the batch is keyed by.
-            split: "train" (default), "holdout" or "all".
-
-        Returns:
-            `MultiAgentBatch({module_id: SampleBatch}, env_steps=B)` of numpy
-            arrays under RLlib's column names: `Columns.OBS` ("obs") [B, S],
-            `Columns.ACTIONS` ("actions") [B, A], `Columns.REWARDS`
-            ("rewards") [B], `Columns.NEXT_OBS` ("new_obs") [B, S],
-            `Columns.TERMINATEDS` ("terminateds") [B] bool and
-            `Columns.TRUNCATEDS` ("truncateds") [B] bool.
-        """
-        # Imported here: RLlib's sample_batch imports torch (seconds), which
-        # only the actor process and the learners need.
-        from ray.rllib.core.columns import Columns
-        from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-
-        sample = self._storage.sample(batch_size, split)
-        columns = {
-            Columns.OBS: sample[OBS],
-            Columns.ACTIONS: sample[ACTION],
-            Columns.REWARDS: sample[REWARD],
-            Columns.NEXT_OBS: sample[NEXT_OBS],
-            Columns.TERMINATEDS: sample[TERMINATED],
-            Columns.TRUNCATEDS: sample[TRUNCATED],
-        }
-        return MultiAgentBatch({module_id: SampleBatch(columns)}, env_steps=int(batch_size))
 
     def size(self, split: str = "all") -> int:
         """Number of stored transitions in `split` (default: all)."""
@@ -204,7 +154,7 @@ def create_replay_actor(
 
 
 def get_replay_actor(name: str) -> ActorHandle:
-    """Looks up a named replay actor, e.g. from a (recreated) EnvRunner.
+    """Looks up a named replay actor (the DRIVE algorithm hands runners the handle instead).
 
     Raises:
         ValueError: If no live actor has that name in the current namespace.

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from ray import tune
 
 from drive_rllib.algorithm import DRIVE, DRIVEConfig, DRIVEEnvRunner, register
+from drive_rllib.algorithm.drive import DRIVE_SETTINGS
+from drive_rllib.algorithm.rl_module import SPEC_KEY
+from drive_rllib.core import DRIVESpec
 
 
 class UnboundedActionEnv(gym.Env):
@@ -49,10 +54,26 @@ def test_defaults_follow_the_spec():
 def test_training_sets_every_setting_and_the_module_sees_them():
     config = pendulum(horizon=3, num_samples=4, alpha=0.5, policy_update="distill", gamma=0.9)
     config.validate()
-    model_config = config.model_config
-    assert (model_config["horizon"], model_config["num_samples"]) == (3, 4)
-    assert (model_config["alpha"], model_config["gamma"]) == (0.5, 0.9)
-    assert model_config["policy_update"] == "distill"
+    # The RLModule receives the core's settings as one spec, serialised into model_config.
+    spec = DRIVESpec.from_dict(config.model_config[SPEC_KEY]).update
+    assert (spec.horizon, spec.num_samples) == (3, 4)
+    assert (spec.alpha, spec.gamma) == (0.5, 0.9)
+    assert spec.policy_update == "distill"
+
+
+def test_training_keywords_are_the_spec_fields_and_the_loop_settings():
+    # A setting added to the spec needs its keyword in training() (and nothing else
+    # in the config): its default, its check and its way to the RLModule follow.
+    keywords = [
+        name
+        for name, parameter in inspect.signature(DRIVEConfig.training).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    assert sorted(keywords) == sorted(DRIVE_SETTINGS)
+    assert set(DRIVESpec.setting_names()) - set(DRIVE_SETTINGS) == {"gamma"}  # RLlib's own
+    defaults = DRIVESpec().settings()
+    config = DRIVEConfig()
+    assert {name: getattr(config, name) for name in defaults} == defaults
 
 
 def test_rollout_fragment_spreads_env_steps_over_runners():

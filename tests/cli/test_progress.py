@@ -6,8 +6,9 @@ import io
 
 import pytest
 
+from drive_rllib import keys
+from drive_rllib.cli import progress
 from drive_rllib.cli.progress import (
-    UPDATE_STEPS_KEY,
     Budget,
     ProgressPrinter,
     ProgressTracker,
@@ -40,9 +41,14 @@ def result(
 
 
 def test_update_steps_key_is_the_one_drive_logs():
-    from drive_rllib.algorithm import metrics
+    # The progress line and the Algorithm take the key from drive_rllib.keys (which
+    # imports no RLlib), so they cannot drift apart; the line reads that key.
+    from drive_rllib.algorithm import drive
 
-    assert UPDATE_STEPS_KEY == metrics.UPDATE_STEPS
+    assert progress.keys is keys and drive.keys is keys
+    assert keys.UPDATE_STEPS == "training/update_steps"
+    tracker = ProgressTracker(Budget())
+    assert tracker.update("t0", result(1, 10, 2.0, 2.0, updates=30)).updates_per_s == 15.0
 
 
 def test_rates_and_eta_against_an_env_step_budget():

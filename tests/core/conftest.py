@@ -4,7 +4,6 @@ import pytest
 import torch
 
 
-
 @pytest.fixture(autouse=True)
 def _one_thread_and_seed():
     threads = torch.get_num_threads()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from drive_rllib.core import DRIVENetworks
+from drive_rllib.core import DRIVENetworks, NetworkSpec
 
 
 def tiny_nets(obs_dim: int = 3, action_dim: int = 2, **kwargs) -> DRIVENetworks:
-    defaults = dict(
-        policy_hiddens=(16, 16), value_hiddens=(16, 16), model_hiddens=(16, 16),
-        ensemble_size=4, num_elites=3,
-    )
+    defaults = {
+        "policy_hiddens": (16, 16), "value_hiddens": (16, 16), "model_hiddens": (16, 16),
+        "ensemble_size": 4, "num_elites": 3,
+    }
     defaults.update(kwargs)
-    return DRIVENetworks(obs_dim, action_dim, **defaults)
+    return DRIVENetworks(obs_dim, action_dim, NetworkSpec(**defaults))
 
 
 def random_batch(batch_size: int = 8, obs_dim: int = 3, action_dim: int = 2,

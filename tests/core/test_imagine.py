@@ -6,14 +6,15 @@ import pytest
 import torch
 
 from drive_rllib.core import (
+    UpdateSpec,
     balanced_member_assignment,
     ensemble_step,
     imagine,
     update_terms,
+    value_target,
     value_target_law,
 )
 from drive_rllib.core.distributions import tanh_gaussian_action
-from drive_rllib.core.losses import value_target
 from tests.core.helpers import random_batch, tiny_nets
 
 GAMMA = 0.9
@@ -162,10 +163,9 @@ def test_shapes(batch_size, horizon, num_samples, ensemble_size):
     )
     assert m.shape == v.shape == (num_samples, batch_size)
     for update in ("joint", "distill"):
-        terms, metrics = update_terms(
-            nets, random_batch(batch_size), horizon=horizon, num_samples=num_samples, gamma=GAMMA,
-            policy_update=update,
-        )
+        spec = UpdateSpec(horizon=horizon, num_samples=num_samples, gamma=GAMMA,
+                          policy_update=update)
+        terms, metrics = update_terms(nets, random_batch(batch_size), spec)
         assert all(term.shape == (batch_size,) for term in terms.values()), {
             k: tuple(x.shape) for k, x in terms.items()}
         assert all(value.dim() == 0 for value in metrics.values())
@@ -175,7 +175,7 @@ def test_seeded_update_is_deterministic():
     def run():
         torch.manual_seed(3)
         nets = tiny_nets()
-        terms, _ = update_terms(nets, random_batch(8), horizon=3, num_samples=2, gamma=GAMMA)
+        terms, _ = update_terms(nets, random_batch(8), UpdateSpec(horizon=3, num_samples=2, gamma=GAMMA))
         return terms
 
     first, second = run(), run()

@@ -9,6 +9,8 @@ import torch
 from torch.distributions import Normal
 
 from drive_rllib.core import (
+    NetworkSpec,
+    UpdateSpec,
     combine_terms,
     distill_terms,
     entropy_floor_terms,
@@ -151,21 +153,10 @@ def test_combine_terms_checks_names_and_finiteness():
 @pytest.mark.parametrize("entropy_floor", [True, False])
 def test_weights_name_exactly_the_terms_of_an_update(policy_update, value_loss, entropy_floor):
     nets = tiny_nets(entropy_floor=entropy_floor)
-    terms, _ = update_terms(nets, random_batch(), horizon=2, num_samples=1, gamma=0.9,
-                            policy_update=policy_update, value_loss=value_loss)
-    weights = loss_weights(alpha=2.0, policy_update=policy_update, value_loss=value_loss,
-                           entropy_floor=entropy_floor)
+    spec = UpdateSpec(horizon=2, num_samples=1, gamma=0.9, alpha=2.0,
+                      policy_update=policy_update, value_loss=value_loss)
+    terms, _ = update_terms(nets, random_batch(), spec)
+    weights = loss_weights(spec, NetworkSpec(entropy_floor=entropy_floor))
     assert set(terms) == set(weights)
     assert weights["return"] == -0.5  # -J_U / alpha
     assert torch.isfinite(combine_terms(terms, weights))
-
-
-def test_loss_weights_reject_bad_values():
-    with pytest.raises(ValueError, match="alpha must be > 0"):
-        loss_weights(alpha=0.0)
-    with pytest.raises(ValueError, match="policy_update must be one of"):
-        loss_weights(alpha=1.0, policy_update="both")
-    with pytest.raises(ValueError, match="value_loss must be one of"):
-        loss_weights(alpha=1.0, value_loss="mse")
-    with pytest.raises(ValueError, match="horizon >= 1"):
-        update_terms(tiny_nets(), random_batch(), horizon=0, num_samples=1, gamma=0.9)

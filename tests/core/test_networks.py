@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from drive_rllib.core import DRIVENetworks, DynamicsEnsemble, RunningNormalizer, model_terms
+from drive_rllib.core import (
+    DRIVENetworks,
+    DynamicsEnsemble,
+    NetworkSpec,
+    RunningNormalizer,
+    model_terms,
+)
 from tests.core.helpers import tiny_nets
 
 NOISE_STD = 0.1
@@ -125,8 +131,9 @@ def test_polyak_and_acting():
 
 
 def test_parameter_groups_are_disjoint_and_complete():
-    nets = DRIVENetworks(3, 2, policy_hiddens=(8,), value_hiddens=(8,), model_hiddens=(8,),
-                         ensemble_size=2, num_elites=1)
+    spec = NetworkSpec(policy_hiddens=(8,), value_hiddens=(8,), model_hiddens=(8,),
+                       ensemble_size=2, num_elites=1)
+    nets = DRIVENetworks(3, 2, spec)
     groups = nets.parameter_groups()
     ids = [id(p) for params in groups.values() for p in params]
     assert len(ids) == len(set(ids))

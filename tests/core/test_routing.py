@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drive_rllib.core import combine_terms, frozen_call, loss_weights, posterior_terms, update_terms
+from drive_rllib.core import (
+    NetworkSpec,
+    UpdateSpec,
+    combine_terms,
+    frozen_call,
+    loss_weights,
+    posterior_terms,
+    update_terms,
+)
 from drive_rllib.core.distributions import tanh_gaussian_rsample
 from tests.core.helpers import random_batch, tiny_nets
 
@@ -24,9 +32,9 @@ def groups_reached(policy_update: str, which: str) -> set[str]:
     """Backward only the terms in TERM_GROUPS[which]; return the parameter groups with gradient."""
     torch.manual_seed(0)
     nets = tiny_nets()
-    terms, _ = update_terms(nets, random_batch(16), horizon=3, num_samples=2, gamma=0.9,
-                            policy_update=policy_update)
-    weights = loss_weights(alpha=1.0, policy_update=policy_update)
+    spec = UpdateSpec(horizon=3, num_samples=2, gamma=0.9, alpha=1.0, policy_update=policy_update)
+    terms, _ = update_terms(nets, random_batch(16), spec)
+    weights = loss_weights(spec, NetworkSpec())
     loss = sum(weights[name] * terms[name].mean() for name in TERM_GROUPS[which])
     loss.backward()
     reached = {
@@ -61,8 +69,9 @@ def test_one_backward_of_the_sum_equals_the_per_group_gradients():
     def grads(names: tuple[str, ...] | None) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
         nets = tiny_nets()
-        terms, _ = update_terms(nets, random_batch(16), horizon=2, num_samples=1, gamma=0.9)
-        weights = loss_weights(alpha=1.0)
+        spec = UpdateSpec(horizon=2, num_samples=1, gamma=0.9, alpha=1.0)
+        terms, _ = update_terms(nets, random_batch(16), spec)
+        weights = loss_weights(spec, NetworkSpec())
         if names is None:
             loss = combine_terms(terms, weights)
         else:

@@ -1,4 +1,5 @@
-"""ReplayActor in a private local Ray instance: concurrency, RLlib batches, files, names."""
+"""ReplayActor in a private local Ray instance: concurrency, files, names (RLlib batches of its
+rows: tests/algorithm/test_batch.py)."""
 
 from __future__ import annotations
 
@@ -88,53 +89,6 @@ def test_add_from_two_concurrent_tasks(ray_instance) -> None:
         np.testing.assert_array_equal(starts, np.arange(low, high, 7))
     for name, column in make_batch(ids).items():
         np.testing.assert_array_equal(state[name], column, err_msg=name)
-
-
-def test_sample_learner_batch_is_a_multi_agent_batch_of_train_rows(ray_instance) -> None:
-    actor = create_replay_actor(50, S, A, holdout_every=4, seed=1)
-    actor.add.remote(make_batch(range(20)))  # id == position; calls run in order
-    batch_ref = actor.sample_learner_batch.remote(64)
-    # Imported after the call is submitted so the driver's and the actor's
-    # (torch-heavy) RLlib imports overlap.
-    from ray.rllib.core.columns import Columns
-    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-
-    batch = ray.get(batch_ref)
-    assert isinstance(batch, MultiAgentBatch)
-    assert batch.env_steps() == 64
-    assert list(batch.policy_batches) == ["default_policy"]
-    module_batch = batch.policy_batches["default_policy"]
-    assert isinstance(module_batch, SampleBatch)
-    assert {Columns.OBS, Columns.ACTIONS, Columns.NEXT_OBS} == {"obs", "actions", "new_obs"}
-    assert set(module_batch.keys()) == {
-        Columns.OBS,
-        Columns.ACTIONS,
-        Columns.REWARDS,
-        Columns.NEXT_OBS,
-        Columns.TERMINATEDS,
-        Columns.TRUNCATEDS,
-    }
-    assert module_batch[Columns.OBS].shape == (64, S)
-    assert module_batch[Columns.ACTIONS].shape == (64, A)
-    assert module_batch[Columns.NEXT_OBS].shape == (64, S)
-    for column in (Columns.REWARDS, Columns.TERMINATEDS, Columns.TRUNCATEDS):
-        assert module_batch[column].shape == (64,)
-    assert module_batch[Columns.TERMINATEDS].dtype == bool
-    assert all(isinstance(module_batch[c], np.ndarray) for c in module_batch)
-
-    ids = module_batch[Columns.OBS][:, 0].astype(np.int64)
-    expected = make_batch(ids)
-    np.testing.assert_array_equal(module_batch[Columns.ACTIONS], expected["action"])
-    np.testing.assert_array_equal(module_batch[Columns.REWARDS], expected["reward"])
-    np.testing.assert_array_equal(module_batch[Columns.NEXT_OBS], expected["next_obs"])
-    np.testing.assert_array_equal(module_batch[Columns.TERMINATEDS], expected["terminated"])
-    np.testing.assert_array_equal(module_batch[Columns.TRUNCATEDS], expected["truncated"])
-    assert not set(ids.tolist()) & {3, 7, 11, 15, 19}  # holdout positions
-
-    named = ray.get(actor.sample_learner_batch.remote(8, module_id="drive", split="holdout"))
-    assert list(named.policy_batches) == ["drive"]
-    holdout_ids = named.policy_batches["drive"][Columns.OBS][:, 0].astype(np.int64)
-    assert set(holdout_ids.tolist()) <= {3, 7, 11, 15, 19}
 
 
 def test_save_and_load_through_actors(ray_instance, tmp_path) -> None:

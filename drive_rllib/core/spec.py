@@ -1,0 +1,301 @@
+"""The core's settings as frozen, validated dataclasses: one `DRIVESpec` from config to core.
+
+| class           | what                                                             | used by                 |
+|-----------------|------------------------------------------------------------------|-------------------------|
+| `NetworkSpec`   | sizes of f_hat, psi, pi_theta, q_phi; termination head; floor   | `DRIVENetworks`          |
+| `UpdateSpec`    | one update step: H, N, gamma, alpha, policy update, value loss   | `update_terms`, weights  |
+| `ActingSpec`    | which policy's mean acts when not exploring                      | the RLModule             |
+| `DRIVESpec`     | the three together; ``to_dict`` / ``from_dict`` for model_config | RLModule, Learner        |
+
+Every field is checked once, when its dataclass is built (``__post_init__``),
+with the message ``DRIVEConfig.validate()`` shows; choices become `Enum`
+members (they compare equal to their strings), widths become tuples.
+
+Adding a setting takes one field in one dataclass below (its default, type,
+check and a line in the class docstring) and its keyword in
+``DRIVEConfig.training()``: the config takes its default from here, passes
+it to the RLModule inside the spec, and a test checks that the keywords and
+the fields match. Field names are unique across the three parts (the config
+has one flat namespace).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+
+# --- choices ----------------------------------------------------------------------------------
+
+
+class PolicyUpdate(str, Enum):
+    """How pi_theta is trained (spec, Section 4)."""
+
+    JOINT = "joint"  # theta by Eq. 6, together with phi
+    DISTILL = "distill"  # phi by Eq. 6 with theta fixed, then theta by Eq. 5
+
+
+class ValueLoss(str, Enum):
+    """How psi is fitted to Eq. 4's target law (spec, Section 6, "value scale")."""
+
+    SPLIT = "split"  # mean by squared error, sigma by cross-entropy with the mean fixed
+    CROSS_ENTROPY = "cross_entropy"  # Eq. 4 as written
+
+
+class InferencePolicy(str, Enum):
+    """The policy whose deterministic mean acts when not exploring (evaluation)."""
+
+    PRIOR = "prior"  # pi_theta
+    POSTERIOR = "posterior"  # q_phi
+
+
+# --- checks: (name, value) -> the value to store; ValueError says what to change -------------
+# A wrong type is a ValueError too, as in RLlib's `AlgorithmConfig.validate()`, so that one
+# `except ValueError` catches every bad setting.
+
+Check = Callable[[str, Any], Any]
+
+
+def integer(minimum: int) -> Check:
+    """An int (or numpy integer, stored as int) >= ``minimum``."""
+
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"`{name}` must be an integer, got {value!r}.")  # noqa: TRY004
+        if value < minimum:
+            raise ValueError(
+                f"`{name}` must be >= {minimum}, got {value}: set "
+                f"config.training({name}={max(minimum, 1)}) or larger."
+            )
+        return int(value)
+
+    return check
+
+
+def positive_number(name: str, value: Any) -> Any:
+    """A number > 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
+    return value
+
+
+def discount(name: str, value: Any) -> Any:
+    """A number in (0, 1]."""
+    if not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ValueError(
+            f"`{name}` must lie in (0, 1], got {value!r}: e.g. config.training({name}=0.99)."
+        )
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}.")  # noqa: TRY004
+    return value
+
+
+def widths(name: str, value: Any) -> tuple[int, ...]:
+    """A non-empty list or tuple of positive int layer widths, stored as a tuple."""
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in value)
+    ):
+        raise ValueError(
+            f"`{name}` must be a non-empty list of positive layer widths, e.g. "
+            f"[256, 256]; got {value!r}."
+        )
+    return tuple(value)
+
+
+def optional_finite_number(name: str, value: Any) -> Any:
+    """None or a finite number."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    ):
+        raise ValueError(f"`{name}` must be a finite number or None (-A), got {value!r}.")
+    return value
+
+
+def one_of(choices: type[Enum]) -> Check:
+    """A member of ``choices`` or its value (a string), stored as the member."""
+    options = tuple(member.value for member in choices)
+
+    def check(name: str, value: Any) -> Enum:
+        try:
+            return choices(value)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"`{name}` must be one of {options}, got {value!r}: set "
+                f"config.training({name}={options[0]!r})."
+            ) from None
+
+    return check
+
+
+def setting(default: Any, check: Check) -> Any:
+    """A spec field: its default and the check that runs when the spec is built."""
+    return field(default=default, metadata={"check": check})
+
+
+# --- the parts --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """Runs every field's check once, on construction, then ``_check_together``."""
+
+    def __post_init__(self) -> None:
+        for spec_field in fields(self):
+            value = spec_field.metadata["check"](spec_field.name, getattr(self, spec_field.name))
+            object.__setattr__(self, spec_field.name, value)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """Checks that span fields (none by default)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (Enum values as strings, widths as lists), e.g. for JSON."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@dataclass(frozen=True)
+class NetworkSpec(_Checked):
+    """Sizes and options of the networks (`DRIVENetworks`).
+
+    Attributes:
+        ensemble_size: E, members of the dynamics ensemble f_hat.
+        num_elites: members used in rollouts (the best on held-out data), <= E.
+        model_hiddens: hidden widths of each ensemble member.
+        policy_hiddens: hidden widths of pi_theta and of q_phi.
+        value_hiddens: hidden widths of psi (and psi_bar).
+        sigma_min: lower bound > 0 of p_psi's sigma, also the floor of the target
+            law's standard deviation in J_KL2.
+        learn_termination: learn f_hat's termination head (else nothing terminates).
+        entropy_floor: add the entropy floor on pi_theta (its own learnable weight).
+        target_entropy: the floor's target entropy; None means -A.
+        initial_entropy_weight: the floor's initial weight > 0.
+    """
+
+    ensemble_size: int = setting(7, integer(minimum=1))
+    num_elites: int = setting(5, integer(minimum=1))
+    model_hiddens: tuple[int, ...] = setting((200, 200, 200), widths)
+    policy_hiddens: tuple[int, ...] = setting((256, 256), widths)
+    value_hiddens: tuple[int, ...] = setting((256, 256), widths)
+    sigma_min: float = setting(0.1, positive_number)
+    learn_termination: bool = setting(True, flag)
+    entropy_floor: bool = setting(True, flag)
+    target_entropy: float | None = setting(None, optional_finite_number)
+    initial_entropy_weight: float = setting(1.0, positive_number)
+
+    def _check_together(self) -> None:
+        if self.num_elites > self.ensemble_size:
+            raise ValueError(
+                f"`num_elites` ({self.num_elites}) must not exceed `ensemble_size` "
+                f"({self.ensemble_size}): lower num_elites or raise ensemble_size."
+            )
+
+
+@dataclass(frozen=True)
+class UpdateSpec(_Checked):
+    """One update step (`update_terms`, `loss_weights`; spec, Section 4).
+
+    Attributes:
+        horizon: H >= 1 imagined model steps in Eq. 6 (Eq. 4: the real first
+            step and H - 1 imagined ones).
+        num_samples: N >= 1 imagined trajectories per start state.
+        gamma: discount in (0, 1].
+        alpha: temperature > 0 of p(O=1 | U) ∝ exp(U / alpha); J_U is weighted -1 / alpha.
+        policy_update: how pi_theta is trained (`PolicyUpdate`).
+        value_loss: how psi is fitted (`ValueLoss`).
+        member_per_trajectory: keep one elite member per imagined trajectory in
+            Eq. 6 (default: a random elite member at every model step).
+    """
+
+    horizon: int = setting(5, integer(minimum=1))
+    num_samples: int = setting(1, integer(minimum=1))
+    gamma: float = setting(0.99, discount)
+    alpha: float = setting(1.0, positive_number)
+    policy_update: PolicyUpdate = setting(PolicyUpdate.JOINT, one_of(PolicyUpdate))
+    value_loss: ValueLoss = setting(ValueLoss.SPLIT, one_of(ValueLoss))
+    member_per_trajectory: bool = setting(False, flag)
+
+
+@dataclass(frozen=True)
+class ActingSpec(_Checked):
+    """How the RLModule acts.
+
+    Attributes:
+        inference_policy: the policy whose mean acts when not exploring (`InferencePolicy`).
+    """
+
+    inference_policy: InferencePolicy = setting(InferencePolicy.PRIOR, one_of(InferencePolicy))
+
+
+@dataclass(frozen=True)
+class DRIVESpec:
+    """Everything the core and the RLModule need, in three checked parts."""
+
+    networks: NetworkSpec = field(default_factory=NetworkSpec)
+    update: UpdateSpec = field(default_factory=UpdateSpec)
+    acting: ActingSpec = field(default_factory=ActingSpec)
+
+    #: The part classes, by attribute name.
+    PARTS: ClassVar[dict[str, type[_Checked]]] = {
+        "networks": NetworkSpec,
+        "update": UpdateSpec,
+        "acting": ActingSpec,
+    }
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """``{"networks": {...}, "update": {...}, "acting": {...}}`` of plain values."""
+        return {name: getattr(self, name).to_dict() for name in self.PARTS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, Any]]) -> DRIVESpec:
+        """The spec ``to_dict`` wrote (checked again)."""
+        unknown = set(data) - set(cls.PARTS)
+        if unknown:
+            raise ValueError(f"unknown DRIVESpec parts {sorted(unknown)}")
+        return cls(**{name: part(**data.get(name, {})) for name, part in cls.PARTS.items()})
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        """Every field of every part, in order: the config's names for them."""
+        names = tuple(f.name for part in cls.PARTS.values() for f in fields(part))
+        if len(set(names)) != len(names):
+            raise TypeError(f"DRIVESpec parts share a field name: {names}")
+        return names
+
+    @classmethod
+    def from_settings(cls, source: Any) -> DRIVESpec:
+        """The spec of an object that has every setting as an attribute (a DRIVEConfig).
+
+        Raises:
+            ValueError: a value fails its check (the message says what to change).
+        """
+        return cls(
+            **{
+                name: part(**{f.name: getattr(source, f.name) for f in fields(part)})
+                for name, part in cls.PARTS.items()
+            }
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting by its name, as plain values (the config's defaults come from here)."""
+        return {
+            name: value for part in self.to_dict().values() for name, value in part.items()
+        }
