@@ -66,7 +66,9 @@ LOSS_ENTROPY = _declare("loss/entropy", "entropy floor: weight * log pi_theta(a 
 LOSS_ENTROPY_WEIGHT = _declare(
     "loss/entropy_weight", "entropy floor's weight loss: -log weight * (log pi + target entropy)"
 )
-LOSS_TOTAL = _declare("loss/total", "sum over terms of weight * loss/<term>: the scalar back-propagated")
+LOSS_TOTAL = _declare(
+    "loss/total", "sum over terms of weight * loss/<term>: the scalar back-propagated"
+)
 
 #: Name of each loss term of ``update_terms`` -> its key.
 TERM_KEYS: dict[str, str] = {
@@ -99,7 +101,9 @@ VALUE_TARGET_STD = _declare("value/target_std", "sqrt of the mean of Eq. 4's tar
 POLICY_ENTROPY = _declare("policy/entropy", "-log pi_theta(a | s) of a sample a ~ pi_theta")
 POLICY_STD = _declare("policy/std", "pre-squash standard deviation of pi_theta")
 POSTERIOR_STD = _declare("posterior/std", "pre-squash standard deviation of q_phi")
-ENTROPY_FLOOR_WEIGHT = _declare("entropy_floor/weight", "the entropy floor's weight exp(log_weight)")
+ENTROPY_FLOOR_WEIGHT = _declare(
+    "entropy_floor/weight", "the entropy floor's weight exp(log_weight)"
+)
 
 # --- Learner: bookkeeping --------------------------------------------------------------------
 
@@ -138,7 +142,9 @@ def term_key(term: str) -> str:
     try:
         return TERM_KEYS[term]
     except KeyError:
-        raise KeyError(f"loss term {term!r} has no metric key: declare it in drive_rllib.keys") from None
+        raise KeyError(
+            f"loss term {term!r} has no metric key: declare it in drive_rllib.keys"
+        ) from None
 
 
 def update_step_metrics(

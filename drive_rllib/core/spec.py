@@ -296,6 +296,4 @@ class DRIVESpec:
 
     def settings(self) -> dict[str, Any]:
         """Every setting by its name, as plain values (the config's defaults come from here)."""
-        return {
-            name: value for part in self.to_dict().values() for name, value in part.items()
-        }
+        return {name: value for part in self.to_dict().values() for name, value in part.items()}

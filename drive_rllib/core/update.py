@@ -186,13 +186,26 @@ def posterior_step(
         (prior_mean, prior_std) if joint else (prior_mean.detach(), prior_std.detach())
     )
     m, v = imagine(
-        obs, first_action, horizon=spec.horizon, num_samples=spec.num_samples, gamma=spec.gamma,
-        model_step=shared.model_step, policy=shared.policy, value=shared.value,
+        obs,
+        first_action,
+        horizon=spec.horizon,
+        num_samples=spec.num_samples,
+        gamma=spec.gamma,
+        model_step=shared.model_step,
+        policy=shared.policy,
+        value=shared.value,
     )
     value_mu, value_sigma = frozen_call(nets.value, obs_n, first_action)
     terms = posterior_terms(
-        m, v, value_mu, value_sigma,
-        posterior_mean, posterior_std, kl_prior_mean, kl_prior_std, nets.sigma_min,
+        m,
+        v,
+        value_mu,
+        value_sigma,
+        posterior_mean,
+        posterior_std,
+        kl_prior_mean,
+        kl_prior_std,
+        nets.sigma_min,
     )
     return PosteriorStep(terms, posterior_mean, posterior_std, prior_mean, prior_std)
 
@@ -208,7 +221,9 @@ def entropy_floor_step(
     floor = nets.entropy_floor
     if floor is None:
         return {}, prior_log_prob
-    terms = entropy_floor_terms(prior_log_prob, floor.weight, floor.log_weight, floor.target_entropy)
+    terms = entropy_floor_terms(
+        prior_log_prob, floor.weight, floor.log_weight, floor.target_entropy
+    )
     return terms, prior_log_prob
 
 
@@ -247,9 +262,14 @@ def value_target(
         return nets.target_value(normalize(o), a)
 
     next_m, next_v = imagine(
-        next_obs, None, horizon=horizon - 1, num_samples=num_samples, gamma=gamma,
+        next_obs,
+        None,
+        horizon=horizon - 1,
+        num_samples=num_samples,
+        gamma=gamma,
         model_step=lambda o, a: ensemble_step(nets.model, elite_params, normalize, o, a),
-        policy=policy, value=target_value,
+        policy=policy,
+        value=target_value,
     )
     return value_target_law(reward, terminated, next_m, next_v, gamma)
 
@@ -275,8 +295,15 @@ def value_step(
 ) -> ValueStep:
     """Eq. 4: p_psi(U | s, a) at the replayed (s, a) against ``value_target`` (``value_terms``)."""
     target_m, target_v = value_target(
-        nets, normalize, elite_params, batch["reward"], batch["next_obs"], batch["terminated"],
-        horizon=spec.horizon, num_samples=spec.num_samples, gamma=spec.gamma,
+        nets,
+        normalize,
+        elite_params,
+        batch["reward"],
+        batch["next_obs"],
+        batch["terminated"],
+        horizon=spec.horizon,
+        num_samples=spec.num_samples,
+        gamma=spec.gamma,
     )
     value_mu, value_sigma = nets.value(obs_n, batch["action"])
     terms = value_terms(target_m, target_v, value_mu, value_sigma, spec.value_loss)

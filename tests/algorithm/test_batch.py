@@ -30,14 +30,18 @@ def test_sample_learner_batch_is_a_multi_agent_batch_of_train_rows(ray_instance)
     assert list(batch.policy_batches) == ["default_policy"]
     module_batch = batch.policy_batches["default_policy"]
     assert isinstance(module_batch, SampleBatch)
-    assert set(module_batch.keys()) == set(FIELDS) == {
-        "obs",
-        "action",
-        "reward",
-        "next_obs",
-        "terminated",
-        "truncated",
-    }
+    assert (
+        set(module_batch.keys())
+        == set(FIELDS)
+        == {
+            "obs",
+            "action",
+            "reward",
+            "next_obs",
+            "terminated",
+            "truncated",
+        }
+    )
     assert module_batch["obs"].shape == (64, S)
     assert module_batch["action"].shape == (64, A)
     assert module_batch["next_obs"].shape == (64, S)
@@ -65,7 +69,8 @@ def test_core_batch_is_float_tensors_under_the_same_names():
     batch = learner_batch(rows)
     assert batch.env_steps() == 6
     tensors = {
-        name: torch.as_tensor(value) for name, value in batch.policy_batches["default_policy"].items()
+        name: torch.as_tensor(value)
+        for name, value in batch.policy_batches["default_policy"].items()
     }
     core = core_batch(tensors)
     assert set(core) == {"obs", "action", "reward", "next_obs", "terminated"}

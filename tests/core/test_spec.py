@@ -31,7 +31,9 @@ def test_update_spec_rejects_bad_values():
 
 
 def test_network_spec_checks_sizes_and_their_relation():
-    with pytest.raises(ValueError, match=r"`num_elites` \(8\) must not exceed `ensemble_size` \(7\)"):
+    with pytest.raises(
+        ValueError, match=r"`num_elites` \(8\) must not exceed `ensemble_size` \(7\)"
+    ):
         NetworkSpec(num_elites=8, ensemble_size=7)
     with pytest.raises(ValueError, match="`model_hiddens` must be a non-empty list"):
         NetworkSpec(model_hiddens=[])
@@ -53,7 +55,9 @@ def test_choices_become_enums_that_equal_their_strings_and_widths_tuples():
 
 def test_spec_round_trips_through_a_json_dict():
     spec = DRIVESpec(
-        networks=NetworkSpec(ensemble_size=3, num_elites=2, model_hiddens=(16,), target_entropy=-1.5),
+        networks=NetworkSpec(
+            ensemble_size=3, num_elites=2, model_hiddens=(16,), target_entropy=-1.5
+        ),
         update=UpdateSpec(horizon=2, num_samples=3, gamma=0.9, policy_update="distill"),
         acting=ActingSpec(inference_policy="posterior"),
     )
