@@ -58,7 +58,7 @@ def test_replay_storage_imports_no_ray_and_the_actor_no_rllib():
 
 def test_algorithm_imports_no_cli():
     bad = loaded_modules(
-        "import drive_rllib.algorithm", ("drive_rllib.cli.",)
+        "import drive_rllib.algorithm, drive_rllib.algorithm.evaluation", ("drive_rllib.cli.",)
     )
     assert not bad, f"drive_rllib.algorithm imported {bad}"
 

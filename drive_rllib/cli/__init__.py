@@ -29,11 +29,7 @@ from typing import Any
 
 import click
 
-from drive_rllib.cli.experiments import CLIError
-
-#: Exit status of bad input (as for a usage error).
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+from drive_rllib.cli.experiments import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CLIError
 
 
 def _training_options(command: Callable[..., Any]) -> Callable[..., Any]:

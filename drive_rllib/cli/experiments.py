@@ -93,6 +93,11 @@ STOP_KEY_GROUPS = ("env_runners/", "evaluation/", "learners/", "timers/", "repla
 MAX_VARIANTS_CHECKED = 32
 
 
+#: Exit status of bad input (as for a usage error), and of an interrupted run (Ctrl-C).
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
 class CLIError(Exception):
     """Bad input: the command prints the message as one line and exits with status 2."""
 
@@ -276,6 +281,33 @@ def experiment_from_spec(
         overrides: command-line options that replace the spec's values.
     """
     spec = copy.deepcopy(spec)
+    checkpoint_config = _rename_old_keys(name, spec, where, note)
+    _check_experiment_keys(name, spec, checkpoint_config, where)
+    run = _checked_run(name, spec, where)
+    config = _config_with_env(name, spec, where)
+    stop = _stop_criteria(name, spec, where, note, overrides)
+    if overrides.checkpoint_freq is not None:
+        checkpoint_config["checkpoint_frequency"] = overrides.checkpoint_freq
+    # The summary names the best checkpoint, so there is always one at the end.
+    checkpoint_config.setdefault("checkpoint_at_end", True)
+    num_samples = _num_samples(name, spec, config, where, note, overrides)
+    return Experiment(
+        name=str(name),
+        run=run,
+        config=config,
+        stop=stop,
+        checkpoint_config=checkpoint_config,
+        num_samples=num_samples,
+        storage_path=_storage_path(spec, overrides),
+        max_failures=_max_failures(name, spec, where),
+    )
+
+
+def _rename_old_keys(
+    name: str, spec: dict[str, Any], where: Callable[..., str], note: Callable[[str], None]
+) -> dict[str, Any]:
+    """Moves old experiment keys (``OLD_EXPERIMENT_KEYS``) to today's, one note each, in
+    ``spec``; returns the checkpoint_config (popped from ``spec``)."""
     checkpoint_config = spec.pop("checkpoint_config", None) or {}
     if not isinstance(checkpoint_config, dict):
         raise CLIError(f"{where(name, 'checkpoint_config')}: checkpoint_config must be a mapping")
@@ -291,7 +323,13 @@ def experiment_from_spec(
             )
         note(f"{where(name, old_key)}: {old_key!r} is now {shown!r}")
         target[new_key] = value
+    return checkpoint_config
 
+
+def _check_experiment_keys(
+    name: str, spec: dict[str, Any], checkpoint_config: dict[str, Any], where: Callable[..., str]
+) -> None:
+    """Every key of the experiment and of its checkpoint_config must be known."""
     unknown = sorted(set(spec) - set(EXPERIMENT_KEYS))
     if unknown:
         key = unknown[0]
@@ -307,18 +345,23 @@ def experiment_from_spec(
                 f"{key!r}{closest(key, CHECKPOINT_KEYS)}"
             )
 
-    run = spec.get("run")
-    if run != ALGORITHM:
-        if run is None:
-            raise CLIError(
-                f"{where(name)}: experiment {name!r} has no 'run' (use run: {ALGORITHM})"
-            )
-        hint = f" (did you mean {ALGORITHM!r}?)" if str(run).upper() == ALGORITHM else ""
-        raise CLIError(
-            f"{where(name, 'run')}: unknown run {run!r}{hint}: this command trains "
-            f"{ALGORITHM} only (run: {ALGORITHM})"
-        )
 
+def _checked_run(name: str, spec: dict[str, Any], where: Callable[..., str]) -> str:
+    """``run`` must be DRIVE."""
+    run = spec.get("run")
+    if run == ALGORITHM:
+        return run
+    if run is None:
+        raise CLIError(f"{where(name)}: experiment {name!r} has no 'run' (use run: {ALGORITHM})")
+    hint = f" (did you mean {ALGORITHM!r}?)" if str(run).upper() == ALGORITHM else ""
+    raise CLIError(
+        f"{where(name, 'run')}: unknown run {run!r}{hint}: this command trains "
+        f"{ALGORITHM} only (run: {ALGORITHM})"
+    )
+
+
+def _config_with_env(name: str, spec: dict[str, Any], where: Callable[..., str]) -> dict[str, Any]:
+    """The experiment's config with its ``env`` (given once, at either level)."""
     config = spec.get("config") or {}
     if not isinstance(config, dict):
         raise CLIError(f"{where(name, 'config')}: config must be a mapping of DRIVEConfig settings")
@@ -331,18 +374,34 @@ def experiment_from_spec(
         config["env"] = spec["env"]
     if config.get("env") is None:
         raise CLIError(f"{where(name)}: experiment {name!r} has no env (e.g. env: Pendulum-v1)")
+    return config
 
+
+def _stop_criteria(
+    name: str,
+    spec: dict[str, Any],
+    where: Callable[..., str],
+    note: Callable[[str], None],
+    overrides: Overrides,
+) -> dict[str, Any]:
+    """``--stop`` or the spec's stop, old keys renamed, keys and values checked."""
     stop = overrides.stop if overrides.stop is not None else spec.get("stop") or {}
     stop_where = "--stop" if overrides.stop is not None else where(name, "stop")
     if not isinstance(stop, dict):
         raise CLIError(f"{stop_where}: stop must be a mapping of result keys to values")
-    stop = map_stop_keys(stop, stop_where, note)
+    return map_stop_keys(stop, stop_where, note)
 
-    if overrides.checkpoint_freq is not None:
-        checkpoint_config["checkpoint_frequency"] = overrides.checkpoint_freq
-    # The summary names the best checkpoint, so there is always one at the end.
-    checkpoint_config.setdefault("checkpoint_at_end", True)
 
+def _num_samples(
+    name: str,
+    spec: dict[str, Any],
+    config: dict[str, Any],
+    where: Callable[..., str],
+    note: Callable[[str], None],
+    overrides: Overrides,
+) -> int:
+    """Tune's samples (repeats of every grid point), with a note when they would repeat one
+    fixed seed."""
     num_samples = (
         overrides.num_samples if overrides.num_samples is not None else spec.get("num_samples", 1)
     )
@@ -364,27 +423,25 @@ def experiment_from_spec(
             f"{where(name, 'config', 'seed')}: {num_samples} samples with the fixed seed {seed} "
             "repeat one run; for seeds write seed: {grid_search: [0, 1, 2]} instead"
         )
+    return num_samples
+
+
+def _max_failures(name: str, spec: dict[str, Any], where: Callable[..., str]) -> int:
     max_failures = spec.get("max_failures", 0)
     if isinstance(max_failures, bool) or not isinstance(max_failures, int):
         raise CLIError(
             f"{where(name, 'max_failures')}: max_failures must be an integer, got {max_failures!r}"
         )
+    return max_failures
 
+
+def _storage_path(spec: dict[str, Any], overrides: Overrides) -> str | None:
+    """``--storage-path`` or the spec's; local folders made absolute (Tune needs that),
+    URIs such as s3://... as they are."""
     storage_path = overrides.storage_path or spec.get("storage_path")
     if storage_path is not None and "://" not in str(storage_path):
-        # Local folders are made absolute (Tune needs that); URIs such as s3://... stay.
         storage_path = os.path.abspath(os.path.expanduser(str(storage_path)))
-
-    return Experiment(
-        name=str(name),
-        run=run,
-        config=config,
-        stop=stop,
-        checkpoint_config=checkpoint_config,
-        num_samples=num_samples,
-        storage_path=storage_path,
-        max_failures=max_failures,
-    )
+    return storage_path
 
 
 def experiments_from_file(

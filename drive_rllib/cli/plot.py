@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from drive_rllib import keys
-from drive_rllib.cli.evaluate import EVALUATION_FILE
 from drive_rllib.cli.experiments import CLIError
-from drive_rllib.cli.results import find_trials, read_params, read_rows
+from drive_rllib.cli.results import EVALUATION_FILE, find_trials, read_params, read_rows
 
 #: File written when --out is not given, inside RUN_DIR.
 DEFAULT_OUT = "drive_plot.png"

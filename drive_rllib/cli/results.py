@@ -26,6 +26,8 @@ PROGRESS_FILE = "progress.csv"
 PARAMS_FILE = "params.json"
 #: Written by Tune into the folder of a trial that failed.
 ERROR_FILE = "error.txt"
+#: Written by `rllib evaluate` into a checkpoint folder; read by `rllib plot`.
+EVALUATION_FILE = "evaluation.json"
 
 
 def find_trials(run_dir: str) -> list[str]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from drive_rllib import keys
-from drive_rllib.cli import EXIT_INTERRUPTED
 from drive_rllib.cli.experiments import (
+    EXIT_INTERRUPTED,
     NOTICE_LOGGERS,
     CLIError,
     Experiment,
