@@ -76,6 +76,13 @@ def test_training_keywords_are_the_spec_fields_and_the_loop_settings():
     assert {name: getattr(config, name) for name in defaults} == defaults
 
 
+def test_configs_pickled_before_the_merge_into_drive_py_still_load():
+    # Checkpoints and Tune states written before issue 14 name the old module.
+    import pickle
+
+    assert pickle.loads(b"cdrive_rllib.algorithm.config\nDRIVEConfig\n.") is DRIVEConfig
+
+
 def test_rollout_fragment_spreads_env_steps_over_runners():
     config = pendulum(env_steps_per_iteration=100).env_runners(num_env_runners=3)
     assert config.get_rollout_fragment_length() == 34  # ceil(100 / 3)
