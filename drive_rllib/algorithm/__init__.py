@@ -12,6 +12,7 @@ checkpoint), ``evaluation`` (the deterministic policy on a checkpoint,
 
 from drive_rllib.algorithm.drive import DRIVE, DRIVEConfig, register
 from drive_rllib.algorithm.env_runner import DRIVEEnvRunner, episodes_to_transitions
+from drive_rllib.algorithm.evaluation import EvaluationResult, evaluate_checkpoint
 from drive_rllib.algorithm.learner import DRIVETorchLearner
 from drive_rllib.algorithm.rl_module import DRIVETorchRLModule
 
@@ -21,6 +22,8 @@ __all__ = [
     "DRIVEEnvRunner",
     "DRIVETorchLearner",
     "DRIVETorchRLModule",
+    "EvaluationResult",
     "episodes_to_transitions",
+    "evaluate_checkpoint",
     "register",
 ]

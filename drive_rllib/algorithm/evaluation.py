@@ -5,7 +5,7 @@ p_psi(U | s0, a0) = N(mu, sigma^2), the predicted law of the discounted
 return; it is recorded next to the discounted return the episode obtained
 (and the undiscounted return, the usual score).
 
-    from drive_rllib.algorithm.evaluation import evaluate_checkpoint
+    from drive_rllib.algorithm import evaluate_checkpoint
 
     result = evaluate_checkpoint("runs/drive-debug/DRIVE_.../checkpoint_000002", episodes=5)
     print(result.summary()["return_mean"])
