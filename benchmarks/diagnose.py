@@ -21,8 +21,10 @@ batch:
 
     python benchmarks/learning.py --env HalfCheetah-v5 ...   # calls diagnose() at every evaluation
     python benchmarks/diagnose.py --summarise runs/learning/drive_HalfCheetah-v5_s0
+    python benchmarks/diagnose.py --plot RUN_DIR [RUN_DIR ...] --out docs/diagnosis.png
 
-The second form prints the table of diagnostics.jsonl that learning.py wrote.
+The second form prints the table of the diagnostics.jsonl that learning.py wrote;
+the third draws panels (a)-(d) over env steps.
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ def summarise(run_dir: str) -> None:
         cm, cs = d["calibration_mean_action"], d["calibration_sampled"]
         err = np.mean(d["model_error_by_step"], axis=0)
         ex, eq6 = d["exploitation"], d["eq6"]
-        print(f"| {d['env_steps']:,} | {d.get('eval_return', float('nan')):.0f} | "
+        print(f"| {int(d['env_steps']):,} | {d.get('eval_return') or float('nan'):.0f} | "
               f"{cm['predicted_mu']:.0f} | {cm['mc_return']:.0f} | {cs['predicted_mu']:.0f} | "
               f"{cs['mc_return']:.0f} | {err[0]:.2f} / {err[-1]:.2f} | "
               f"{ex['imagined_h_step']:.1f} / {ex['real_h_step']:.1f} | "
@@ -217,12 +219,66 @@ def summarise(run_dir: str) -> None:
               f"{eq6['kl_value/grad_posterior']:.2g} | {d['saturation_sampled']:.2f} |")
 
 
+def plot(run_dirs: list[str], out: str) -> None:
+    """Four panels over env steps, one line per run: (a) p_psi's mu against the MC return
+    (mean action), (b) the elites' model error against rollout step at the last point,
+    (c) imagined against real H-step reward, (d) the Eq. 6 terms' gradient norms into q_phi."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
+    for index, run_dir in enumerate(run_dirs):
+        rows = [json.loads(line) for line in (Path(run_dir) / "diagnostics.jsonl").open()]
+        label = Path(run_dir).name
+        color = f"C{index}"
+        steps = [r["env_steps"] for r in rows]
+        ax = axes[0]
+        ax.plot(steps, [r["calibration_mean_action"]["predicted_mu"] for r in rows], color=color,
+                label=f"{label}: mu")
+        ax.plot(steps, [r["calibration_mean_action"]["mc_return"] for r in rows], color=color,
+                ls="--", label=f"{label}: MC return")
+        err = np.asarray(rows[-1]["model_error_by_step"])
+        axes[1].plot(range(1, err.shape[1] + 1), err.mean(0), color=color, marker="o",
+                     label=f"{label} at {int(steps[-1]):,}")
+        axes[2].plot(steps, [r["exploitation"]["imagined_h_step"] for r in rows], color=color,
+                     label=f"{label}: imagined")
+        axes[2].plot(steps, [r["exploitation"]["real_h_step"] for r in rows], color=color,
+                     ls="--", label=f"{label}: real")
+        for term, style in (("return", "-"), ("kl_prior", ":"), ("kl_value", "--")):
+            axes[3].plot(steps, [r["eq6"][f"{term}/grad_posterior"] for r in rows], color=color,
+                         ls=style, label=f"{label}: {term}")
+    axes[0].set_title("(a) p_psi mu vs MC discounted return (mean action, t < 500)")
+    axes[1].set_title("(b) open-loop model error (MSE) vs rollout step")
+    axes[1].set_yscale("log")
+    axes[2].set_title("(c) imagined vs real H-step discounted reward")
+    axes[3].set_title("(d) Eq. 6 gradient norm into q_phi")
+    axes[3].set_yscale("log")
+    for ax in axes:
+        ax.legend(fontsize=6)
+        ax.set_xlabel("env steps")
+    axes[1].set_xlabel("rollout step k")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--summarise", metavar="RUN_DIR", required=True,
+    parser.add_argument("--summarise", metavar="RUN_DIR",
                         help="print the table of RUN_DIR/diagnostics.jsonl")
-    summarise(parser.parse_args().summarise)
+    parser.add_argument("--plot", metavar="RUN_DIR", nargs="+",
+                        help="plot the diagnostics.jsonl of these runs to --out")
+    parser.add_argument("--out", default="docs/diagnosis.png")
+    args = parser.parse_args()
+    if args.plot:
+        plot(args.plot, args.out)
+    elif args.summarise:
+        summarise(args.summarise)
+    else:
+        parser.error("give --summarise RUN_DIR or --plot RUN_DIR [RUN_DIR ...]")
 
 
 if __name__ == "__main__":

@@ -175,7 +175,7 @@ def run(args: argparse.Namespace, seed: int) -> dict:
             episodes_file.flush()
             sampled = result["env_runners"].get("num_env_steps_sampled_lifetime", 0)
             evaluation = {}
-            if sampled >= next_eval:
+            if sampled >= next_eval or sampled >= args.max_steps:
                 eval_start = time.time()
                 evaluation = algo.evaluate().get("env_runners", {})
                 record = {"env_steps": sampled, "wall_s": round(eval_start - start, 2),
@@ -189,7 +189,8 @@ def run(args: argparse.Namespace, seed: int) -> dict:
                         diagnostics_file.write(json.dumps(
                             {**record, **diagnose(algo, args.env, 10_000 + int(sampled))}) + "\n")
                 start += time.time() - eval_start  # wall time counts training only
-                next_eval = sampled + args.eval_every
+                next_eval = (int(sampled) // args.eval_every + 1) * args.eval_every
+                keep_results(args, out, seed)  # partial results survive an interrupted run
                 eval_return = evaluation.get("episode_return_mean")
                 if eval_crossed is None and threshold is not None and eval_return is not None \
                         and eval_return >= threshold:
@@ -213,16 +214,24 @@ def run(args: argparse.Namespace, seed: int) -> dict:
         "iterations": algo.iteration, "loadavg_end": os.getloadavg(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    if args.results:
-        keep = Path(args.results) / args.env / f"{args.algo}_s{seed}"
-        keep.mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "evals.jsonl", "episodes.jsonl", "diagnostics.jsonl"):
-            if (out / name).exists():
-                shutil.copyfile(out / name, keep / name)
+    keep_results(args, out, seed)
+    if args.checkpoint:
+        print(f"checkpoint: {algo.save_to_path(str((out / 'checkpoint').resolve()))}", flush=True)
     print(json.dumps(summary), flush=True)
     algo.stop()
     ray.shutdown()
     return summary
+
+
+def keep_results(args: argparse.Namespace, out: Path, seed: int) -> None:
+    """Copies a run's files to --results/ENV/ALGO_sSEED/ (when --results is given)."""
+    if not args.results:
+        return
+    keep = Path(args.results) / args.env / f"{args.algo}_s{seed}"
+    keep.mkdir(parents=True, exist_ok=True)
+    for name in ("summary.json", "evals.jsonl", "episodes.jsonl", "diagnostics.jsonl"):
+        if (out / name).exists():
+            shutil.copyfile(out / name, keep / name)
 
 
 def plot(root: str, out: str) -> None:
@@ -299,6 +308,8 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--no-diagnose", dest="diagnose", action="store_false",
                         help="skip benchmarks/diagnose.py's measurements at each evaluation")
+    parser.add_argument("--checkpoint", action="store_true",
+                        help="save a checkpoint (replay included) in the run folder at the end")
     parser.add_argument("--results", metavar="DIR",
                         help="also copy each run's files to DIR/ENV/ALGO_sSEED/ "
                              "(e.g. benchmarks/results)")
