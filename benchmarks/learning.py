@@ -125,6 +125,7 @@ def run(args: argparse.Namespace, seed: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     raw = out / "episodes_raw.jsonl"
     raw.unlink(missing_ok=True)
+    (out / "diagnostics.jsonl").unlink(missing_ok=True)
 
     def on_episode_end(*, episode, env_runner=None, prev_episode_chunks=None, **_):
         if env_runner is not None and env_runner.config.in_evaluation:

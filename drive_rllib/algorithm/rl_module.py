@@ -93,6 +93,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             "nets.entropy_floor",
             "nets.target_normalizer",
             "nets.model_states",
+            "nets.return_range",
         ]
         if not self._acts_with_posterior():
             attributes.append("nets.posterior")

@@ -258,18 +258,19 @@ class ReturnRange(nn.Module):
     ``low = reward_low / (1 - gamma)`` and ``high = reward_high / (1 - gamma)``:
     the returns of a policy earning the low (high) reward forever. p_psi is
     read in its units (``scale``) and Eq. 4's target means are clipped to it
-    (`UpdateSpec.value_bounds`). Unset (NaN) until the first ``update``; then
-    ``scale`` is (0, 1), the identity.
+    (`UpdateSpec.value_bounds`). Unset until the first ``update`` (``initialised``
+    is False); until then ``scale`` is (0, 1), the identity, and ``clip`` does nothing.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("low", torch.tensor(float("nan")))
-        self.register_buffer("high", torch.tensor(float("nan")))
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     @property
     def is_set(self) -> bool:
-        return bool(torch.isfinite(self.low))
+        return bool(self.initialised)
 
     @torch.no_grad()
     def update(self, reward_low: Tensor, reward_high: Tensor, gamma: float, rate: float) -> None:
@@ -279,6 +280,7 @@ class ReturnRange(nn.Module):
         if not self.is_set:
             self.low.copy_(low)
             self.high.copy_(high)
+            self.initialised.fill_(True)
             return
         self.low.lerp_(low, rate)
         self.high.lerp_(high, rate)
