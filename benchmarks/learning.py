@@ -34,6 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -51,11 +53,19 @@ SMALL_TASK = dict(
 PRESETS = {
     "Pendulum-v1": SMALL_TASK,
     "InvertedPendulum-v5": dict(SMALL_TASK, num_warmup_steps=300),
+    # MuJoCo locomotion (issue 10): the defaults of DRIVEConfig (layer-normed SiLU model on
+    # standardised targets, 5 scaled value heads, min2 / mean aggregates, distribution
+    # rollouts feeding Eq. 6's start states) with an 8 x 3x256 ensemble, UTD 1 counting the
+    # 5,000 warm-up steps (as drive_halfcheetah.yaml).
     "HalfCheetah-v5": dict(
-        horizon=5, num_samples=1, num_warmup_steps=2000,
-        env_steps_per_iteration=250, updates_per_iteration=250,
+        horizon=5, num_samples=1, num_warmup_steps=5000,
+        env_steps_per_iteration=1000, updates_per_iteration=1000,
+        ensemble_size=8, num_elites=8, model_hiddens=[256, 256, 256],
+        learn_termination=False,
     ),
 }
+PRESETS["Hopper-v5"] = dict(PRESETS["HalfCheetah-v5"], learn_termination=True)
+PRESETS["Walker2d-v5"] = dict(PRESETS["HalfCheetah-v5"], learn_termination=True)
 
 
 def drive_config(env: str, seed: int, overrides: dict):
@@ -108,11 +118,14 @@ def run(args: argparse.Namespace, seed: int) -> dict:
     import ray
     import torch
 
+    sys.path.insert(0, str(Path(__file__).parent))  # diagnose.py beside this file
+
     torch.set_num_threads(args.torch_threads)
     out = Path(args.root) / f"{args.algo.lower()}_{args.env}_s{seed}"
     out.mkdir(parents=True, exist_ok=True)
     raw = out / "episodes_raw.jsonl"
     raw.unlink(missing_ok=True)
+    (out / "diagnostics.jsonl").unlink(missing_ok=True)
 
     def on_episode_end(*, episode, env_runner=None, prev_episode_chunks=None, **_):
         if env_runner is not None and env_runner.config.in_evaluation:
@@ -163,15 +176,22 @@ def run(args: argparse.Namespace, seed: int) -> dict:
             episodes_file.flush()
             sampled = result["env_runners"].get("num_env_steps_sampled_lifetime", 0)
             evaluation = {}
-            if sampled >= next_eval:
+            if sampled >= next_eval or sampled >= args.max_steps:
                 eval_start = time.time()
                 evaluation = algo.evaluate().get("env_runners", {})
-                start += time.time() - eval_start  # wall time counts training only
-                evals_file.write(json.dumps({
-                    "env_steps": sampled, "wall_s": round(time.time() - start, 2),
-                    "eval_return": evaluation.get("episode_return_mean")}) + "\n")
+                record = {"env_steps": sampled, "wall_s": round(eval_start - start, 2),
+                          "eval_return": evaluation.get("episode_return_mean")}
+                evals_file.write(json.dumps(record) + "\n")
                 evals_file.flush()
-                next_eval = sampled + args.eval_every
+                if args.algo == "DRIVE" and args.diagnose:
+                    from diagnose import diagnose
+
+                    with open(out / "diagnostics.jsonl", "a") as diagnostics_file:
+                        diagnostics_file.write(json.dumps(
+                            {**record, **diagnose(algo, args.env, 10_000 + int(sampled))}) + "\n")
+                start += time.time() - eval_start  # wall time counts training only
+                next_eval = (int(sampled) // args.eval_every + 1) * args.eval_every
+                keep_results(args, out, seed)  # partial results survive an interrupted run
                 eval_return = evaluation.get("episode_return_mean")
                 if eval_crossed is None and threshold is not None and eval_return is not None \
                         and eval_return >= threshold:
@@ -195,10 +215,24 @@ def run(args: argparse.Namespace, seed: int) -> dict:
         "iterations": algo.iteration, "loadavg_end": os.getloadavg(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    keep_results(args, out, seed)
+    if args.checkpoint:
+        print(f"checkpoint: {algo.save_to_path(str((out / 'checkpoint').resolve()))}", flush=True)
     print(json.dumps(summary), flush=True)
     algo.stop()
     ray.shutdown()
     return summary
+
+
+def keep_results(args: argparse.Namespace, out: Path, seed: int) -> None:
+    """Copies a run's files to --results/ENV/ALGO_sSEED/ (when --results is given)."""
+    if not args.results:
+        return
+    keep = Path(args.results) / args.env / f"{args.algo}_s{seed}"
+    keep.mkdir(parents=True, exist_ok=True)
+    for name in ("summary.json", "evals.jsonl", "episodes.jsonl", "diagnostics.jsonl"):
+        if (out / name).exists():
+            shutil.copyfile(out / name, keep / name)
 
 
 def plot(root: str, out: str) -> None:
@@ -273,6 +307,13 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--config", help="JSON overrides of the preset's training() settings")
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--no-diagnose", dest="diagnose", action="store_false",
+                        help="skip benchmarks/diagnose.py's measurements at each evaluation")
+    parser.add_argument("--checkpoint", action="store_true",
+                        help="save a checkpoint (replay included) in the run folder at the end")
+    parser.add_argument("--results", metavar="DIR",
+                        help="also copy each run's files to DIR/ENV/ALGO_sSEED/ "
+                             "(e.g. benchmarks/results)")
     parser.add_argument("--root", default="runs/learning")
     parser.add_argument("--plot", metavar="ROOT", help="plot the runs under ROOT and exit")
     parser.add_argument("--table", metavar="ROOT", help="print a markdown table of ROOT's runs")

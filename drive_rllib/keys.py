@@ -104,6 +104,20 @@ POSTERIOR_STD = _declare("posterior/std", "pre-squash standard deviation of q_ph
 ENTROPY_FLOOR_WEIGHT = _declare(
     "entropy_floor/weight", "the entropy floor's weight exp(log_weight)"
 )
+VALUE_HEAD_SPREAD = _declare(
+    "value/head_spread", "std over p_psi's K heads of mu at the replayed (s, a) (0 with one head)"
+)
+IMAGINED_REWARD_LOW = _declare(
+    "imagination/reward_low",
+    "1% quantile of the rewards imagined in Eq. 6 (moves the return range)",
+)
+IMAGINED_REWARD_HIGH = _declare(
+    "imagination/reward_high",
+    "99% quantile of the rewards imagined in Eq. 6 (moves the return range)",
+)
+POLICY_SATURATION = _declare(
+    "policy/saturation", "share of pi_theta's mean action dims with |tanh(mean)| > 0.99"
+)
 
 # --- Learner: bookkeeping --------------------------------------------------------------------
 
@@ -116,6 +130,13 @@ NORMALIZER_COUNT = _declare(
 MODEL_HOLDOUT_ERROR = _declare(
     "model/holdout_error", "held-out one-step MSE of f_hat's mean, over the elites, last ranking"
 )
+RETURN_LOW = _declare(
+    "value/return_low", "low end of the return range p_psi is scaled and clipped by"
+)
+RETURN_HIGH = _declare(
+    "value/return_high", "high end of the return range p_psi is scaled and clipped by"
+)
+MODEL_STATES = _declare("model_states/size", "imagined states held for Eq. 6's start states")
 MODEL_HOLDOUT_ERROR_ALL = _declare(
     "model/holdout_error_all_members", "held-out one-step MSE of f_hat's mean, over all members"
 )

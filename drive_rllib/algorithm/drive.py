@@ -82,7 +82,14 @@ from drive_rllib.algorithm.checkpoint import (
 from drive_rllib.algorithm.env_runner import DRIVEEnvRunner
 from drive_rllib.algorithm.learner import DRIVETorchLearner
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
-from drive_rllib.core.spec import Check, DRIVESpec, integer, positive_number
+from drive_rllib.core.spec import (
+    Check,
+    DRIVESpec,
+    flag,
+    integer,
+    non_negative_number,
+    positive_number,
+)
 from drive_rllib.replay.actor import create_replay_actor
 
 logger = logging.getLogger(__name__)
@@ -105,11 +112,13 @@ LEARNER_SETTINGS = (
     "tau",
     "model_eval_interval",
     "model_eval_batch_size",
+    "model_weight_decay",
 )
 LOOP_SETTINGS = (
     "updates_per_iteration",
     "env_steps_per_iteration",
     "num_warmup_steps",
+    "warmup_catch_up",
     "replay_capacity",
     "holdout_every",
     "replay_actor_resources",
@@ -164,10 +173,12 @@ class DRIVEConfig(AlgorithmConfig):
         self.train_batch_size_per_learner = 256
         self.model_eval_interval = 250
         self.model_eval_batch_size = 1024
+        self.model_weight_decay = 1e-4  # AdamW's decoupled weight decay of f_hat
         # Algorithm 1.
         self.updates_per_iteration = 100  # C
         self.env_steps_per_iteration = 100  # T
         self.num_warmup_steps = 500
+        self.warmup_catch_up = True
         self.replay_capacity = 1_000_000
         self.holdout_every = 10
         self.replay_actor_resources = None  # e.g. {"head": 0.01} on a cluster
@@ -200,6 +211,21 @@ class DRIVEConfig(AlgorithmConfig):
         entropy_floor: bool | None = NotProvided,
         target_entropy: float | None = NotProvided,
         initial_entropy_weight: float | None = NotProvided,
+        model_layer_norm: bool | None = NotProvided,
+        model_activation: str | None = NotProvided,
+        model_normalize_targets: bool | None = NotProvided,
+        value_heads: int | None = NotProvided,
+        value_layer_norm: bool | None = NotProvided,
+        value_scaled: bool | None = NotProvided,
+        value_target_aggregate: str | None = NotProvided,
+        value_policy_aggregate: str | None = NotProvided,
+        value_bounds: bool | None = NotProvided,
+        return_range_rate: float | None = NotProvided,
+        start_state_model_fraction: float | None = NotProvided,
+        distribution_rollout_interval: int | None = NotProvided,
+        distribution_rollout_horizon: int | None = NotProvided,
+        distribution_rollout_batch: int | None = NotProvided,
+        model_state_rounds: int | None = NotProvided,
         inference_policy: str | None = NotProvided,
         model_lr: float | None = NotProvided,
         posterior_lr: float | None = NotProvided,
@@ -209,9 +235,11 @@ class DRIVEConfig(AlgorithmConfig):
         tau: float | None = NotProvided,
         model_eval_interval: int | None = NotProvided,
         model_eval_batch_size: int | None = NotProvided,
+        model_weight_decay: float | None = NotProvided,
         updates_per_iteration: int | None = NotProvided,
         env_steps_per_iteration: int | None = NotProvided,
         num_warmup_steps: int | None = NotProvided,
+        warmup_catch_up: bool | None = NotProvided,
         replay_capacity: int | None = NotProvided,
         holdout_every: int | None = NotProvided,
         replay_actor_resources: dict[str, float] | None = NotProvided,
@@ -252,6 +280,40 @@ class DRIVEConfig(AlgorithmConfig):
             target_entropy: target entropy of pi_theta; None means -A (minus
                 the action dimension). Default None.
             initial_entropy_weight: initial weight > 0 of the entropy floor. Default 1.0.
+            model_layer_norm: layer normalisation (no affine) before every layer of
+                each ensemble member but the first; keeps f_hat's hidden activations
+                bounded for inputs far from the data. Default True.
+            model_activation: "silu" or "relu", f_hat's hidden activation. Default "silu".
+            model_normalize_targets: f_hat predicts (s' - s, r) standardised by
+                running statistics of the replayed data. Default True.
+            value_heads: K >= 1 Gaussian heads of p_psi (and psi_bar), each its own
+                MLP, each fitted by Eq. 4. Default 5.
+            value_layer_norm: layer normalisation in psi (every layer but the
+                first). Default True.
+            value_scaled: p_psi's outputs in units of the return range (its center
+                plus its half-width times the raw output). Default True.
+            value_target_aggregate: "min2" (of two heads drawn at random, the
+                lower mean: pessimistic) or "mean" (moment-matched mixture of the
+                heads): the psi_bar that bootstraps Eq. 4. Default "min2".
+            value_policy_aggregate: the same choice for the p_psi of Eq. 6 (the
+                bootstrap of J_U and the law of J_KL2). Default "mean".
+            value_bounds: clip Eq. 4's target means to the return range
+                [low, high] / (1 - gamma). Default True.
+            return_range_rate: per-step rate in (0, 1] at which the return range
+                follows the 1% / 99% quantiles of the rewards imagined in Eq. 6;
+                it starts at those of the first batch's real rewards. Default 3e-4.
+            start_state_model_fraction: share in [0, 1] of Eq. 6's start states
+                drawn from the model-state buffer (the rest: the batch's real
+                states). Default 1.0.
+            distribution_rollout_interval: update steps between distribution
+                rollouts, which fill the model-state buffer (0: none; then set
+                start_state_model_fraction=0). Default 20.
+            distribution_rollout_horizon: model steps of a distribution rollout
+                under pi_theta. Default 20.
+            distribution_rollout_batch: replayed start states of a distribution
+                rollout (split over the Learners). Default 256.
+            model_state_rounds: distribution rollouts the model-state buffer
+                holds (the oldest states are overwritten). Default 10.
             inference_policy: the policy whose deterministic mean acts when
                 ``explore=False`` (evaluation): "prior" (pi_theta) or
                 "posterior" (q_phi; the EnvRunners then also hold q_phi).
@@ -268,6 +330,8 @@ class DRIVEConfig(AlgorithmConfig):
                 first ``num_elites`` members). Default 250.
             model_eval_batch_size: held-out rows each Learner draws per ranking.
                 Default 1024.
+            model_weight_decay: decoupled weight decay >= 0 of the dynamics
+                ensemble's optimizer (AdamW; 0: plain Adam). Default 1e-4.
             updates_per_iteration: C >= 1, update steps per iteration on every
                 Learner, each on ``train_batch_size_per_learner`` rows. Default 100.
             env_steps_per_iteration: T >= 1, env steps per iteration over all
@@ -277,6 +341,10 @@ class DRIVEConfig(AlgorithmConfig):
                 starts inside the warm-up is random throughout, so warm-up ends
                 on an iteration boundary. Learning starts once the replay holds
                 this many rows and at least one batch. Default 500.
+            warmup_catch_up: the first learning iteration runs round(C / T x rows
+                replayed) update steps instead of C (in chunks of C), so the
+                update-to-data ratio counts the warm-up's env steps too (as
+                DHMBPO's first update). Default True.
             replay_capacity: transitions held by the replay actor. Default 1,000,000.
             holdout_every: every k-th replay position is held out from
                 training and used to rank the ensemble; 0 disables the holdout
@@ -376,12 +444,14 @@ class DRIVEConfig(AlgorithmConfig):
         self._check_value("model_eval_interval", integer(minimum=0))
         self._check_value("model_eval_batch_size", integer(minimum=1))
         self._check_value("train_batch_size_per_learner", integer(minimum=1))
+        self._check_value("model_weight_decay", non_negative_number)
 
     def _check_loop_settings(self) -> None:
         """Algorithm 1's T, C and warm-up; the replay's capacity, holdout and resources."""
         self._check_value("updates_per_iteration", integer(minimum=1))
         self._check_value("env_steps_per_iteration", integer(minimum=1))
         self._check_value("num_warmup_steps", integer(minimum=0))
+        self._check_value("warmup_catch_up", flag)
         self._check_value("replay_capacity", integer(minimum=1))
         self._check_value("holdout_every", integer(minimum=0))
         self._check_replay_actor_resources()
@@ -657,24 +727,28 @@ class DRIVE(Algorithm):
             self.metrics.log_value(keys.UPDATE_STEPS, 0, window=1)
             return
 
-        num_updates = config.updates_per_iteration
         batch_size = config.train_batch_size_per_learner
+        num_updates = 0
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            batch_refs = [
-                self._replay.__ray_call__.remote(sample_learner_batch, num_updates * batch_size)
-                for _ in range(max(config.num_learners, 1))
-            ]
-            learner_results = self.learner_group.update(
-                batch_refs=batch_refs,
-                minibatch_size=batch_size,
-                num_epochs=1,
-                timesteps={
-                    NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                        (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0
-                    )
-                },
-            )
-        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+            # One learner_group.update of C steps per chunk: the catch-up after warm-up
+            # runs several, so no batch exceeds C x B rows.
+            for chunk in self._update_chunks(size):
+                batch_refs = [
+                    self._replay.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
+                    for _ in range(max(config.num_learners, 1))
+                ]
+                learner_results = self.learner_group.update(
+                    batch_refs=batch_refs,
+                    minibatch_size=batch_size,
+                    num_epochs=1,
+                    timesteps={
+                        NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
+                            (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0
+                        )
+                    },
+                )
+                self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+                num_updates += chunk
         self.metrics.log_value(keys.UPDATE_STEPS, num_updates, window=1)
 
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
@@ -682,6 +756,19 @@ class DRIVE(Algorithm):
                 from_worker_or_learner_group=self.learner_group,
                 inference_only=True,
             )
+
+    def _update_chunks(self, replay_size: int) -> list[int]:
+        """This iteration's update steps, in chunks of at most C (``update_chunks``)."""
+        done = self.metrics.peek(
+            (LEARNER_RESULTS, DEFAULT_MODULE_ID, keys.UPDATE_STEPS_LIFETIME), default=0
+        )
+        config = self.config
+        return update_chunks(
+            config.updates_per_iteration,
+            config.env_steps_per_iteration,
+            replay_size,
+            catch_up=config.warmup_catch_up and not done,
+        )
 
     # -- checkpoints: RLlib's state plus the replay contents ----------------------------
 
@@ -719,6 +806,24 @@ class DRIVE(Algorithm):
         if replay is not None:
             ray.kill(replay)
             self._replay = None
+
+
+def update_chunks(
+    updates_per_iteration: int, env_steps_per_iteration: int, replay_size: int, catch_up: bool
+) -> list[int]:
+    """Update steps of one learning iteration, in chunks of at most C = ``updates_per_iteration``.
+
+    C steps; with ``catch_up`` (the first learning iteration under
+    ``warmup_catch_up``) max(C, round(C / T * replay_size)), so that the
+    update-to-data ratio C / T also covers the warm-up's env steps.
+    """
+    total = updates_per_iteration
+    if catch_up:
+        total = max(total, round(updates_per_iteration / env_steps_per_iteration * replay_size))
+    chunks = [updates_per_iteration] * (total // updates_per_iteration)
+    if total % updates_per_iteration:
+        chunks.append(total % updates_per_iteration)
+    return chunks
 
 
 def register() -> None:

@@ -12,9 +12,17 @@ One update step (one minibatch of ``train_batch_size_per_learner`` rows):
    under `drive_rllib.keys`; RLlib runs one backward (DDP all-reduces the
    gradients) and steps one Adam optimizer per component (model, posterior,
    prior, value, entropy_floor);
-4. Polyak update of psi_bar, and every ``model_eval_interval`` steps a ranking
-   of the ensemble members on held-out rows pulled from the replay actor
-   (errors averaged over Learners), which sets the elites.
+4. Polyak update of psi_bar; the return range moves toward the quantiles of
+   the rewards imagined in this step (averaged over Learners); every
+   ``model_eval_interval`` steps a ranking of the ensemble members on held-out
+   rows pulled from the replay actor (errors averaged over Learners), which
+   sets the elites.
+
+Before step 1, every ``distribution_rollout_interval`` steps, a distribution
+rollout from the batch's states refills the model-state buffer that Eq. 6's
+start states come from; under DDP each Learner rolls out its share of the
+start states and all of them add every Learner's states, so the buffers stay
+identical.
 
 Steps 1 and 4 run per minibatch in ``_update``: RLlib's
 ``after_gradient_based_update`` runs once per ``update()`` call, i.e. once per
@@ -36,7 +44,8 @@ from ray.rllib.utils.annotations import override
 from drive_rllib import keys
 from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModule
 from drive_rllib.core import combine_terms, loss_weights
-from drive_rllib.replay.storage import OBS
+from drive_rllib.core.update import distribution_rollout_states
+from drive_rllib.replay.storage import NEXT_OBS, OBS, REWARD
 
 
 class DRIVETorchLearner(TorchLearner):
@@ -46,6 +55,8 @@ class DRIVETorchLearner(TorchLearner):
     def build(self) -> None:
         super().build()
         self._replay: ray.actor.ActorHandle | None = None
+        # Per module: (low, high) quantiles of the rewards imagined in the last forward pass.
+        self._imagined_rewards: dict[str, torch.Tensor] = {}
         # The weight of every loss term, per module, from the module's own spec.
         self._loss_weights: dict[str, dict[str, float]] = {}
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
@@ -75,10 +86,14 @@ class DRIVETorchLearner(TorchLearner):
         if unknown:
             raise KeyError(f"no learning rate for the core's parameter groups {sorted(unknown)}")
         for name, params in groups.items():
+            if name == "model" and config.model_weight_decay:
+                optimizer = torch.optim.AdamW(params, weight_decay=config.model_weight_decay)
+            else:
+                optimizer = torch.optim.Adam(params)
             self.register_optimizer(
                 module_id=module_id,
                 optimizer_name=name,
-                optimizer=torch.optim.Adam(params),
+                optimizer=optimizer,
                 params=params,
                 lr_or_lr_schedule=learning_rates[name],
             )
@@ -95,6 +110,10 @@ class DRIVETorchLearner(TorchLearner):
         """The weighted sum of the terms ``forward_train`` computed; logs terms and diagnostics."""
         terms = fwd_out[TERMS]
         loss = combine_terms(terms, self._loss_weights[module_id])
+        diagnostics = fwd_out[DIAGNOSTICS]
+        self._imagined_rewards[module_id] = torch.stack(
+            [diagnostics[keys.IMAGINED_REWARD_LOW], diagnostics[keys.IMAGINED_REWARD_HIGH]]
+        ).detach()
         logged = keys.update_step_metrics(
             {name: term.detach().mean() for name, term in terms.items()},
             {key: value.detach() for key, value in fwd_out[DIAGNOSTICS].items()},
@@ -107,12 +126,15 @@ class DRIVETorchLearner(TorchLearner):
     def _update(self, batch: dict[str, Any], **kwargs: Any) -> tuple[Any, Any, Any]:
         """One update step on one minibatch (see the module docstring)."""
         for module_id, module_batch in batch.items():
-            self._merge_observation_moments(module_id, module_batch[OBS])
+            self._merge_observation_moments(module_id, module_batch)
+            self._start_return_range(module_id, module_batch[REWARD])
+            self._distribution_rollout(module_id, module_batch[OBS])
         result = super()._update(batch, **kwargs)
         for module_id in batch:
             module = self.drive_module(module_id)
             config = self.config.get_config_for_module(module_id)
             module.nets.polyak_update(config.tau)
+            self._move_return_range(module_id)
             module.num_updates += 1
             num_updates = int(module.num_updates)
             interval = config.model_eval_interval
@@ -122,6 +144,11 @@ class DRIVETorchLearner(TorchLearner):
                 {
                     keys.UPDATE_STEPS_LIFETIME: num_updates,
                     keys.NORMALIZER_COUNT: float(module.nets.obs_normalizer.count),
+                    keys.RETURN_LOW: float(module.nets.return_range.low),
+                    keys.RETURN_HIGH: float(module.nets.return_range.high),
+                    keys.MODEL_STATES: 0.0
+                    if module.nets.model_states is None
+                    else float(module.nets.model_states.size),
                 },
                 key=module_id,
                 window=1,
@@ -137,14 +164,76 @@ class DRIVETorchLearner(TorchLearner):
 
     # -- statistics shared by all Learners -------------------------------------------------
 
-    def _merge_observation_moments(self, module_id: str, obs: torch.Tensor) -> None:
-        normalizer = self.drive_module(module_id).nets.obs_normalizer
-        count, total, total_sq = normalizer.batch_sums(obs.reshape(obs.shape[0], -1))
+    def _merge_observation_moments(self, module_id: str, module_batch: dict[str, Any]) -> None:
+        """Merges the batch's observations (and f_hat's targets (s' - s, r)) into the normalisers."""
+        nets = self.drive_module(module_id).nets
+        obs = module_batch[OBS].reshape(module_batch[OBS].shape[0], -1)
+        rows = [(nets.obs_normalizer, obs)]
+        if nets.target_normalizer is not None:
+            next_obs = module_batch[NEXT_OBS].reshape(obs.shape)
+            target = torch.cat([next_obs - obs, module_batch[REWARD].reshape(-1, 1)], dim=-1)
+            rows.append((nets.target_normalizer, target))
+        for normalizer, x in rows:
+            count, total, total_sq = normalizer.batch_sums(x)
+            if self.distributed:
+                sums = torch.cat([count.reshape(1), total, total_sq])
+                dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+                count, total, total_sq = sums[0], *sums[1:].chunk(2)
+            normalizer.update_from_sums(count, total, total_sq)
+
+    def _mean_over_learners(self, x: torch.Tensor) -> torch.Tensor:
         if self.distributed:
-            sums = torch.cat([count.reshape(1), total, total_sq])
-            dist.all_reduce(sums, op=dist.ReduceOp.SUM)
-            count, total, total_sq = sums[0], *sums[1:].chunk(2)
-        normalizer.update_from_sums(count, total, total_sq)
+            x = x.clone()
+            dist.all_reduce(x, op=dist.ReduceOp.SUM)
+            x /= dist.get_world_size()
+        return x
+
+    def _start_return_range(self, module_id: str, reward: torch.Tensor) -> None:
+        """Sets the return range from the real rewards' 1% / 99% quantiles, before the first step."""
+        nets = self.drive_module(module_id).nets
+        if nets.return_range.is_set:
+            return
+        reward = reward.reshape(-1).float()
+        quantiles = torch.quantile(reward, torch.tensor([0.01, 0.99], device=reward.device))
+        low, high = self._mean_over_learners(quantiles)
+        spec = self.drive_module(module_id).spec.update
+        nets.return_range.update(low, high, spec.gamma, spec.return_range_rate)
+
+    def _move_return_range(self, module_id: str) -> None:
+        """Moves the return range toward the quantiles of this step's imagined rewards."""
+        quantiles = self._imagined_rewards.pop(module_id, None)
+        if quantiles is None:
+            return
+        low, high = self._mean_over_learners(quantiles)
+        spec = self.drive_module(module_id).spec.update
+        self.drive_module(module_id).nets.return_range.update(
+            low, high, spec.gamma, spec.return_range_rate
+        )
+
+    def _distribution_rollout(self, module_id: str, obs: torch.Tensor) -> None:
+        """Every ``distribution_rollout_interval`` steps, rolls out f_hat from the batch's
+        states and adds the imagined states of every Learner to the model-state buffer."""
+        module = self.drive_module(module_id)
+        spec = module.spec.update
+        buffer = module.nets.model_states
+        interval = spec.distribution_rollout_interval
+        if buffer is None or not interval or int(module.num_updates) % interval:
+            return
+        world = dist.get_world_size() if self.distributed else 1
+        share = max(1, spec.distribution_rollout_batch // world)
+        obs = obs.reshape(obs.shape[0], -1).float()[:share]
+        states = distribution_rollout_states(module.nets, obs, spec)
+        if self.distributed:
+            counts = [
+                torch.zeros((), dtype=torch.int64, device=states.device) for _ in range(world)
+            ]
+            dist.all_gather(counts, torch.tensor(states.shape[0], device=states.device))
+            padded = torch.zeros(int(max(counts)), states.shape[1], device=states.device)
+            padded[: states.shape[0]] = states
+            gathered = [torch.zeros_like(padded) for _ in range(world)]
+            dist.all_gather(gathered, padded)
+            states = torch.cat([g[: int(c)] for g, c in zip(gathered, counts)])
+        buffer.add(states)
 
     def _rank_ensemble(self, module_id: str, batch_size: int) -> None:
         """Sets the elites from per-member errors on held-out replay rows (mean over Learners)."""

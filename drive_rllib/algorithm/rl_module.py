@@ -35,6 +35,8 @@ from ray.rllib.utils.annotations import override
 
 from drive_rllib.algorithm.batch import core_batch
 from drive_rllib.core import DRIVENetworks, DRIVESpec, InferencePolicy, update_terms
+from drive_rllib.core.distributions import aggregate_heads
+from drive_rllib.core.spec import Aggregate
 
 #: The key of ``model_config`` that holds ``DRIVESpec.to_dict()``.
 SPEC_KEY = "drive_spec"
@@ -64,7 +66,9 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         self.spec = DRIVESpec.from_dict(self.model_config[SPEC_KEY])
         obs_dim = int(np.prod(self.observation_space.shape))
         action_dim = int(np.prod(self.action_space.shape))
-        self.nets = DRIVENetworks(obs_dim, action_dim, self.spec.networks)
+        self.nets = DRIVENetworks(
+            obs_dim, action_dim, self.spec.networks, self.spec.update.model_state_capacity
+        )
         # Update steps run so far: a buffer, so it is checkpointed and equal on all
         # Learners (it schedules the ranking of the ensemble).
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
@@ -87,6 +91,9 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             "nets.value",
             "nets.target_value",
             "nets.entropy_floor",
+            "nets.target_normalizer",
+            "nets.model_states",
+            "nets.return_range",
         ]
         if not self._acts_with_posterior():
             attributes.append("nets.posterior")
@@ -155,7 +162,8 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     def predicted_return(
         self, obs: torch.Tensor, action: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """p_psi(U | s, a) = N(mu, sigma^2) for raw observations [B, S] and actions in [-1, 1].
+        """p_psi(U | s, a) = N(mu, sigma^2) for raw observations [B, S] and actions in [-1, 1]:
+        the moment-matched mixture of the value heads, in the return range's units.
 
         Only on a full (Learner-side) module: EnvRunners' inference-only copies
         hold no value network.
@@ -166,7 +174,8 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
                 "Learner's module (algo.learner_group) to read p_psi"
             )
         obs = obs.reshape(obs.shape[0], -1).float()
-        return self.nets.value(self.nets.obs_normalizer(obs), action)
+        heads = self.nets.value(self.nets.obs_normalizer(obs), action, self.nets.value_scale())
+        return aggregate_heads(*heads, Aggregate.MEAN.value)
 
     @override(TorchRLModule)
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -213,4 +222,5 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             tensor("reward"),
             tensor("next_obs"),
             obs,
+            self.nets.target_affine(),
         )

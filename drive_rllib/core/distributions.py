@@ -26,7 +26,9 @@ def gaussian_kl(mean_p: Tensor, std_p: Tensor, mean_q: Tensor, std_q: Tensor) ->
     var_p = std_p.square()
     var_q = std_q.square()
     return (
-        torch.log(std_q) - torch.log(std_p) + (var_p + (mean_p - mean_q).square()) / (2.0 * var_q)
+        torch.log(std_q)
+        - torch.log(std_p)
+        + (var_p + (mean_p - mean_q).square()) / (2.0 * var_q)
         - 0.5
     )
 
@@ -89,3 +91,30 @@ def tanh_gaussian_rsample(mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
     """
     pre_tanh = mean + std * torch.randn_like(mean)
     return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, std)
+
+
+def aggregate_heads(mu: Tensor, sigma: Tensor, how: str) -> tuple[Tensor, Tensor]:
+    """The one Gaussian that K value heads N(mu_k, sigma_k^2) stand for: [K, ...] -> [...].
+
+    Args:
+        mu, sigma: [K, ...] the heads' means and standard deviations.
+        how: "mean": the moment-matched equal-weight mixture of the heads
+            (mean ``mean_k mu_k``, variance ``mean_k sigma_k^2 + var_k mu_k``,
+            so the heads' disagreement widens the law); "min2": of two heads
+            drawn at random (one draw for the whole batch, as REDQ), per
+            element the one with the lower mean, with its own sigma. With
+            K = 1 both are that head.
+
+    Returns:
+        (mu [...], sigma [...]).
+    """
+    if how == "mean":
+        mean, variance = moment_match(mu, sigma.square())
+        return mean, variance.sqrt()
+    if how == "min2":
+        if mu.shape[0] > 2:
+            pair = torch.randperm(mu.shape[0], device=mu.device)[:2]
+            mu, sigma = mu[pair], sigma[pair]
+        lower = mu.argmin(0, keepdim=True)
+        return mu.gather(0, lower).squeeze(0), sigma.gather(0, lower).squeeze(0)
+    raise ValueError(f"unknown aggregate {how!r}: use 'mean' or 'min2'")

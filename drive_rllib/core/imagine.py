@@ -108,11 +108,14 @@ def ensemble_step(
     obs: Tensor,
     action: Tensor,
     assignment: tuple[Tensor, Tensor] | None = None,
+    target_affine: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One reparameterised step of the K members whose ``params`` are given.
 
     ``normalize`` maps raw observations to the model's inputs (e.g.
-    ``RunningNormalizer.frozen()``).
+    ``RunningNormalizer.frozen()``); ``target_affine`` (mean, std) maps the
+    model's standardised (s' - s, r) back to raw units when it predicts them
+    standardised (``DRIVENetworks.target_affine``).
 
     Each row goes to one random member (``balanced_member_assignment``; pass
     the same ``assignment`` at every step to keep one member per trajectory). The
@@ -135,8 +138,43 @@ def ensemble_step(
     mean, log_std, term_logit = model(obs_in, action_in, params)
     out = torch.cat([mean + log_std.exp() * torch.randn_like(mean), term_logit.unsqueeze(-1)], -1)
     out = out.reshape(-1, out.shape[-1])[inverse]
+    if target_affine is not None:
+        offset, scale = target_affine
+        out = torch.cat([offset + scale * out[:, :-1], out[:, -1:]], dim=-1)
     if model.learn_termination:
         continue_prob = torch.sigmoid(-out[:, -1])
     else:
         continue_prob = torch.ones_like(out[:, -1])
     return obs + out[:, :-2], out[:, -2], continue_prob
+
+
+@torch.no_grad()
+def distribution_rollout(
+    start_obs: Tensor, *, horizon: int, model_step: ModelStep, policy: Policy
+) -> Tensor:
+    """The states of one distribution rollout (DHMBPO): H model steps under ``policy``, no gradient.
+
+    Every start row is rolled out ``horizon`` steps; a row that terminates
+    (predicted continue probability below 1/2) contributes no state after
+    its termination.
+
+    Args:
+        start_obs: [B, S] replayed real states.
+        horizon: model steps >= 1.
+        model_step: one model step (``ensemble_step`` over the elites).
+        policy: the acting policy pi_theta (a sample per state).
+
+    Returns:
+        [M, S] every visited state that is not past a termination, the start
+        states included (M <= B (H + 1)), in step-major order.
+    """
+    if horizon < 1:
+        raise ValueError(f"need horizon >= 1, got {horizon}")
+    obs = start_obs
+    alive = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device)
+    states = [obs]
+    for _ in range(horizon):
+        obs, _, continue_prob = model_step(obs, policy(obs))
+        alive = alive & (continue_prob > 0.5) & torch.isfinite(obs).all(-1)
+        states.append(obs[alive])
+    return torch.cat(states)

@@ -3,13 +3,15 @@
 | symbol        | class                | what                                                    |
 |---------------|----------------------|---------------------------------------------------------|
 | f_hat         | `DynamicsEnsemble`   | E probabilistic MLPs over (s' - s, r) + termination    |
-| p_psi(U|s,a)  | `GaussianValue`      | N(mu, sigma^2), sigma >= sigma_min; Polyak copy psi_bar |
+| p_psi(U|s,a)  | `GaussianValue`      | K Gaussian heads N(mu_k, sigma_k^2); Polyak copy psi_bar |
 | pi_theta(a|s) | `TanhGaussianPolicy` | the prior; it acts                                      |
 | q_phi(a|O,s)  | `TanhGaussianPolicy` | the variational posterior, its own network              |
 
-`DRIVENetworks` holds them all, plus the observation normaliser and the
-entropy floor, so one ``nn.Module`` carries every trainable tensor and every
-running statistic (and so is checkpointed and synchronised as one).
+`DRIVENetworks` holds them all, plus the observation (and model-target)
+normalisers, the return range that scales and bounds p_psi, the model-state
+buffer of distribution rollouts and the entropy floor, so one ``nn.Module``
+carries every trainable tensor and every running statistic (and so is
+checkpointed and synchronised as one).
 
 Shapes: ``B`` batch rows, ``E`` ensemble members, ``K`` elites, ``S`` observation
 dim, ``A`` action dim. Actions are in module space [-1, 1].
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from drive_rllib.core.distributions import tanh_gaussian_rsample
-from drive_rllib.core.spec import NetworkSpec
+from drive_rllib.core.spec import Activation, NetworkSpec
 
 
 def mlp(
@@ -51,6 +53,67 @@ def frozen_call(module: nn.Module, *args, **kwargs):
     """
     params = {name: p.detach() for name, p in module.named_parameters()}
     return torch.func.functional_call(module, params, args, kwargs)
+
+
+class EnsembleLinear(nn.Module):
+    """The parameters of E independent linear layers, weight [E, in, out] and bias [E, 1, out].
+
+    ``ensemble_mlp`` applies them in one batched matmul (``torch.baddbmm``);
+    ``DynamicsEnsemble`` (E members) and ``GaussianValue`` (K heads) use them.
+    """
+
+    def __init__(self, num_members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(
+            torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound)
+        )
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
+
+
+ACTIVATIONS = {Activation.RELU: F.relu, Activation.SILU: F.silu}
+
+LayerParams = list[tuple[Tensor, Tensor]]
+
+
+def ensemble_mlp(
+    x: Tensor,
+    params: LayerParams,
+    activation: Activation = Activation.RELU,
+    layer_norm: bool = False,
+) -> Tensor:
+    """K MLPs in one batched pass: [K, B, in] -> [K, B, out] (``x`` [B, in] is shared by all K).
+
+    ``params`` are (weight [K, in, out], bias [K, 1, out]) per layer; hidden
+    layers apply ``activation``; with ``layer_norm`` every layer but the first
+    gets a layer normalisation (no affine) of its input.
+    """
+    if x.dim() == 2:
+        x = x.expand(params[0][0].shape[0], *x.shape)
+    act = ACTIVATIONS[activation]
+    last = len(params) - 1
+    for index, (weight, bias) in enumerate(params):
+        if layer_norm and index > 0:
+            x = F.layer_norm(x, x.shape[-1:])
+        x = torch.baddbmm(bias, x, weight)
+        if index < last:
+            x = act(x)
+    return x
+
+
+def gather_layer_params(
+    layers: Sequence[EnsembleLinear], members: Tensor | None = None, frozen: bool = False
+) -> LayerParams:
+    """(weight, bias) of every layer for ``members`` (None: all), detached with ``frozen``."""
+    params = []
+    for layer in layers:
+        weight, bias = layer.weight, layer.bias
+        if members is not None:
+            weight, bias = weight[members], bias[members]
+        if frozen:
+            weight, bias = weight.detach(), bias.detach()
+        params.append((weight, bias))
+    return params
 
 
 class RunningNormalizer(nn.Module):
@@ -102,6 +165,10 @@ class RunningNormalizer(nn.Module):
         variance = (self.total_sq / self.count - self.mean.square()).clamp_min(0.0)
         return torch.sqrt(variance + self.eps)
 
+    def affine(self, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """(mean, std) with the current statistics, e.g. to (de)standardise model targets."""
+        return self.mean.to(dtype), self.std.to(dtype)
+
     def frozen(self, dtype: torch.dtype = torch.float32):
         """The normalisation with the current statistics, as a function (computed once, reused)."""
         mean, std, clip = self.mean.to(dtype), self.std.to(dtype), self.clip
@@ -143,7 +210,15 @@ class TanhGaussianPolicy(nn.Module):
 
 
 class GaussianValue(nn.Module):
-    """p_psi(U | s, a) = N(mu(s, a), sigma(s, a)^2) with sigma >= sigma_min."""
+    """p_psi(U | s, a) as K Gaussian heads N(mu_k(s, a), sigma_k(s, a)^2), sigma_k >= sigma_min.
+
+    Each head is its own MLP (one batched pass, ``EnsembleLinear``). With a
+    ``scale`` (center, width) -- the return range of ``ReturnRange.scale`` --
+    the outputs live in its units: ``mu = center + width * raw`` and
+    ``sigma = sigma_min + width * softplus(raw)``, and the last layer starts
+    at zero (every head starts at mu = center). Without one, ``mu = raw`` and
+    ``sigma = sigma_min + softplus(raw)``.
+    """
 
     def __init__(
         self,
@@ -151,30 +226,116 @@ class GaussianValue(nn.Module):
         action_dim: int,
         hiddens: Sequence[int] = (256, 256),
         sigma_min: float = 0.1,
+        num_heads: int = 1,
+        layer_norm: bool = False,
+        zero_last_layer: bool = False,
     ) -> None:
         super().__init__()
         if sigma_min <= 0:
             raise ValueError(f"sigma_min must be > 0, got {sigma_min}")
-        self.net = mlp(obs_dim + action_dim, hiddens, 2)
+        widths = [obs_dim + action_dim, *hiddens, 2]
+        self.layers = nn.ModuleList(
+            EnsembleLinear(num_heads, i, o) for i, o in itertools.pairwise(widths)
+        )
+        if zero_last_layer:
+            nn.init.zeros_(self.layers[-1].weight)
+            nn.init.zeros_(self.layers[-1].bias)
         self.sigma_min = sigma_min
+        self.num_heads = num_heads
+        self.layer_norm = layer_norm
 
-    def forward(self, obs_normalised: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        """([B, S], [B, A]) -> (mu [B], sigma [B])."""
-        mu, raw_sigma = self.net(torch.cat([obs_normalised, action], dim=-1)).unbind(-1)
-        return mu, self.sigma_min + F.softplus(raw_sigma)
+    def forward(
+        self, obs_normalised: Tensor, action: Tensor, scale: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """([B, S], [B, A]) -> (mu [K, B], sigma [K, B]), one row per head."""
+        x = torch.cat([obs_normalised, action], dim=-1)
+        out = ensemble_mlp(x, gather_layer_params(self.layers), Activation.RELU, self.layer_norm)
+        raw_mu, raw_sigma = out.unbind(-1)
+        if scale is None:
+            return raw_mu, self.sigma_min + F.softplus(raw_sigma)
+        center, width = scale
+        return center + width * raw_mu, self.sigma_min + width * F.softplus(raw_sigma)
 
 
-class EnsembleLinear(nn.Module):
-    """The parameters of E independent linear layers, weight [E, in, out] and bias [E, 1, out].
+class ReturnRange(nn.Module):
+    """The range [low, high] of discounted returns, from the range of per-step rewards.
 
-    ``DynamicsEnsemble`` applies them in one batched matmul (``torch.baddbmm``).
+    ``low = reward_low / (1 - gamma)`` and ``high = reward_high / (1 - gamma)``:
+    the returns of a policy earning the low (high) reward forever. p_psi is
+    read in its units (``scale``) and Eq. 4's target means are clipped to it
+    (`UpdateSpec.value_bounds`). Unset until the first ``update`` (``initialised``
+    is False); until then ``scale`` is (0, 1), the identity, and ``clip`` does nothing.
     """
 
-    def __init__(self, num_members: int, in_dim: int, out_dim: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        bound = 1.0 / math.sqrt(in_dim)
-        self.weight = nn.Parameter(torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.initialised)
+
+    @torch.no_grad()
+    def update(self, reward_low: Tensor, reward_high: Tensor, gamma: float, rate: float) -> None:
+        """Move ``rate`` of the way toward the returns of these rewards (the whole way when unset)."""
+        low = reward_low.to(self.low) / (1.0 - gamma) if gamma < 1 else reward_low.to(self.low)
+        high = reward_high.to(self.high) / (1.0 - gamma) if gamma < 1 else reward_high.to(self.high)
+        if not self.is_set:
+            self.low.copy_(low)
+            self.high.copy_(high)
+            self.initialised.fill_(True)
+            return
+        self.low.lerp_(low, rate)
+        self.high.lerp_(high, rate)
+
+    def scale(self) -> tuple[Tensor, Tensor]:
+        """(center, width) = ((high + low) / 2, max((high - low) / 2, 1)); (0, 1) when unset."""
+        if not self.is_set:
+            return torch.zeros_like(self.low), torch.ones_like(self.high)
+        return (self.high + self.low) / 2, ((self.high - self.low) / 2).clamp_min(1.0)
+
+    def clip(self, returns: Tensor) -> Tensor:
+        """``returns`` clipped to [low, high] (unchanged when unset)."""
+        if not self.is_set:
+            return returns
+        return torch.minimum(torch.maximum(returns, self.low), self.high)
+
+
+class ModelStateBuffer(nn.Module):
+    """A ring buffer of imagined states: the start states of Eq. 6 (distribution rollouts).
+
+    Buffers ``states`` [C, S], ``size`` and ``cursor``, so it is checkpointed
+    with the RLModule. States are added in arrival order; beyond C the oldest
+    are overwritten.
+    """
+
+    def __init__(self, obs_dim: int, capacity: int) -> None:
+        super().__init__()
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.register_buffer("states", torch.zeros(capacity, obs_dim))
+        self.register_buffer("size", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("cursor", torch.zeros((), dtype=torch.int64))
+
+    @torch.no_grad()
+    def add(self, states: Tensor) -> None:
+        """Adds [M, S] states (only the last C if M > C)."""
+        states = states.detach()[-self.capacity :]
+        count = states.shape[0]
+        positions = (self.cursor + torch.arange(count, device=states.device)) % self.capacity
+        self.states[positions] = states.to(self.states)
+        self.cursor.copy_((self.cursor + count) % self.capacity)
+        self.size.copy_(torch.clamp(self.size + count, max=self.capacity))
+
+    def sample(self, count: int) -> Tensor:
+        """[count, S] states drawn uniformly with replacement from those held."""
+        if int(self.size) == 0:
+            raise RuntimeError("the model-state buffer is empty: run a distribution rollout first")
+        index = torch.randint(int(self.size), (count,), device=self.states.device)
+        return self.states[index]
 
 
 class DynamicsEnsemble(nn.Module):
@@ -196,6 +357,8 @@ class DynamicsEnsemble(nn.Module):
         log_std_min: float = -10.0,
         log_std_max: float = 2.0,
         learn_termination: bool = True,
+        layer_norm: bool = False,
+        activation: Activation = Activation.RELU,
     ) -> None:
         super().__init__()
         if not 1 <= num_elites <= num_members:
@@ -208,6 +371,8 @@ class DynamicsEnsemble(nn.Module):
         self.log_std_min = log_std_min
         self.log_std_max = log_std_max
         self.learn_termination = learn_termination
+        self.layer_norm = layer_norm
+        self.activation = Activation(activation)
         widths = [obs_dim + action_dim, *hiddens]
         self.hidden_layers = nn.ModuleList(
             EnsembleLinear(num_members, i, o) for i, o in itertools.pairwise(widths)
@@ -227,15 +392,7 @@ class DynamicsEnsemble(nn.Module):
         gradients to the inputs but never to the model (f_hat held fixed).
         Gather once per update and reuse for every imagined step.
         """
-        params = []
-        for layer in [*self.hidden_layers, self.head]:
-            weight, bias = layer.weight, layer.bias
-            if members is not None:
-                weight, bias = weight[members], bias[members]
-            if frozen:
-                weight, bias = weight.detach(), bias.detach()
-            params.append((weight, bias))
-        return params
+        return gather_layer_params([*self.hidden_layers, self.head], members, frozen)
 
     def forward(
         self,
@@ -256,11 +413,7 @@ class DynamicsEnsemble(nn.Module):
         if params is None:
             params = self.layer_params()
         x = torch.cat([obs_normalised, action], dim=-1)
-        if x.dim() == 2:
-            x = x.expand(params[0][0].shape[0], *x.shape)
-        for weight, bias in params[:-1]:
-            x = torch.relu_(torch.baddbmm(bias, x, weight))
-        out = torch.baddbmm(params[-1][1], x, params[-1][0])
+        out = ensemble_mlp(x, params, self.activation, self.layer_norm)
         mean, raw_log_std, term_logit = out.split([self.out_dim, self.out_dim, 1], dim=-1)
         log_std = self.log_std_max - F.softplus(self.log_std_max - raw_log_std)
         log_std = self.log_std_min + F.softplus(log_std - self.log_std_min)
@@ -268,10 +421,22 @@ class DynamicsEnsemble(nn.Module):
 
     @torch.no_grad()
     def holdout_errors(
-        self, obs_normalised: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, obs: Tensor
+        self,
+        obs_normalised: Tensor,
+        action: Tensor,
+        reward: Tensor,
+        next_obs: Tensor,
+        obs: Tensor,
+        target_affine: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """Per-member mean squared error of the predicted mean on held-out rows: [E]."""
+        """Per-member mean squared error of the predicted mean on held-out rows, in raw units: [E].
+
+        ``target_affine`` (mean, std) maps standardised predictions back to raw
+        (s' - s, r) when the model predicts standardised targets.
+        """
         mean, _, _ = self(obs_normalised, action)
+        if target_affine is not None:
+            mean = target_affine[0] + target_affine[1] * mean
         target = torch.cat([next_obs - obs, reward.unsqueeze(-1)], dim=-1)
         return (mean - target).square().mean(dim=(1, 2))
 
@@ -309,22 +474,35 @@ class DRIVENetworks(nn.Module):
     optimizer groups (``parameter_groups``):
     ``model`` (f_hat), ``posterior`` (q_phi), ``prior`` (pi_theta), ``value``
     (psi), ``entropy_floor`` (its log weight, when enabled). ``target_value``
-    (psi_bar) and ``obs_normalizer`` carry no gradient.
+    (psi_bar), ``obs_normalizer``, ``target_normalizer``, ``return_range`` and
+    ``model_states`` carry no gradient.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, spec: NetworkSpec | None = None) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        spec: NetworkSpec | None = None,
+        model_state_capacity: int = 0,
+    ) -> None:
         """Builds every network for observations of dim S = ``obs_dim`` and A = ``action_dim``.
 
         Args:
             obs_dim: S.
             action_dim: A.
             spec: sizes and options (default: ``NetworkSpec()``).
+            model_state_capacity: states of the model-state buffer
+                (`UpdateSpec.model_state_capacity`); 0: no buffer.
         """
         super().__init__()
         spec = NetworkSpec() if spec is None else spec
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.obs_normalizer = RunningNormalizer(obs_dim)
+        # f_hat's targets (s' - s, r), standardised when model_normalize_targets.
+        self.target_normalizer = (
+            RunningNormalizer(obs_dim + 1) if spec.model_normalize_targets else None
+        )
         self.model = DynamicsEnsemble(
             obs_dim,
             action_dim,
@@ -332,17 +510,43 @@ class DRIVENetworks(nn.Module):
             num_elites=spec.num_elites,
             hiddens=spec.model_hiddens,
             learn_termination=spec.learn_termination,
+            layer_norm=spec.model_layer_norm,
+            activation=spec.model_activation,
         )
         self.posterior = TanhGaussianPolicy(obs_dim, action_dim, spec.policy_hiddens)
         self.prior = TanhGaussianPolicy(obs_dim, action_dim, spec.policy_hiddens)
-        self.value = GaussianValue(obs_dim, action_dim, spec.value_hiddens, spec.sigma_min)
-        self.target_value = GaussianValue(obs_dim, action_dim, spec.value_hiddens, spec.sigma_min)
+        value_options = {
+            "hiddens": spec.value_hiddens,
+            "sigma_min": spec.sigma_min,
+            "num_heads": spec.value_heads,
+            "layer_norm": spec.value_layer_norm,
+            "zero_last_layer": spec.value_scaled,
+        }
+        self.value = GaussianValue(obs_dim, action_dim, **value_options)
+        self.target_value = GaussianValue(obs_dim, action_dim, **value_options)
         self.target_value.load_state_dict(self.value.state_dict())
         self.target_value.requires_grad_(False)
+        self.value_scaled = spec.value_scaled
+        self.return_range = ReturnRange()
+        self.model_states = (
+            ModelStateBuffer(obs_dim, model_state_capacity) if model_state_capacity else None
+        )
         target_entropy = -float(action_dim) if spec.target_entropy is None else spec.target_entropy
         self.entropy_floor = (
-            EntropyFloor(target_entropy, spec.initial_entropy_weight) if spec.entropy_floor else None
+            EntropyFloor(target_entropy, spec.initial_entropy_weight)
+            if spec.entropy_floor
+            else None
         )
+
+    def value_scale(self) -> tuple[Tensor, Tensor] | None:
+        """The (center, width) p_psi is read in (``ReturnRange.scale``); None when not scaled."""
+        return self.return_range.scale() if self.value_scaled else None
+
+    def target_affine(self, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor] | None:
+        """(mean, std) of f_hat's targets when it predicts them standardised, else None."""
+        if self.target_normalizer is None:
+            return None
+        return self.target_normalizer.affine(dtype)
 
     @property
     def sigma_min(self) -> float:

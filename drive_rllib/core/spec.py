@@ -46,6 +46,25 @@ class ValueLoss(str, Enum):
     CROSS_ENTROPY = "cross_entropy"  # Eq. 4 as written
 
 
+class Activation(str, Enum):
+    """The hidden-layer activation of the dynamics ensemble."""
+
+    RELU = "relu"
+    SILU = "silu"  # as MBPO and DHMBPO
+
+
+class Aggregate(str, Enum):
+    """How the K value heads' Gaussians become the one p_psi a consumer reads.
+
+    With one head every choice is that head.
+    """
+
+    MEAN = (
+        "mean"  # the moment-matched mixture of the heads (mean of mu; variance adds their spread)
+    )
+    MIN2 = "min2"  # of two heads drawn at random, the one with the lower mu (REDQ, DHMBPO)
+
+
 class InferencePolicy(str, Enum):
     """The policy whose deterministic mean acts when not exploring (evaluation)."""
 
@@ -74,6 +93,18 @@ def integer(minimum: int) -> Check:
         return int(value)
 
     return check
+
+
+def non_negative_number(name: str, value: Any) -> Any:
+    """A finite number >= 0 (not a bool)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+    return value
 
 
 def positive_number(name: str, value: Any) -> Any:
@@ -111,6 +142,20 @@ def widths(name: str, value: Any) -> tuple[int, ...]:
             f"[256, 256]; got {value!r}."
         )
     return tuple(value)
+
+
+def rate(name: str, value: Any) -> Any:
+    """A number in (0, 1], e.g. a per-step averaging rate."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ValueError(f"`{name}` must lie in (0, 1], got {value!r}: e.g. 3e-4.")
+    return value
+
+
+def unit_fraction(name: str, value: Any) -> Any:
+    """A number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must lie in [0, 1], got {value!r}.")
+    return value
 
 
 def optional_finite_number(name: str, value: Any) -> Any:
@@ -188,6 +233,21 @@ class NetworkSpec(_Checked):
         entropy_floor: add the entropy floor on pi_theta (its own learnable weight).
         target_entropy: the floor's target entropy; None means -A.
         initial_entropy_weight: the floor's initial weight > 0.
+        model_layer_norm: layer normalisation (no affine) before every layer of
+            f_hat but the first; it keeps the hidden activations of inputs far
+            from the data (saturated imagined actions) bounded.
+        model_activation: f_hat's hidden activation (`Activation`).
+        model_normalize_targets: f_hat predicts (s' - s, r) standardised by
+            running statistics of the data (``target_normalizer``), so every
+            output dim weighs alike in its likelihood.
+        value_heads: K >= 1 Gaussian heads of p_psi (and psi_bar), each its own
+            MLP, each fitted by Eq. 4; consumers read an aggregate of them
+            (`UpdateSpec.value_target_aggregate`, ``value_policy_aggregate``).
+        value_layer_norm: layer normalisation (no affine) before every layer of
+            psi but the first.
+        value_scaled: psi's outputs live in units of the return range
+            (``return_range``): mu = center + width * raw, sigma = sigma_min +
+            width * softplus(raw); the last layer starts at zero (mu = center).
     """
 
     ensemble_size: int = setting(7, integer(minimum=1))
@@ -200,6 +260,12 @@ class NetworkSpec(_Checked):
     entropy_floor: bool = setting(True, flag)
     target_entropy: float | None = setting(None, optional_finite_number)
     initial_entropy_weight: float = setting(1.0, positive_number)
+    model_layer_norm: bool = setting(True, flag)
+    model_activation: Activation = setting(Activation.SILU, one_of(Activation))
+    model_normalize_targets: bool = setting(True, flag)
+    value_heads: int = setting(5, integer(minimum=1))
+    value_layer_norm: bool = setting(True, flag)
+    value_scaled: bool = setting(True, flag)
 
     def _check_together(self) -> None:
         if self.num_elites > self.ensemble_size:
@@ -223,6 +289,25 @@ class UpdateSpec(_Checked):
         value_loss: how psi is fitted (`ValueLoss`).
         member_per_trajectory: keep one elite member per imagined trajectory in
             Eq. 6 (default: a random elite member at every model step).
+        value_target_aggregate: the p_psi_bar that bootstraps Eq. 4's target
+            law (`Aggregate`; pessimistic by default).
+        value_policy_aggregate: the p_psi of Eq. 6 (bootstrap of m_i, and the
+            law J_KL2 compares against) (`Aggregate`).
+        value_bounds: clip Eq. 4's target means to the return range
+            [low, high] / (1 - gamma) of ``return_range``.
+        return_range_rate: rate in (0, 1] at which the return range moves, per
+            update step, toward the 1% / 99% quantiles of the rewards imagined
+            in Eq. 6 (the current policy's rewards).
+        start_state_model_fraction: share in [0, 1] of Eq. 6's start states
+            drawn from the model-state buffer (the rest: the batch's real states).
+        distribution_rollout_interval: update steps between distribution
+            rollouts (0: none): ``distribution_rollout_batch`` replayed states
+            rolled out ``distribution_rollout_horizon`` steps in f_hat under
+            pi_theta, every visited state kept in the model-state buffer
+            (DHMBPO's start states). Needs > 0 when start_state_model_fraction > 0.
+        distribution_rollout_horizon: model steps >= 1 of one distribution rollout.
+        distribution_rollout_batch: start states >= 1 of one distribution rollout.
+        model_state_rounds: distribution rollouts >= 1 the model-state buffer holds.
     """
 
     horizon: int = setting(5, integer(minimum=1))
@@ -232,6 +317,32 @@ class UpdateSpec(_Checked):
     policy_update: PolicyUpdate = setting(PolicyUpdate.JOINT, one_of(PolicyUpdate))
     value_loss: ValueLoss = setting(ValueLoss.SPLIT, one_of(ValueLoss))
     member_per_trajectory: bool = setting(False, flag)
+    value_target_aggregate: Aggregate = setting(Aggregate.MIN2, one_of(Aggregate))
+    value_policy_aggregate: Aggregate = setting(Aggregate.MEAN, one_of(Aggregate))
+    value_bounds: bool = setting(True, flag)
+    return_range_rate: float = setting(3e-4, rate)
+    start_state_model_fraction: float = setting(1.0, unit_fraction)
+    distribution_rollout_interval: int = setting(20, integer(minimum=0))
+    distribution_rollout_horizon: int = setting(20, integer(minimum=1))
+    distribution_rollout_batch: int = setting(256, integer(minimum=1))
+    model_state_rounds: int = setting(10, integer(minimum=1))
+
+    def _check_together(self) -> None:
+        if self.start_state_model_fraction > 0 and self.distribution_rollout_interval == 0:
+            raise ValueError(
+                f"`start_state_model_fraction` ({self.start_state_model_fraction}) draws Eq. 6's "
+                "start states from the model-state buffer, which only distribution rollouts "
+                "fill: set distribution_rollout_interval > 0 (e.g. 20) or "
+                "start_state_model_fraction=0."
+            )
+
+    @property
+    def model_state_capacity(self) -> int:
+        """States the model-state buffer holds: every state of ``model_state_rounds`` rollouts."""
+        if not self.distribution_rollout_interval:
+            return 0
+        per_round = self.distribution_rollout_batch * (self.distribution_rollout_horizon + 1)
+        return self.model_state_rounds * per_round
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from drive_rllib import keys
 from drive_rllib.core.distributions import (
+    aggregate_heads,
     gaussian_cross_entropy,
     tanh_gaussian_action,
     tanh_gaussian_rsample,
@@ -45,6 +46,7 @@ from drive_rllib.core.imagine import (
     Policy,
     ValueFn,
     balanced_member_assignment,
+    distribution_rollout,
     ensemble_step,
     imagine,
 )
@@ -81,9 +83,11 @@ def update_terms(
     obs = batch["obs"]
     normalize = nets.obs_normalizer.frozen(obs.dtype)
     obs_n = normalize(obs)
-    terms = model_fit(nets.model, obs_n, batch)
+    terms = model_fit(nets.model, obs_n, batch, nets.target_affine(obs.dtype))
     shared = imagination(nets, normalize, obs.shape[0], obs.device, spec)
-    eq6 = posterior_step(nets, obs, obs_n, shared, spec)
+    start_obs = start_states(nets, obs, spec)
+    start_n = obs_n if start_obs is obs else normalize(start_obs)
+    eq6 = posterior_step(nets, start_obs, start_n, shared, spec)
     terms.update(eq6.terms)
     if spec.policy_update is PolicyUpdate.DISTILL:
         terms.update(
@@ -91,23 +95,32 @@ def update_terms(
         )
     floor_terms, prior_log_prob = entropy_floor_step(nets, eq6.prior_mean, eq6.prior_std)
     terms.update(floor_terms)
-    eq4 = value_step(nets, normalize, obs_n, shared.elite_params, batch, spec)
+    eq4 = value_step(nets, obs_n, shared, batch, spec)
     terms.update(eq4.terms)
-    return terms, update_diagnostics(nets, terms, eq6, eq4, prior_log_prob)
+    return terms, update_diagnostics(nets, terms, eq6, eq4, prior_log_prob, shared)
 
 
 # --- 1. model learning --------------------------------------------------------------------------
 
 
 def model_fit(
-    model: DynamicsEnsemble, obs_n: Tensor, batch: dict[str, Tensor]
+    model: DynamicsEnsemble,
+    obs_n: Tensor,
+    batch: dict[str, Tensor],
+    target_affine: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, Tensor]:
-    """Model learning: every member's NLL on its own bootstrap of the batch (``model_terms``)."""
+    """Model learning: every member's NLL on its own bootstrap of the batch (``model_terms``).
+
+    With ``target_affine`` (mean, std) the targets (s' - s, r) are standardised first.
+    """
     obs, action = batch["obs"], batch["action"]
     batch_size = obs.shape[0]
     boot = torch.randint(batch_size, (model.num_members, batch_size), device=obs.device)
     mean, log_std, term_logit = model(obs_n[boot], action[boot])
-    target = torch.cat([batch["next_obs"] - obs, batch["reward"].unsqueeze(-1)], dim=-1)[boot]
+    target = torch.cat([batch["next_obs"] - obs, batch["reward"].unsqueeze(-1)], dim=-1)
+    if target_affine is not None:
+        target = (target - target_affine[0]) / target_affine[1]
+    target = target[boot]
     return model_terms(
         mean, log_std, term_logit, target, batch["terminated"][boot], model.learn_termination
     )
@@ -118,12 +131,16 @@ def model_fit(
 
 @dataclass
 class Imagination:
-    """The callables Eq. 6's rollouts run on, and the elite parameters Eq. 4 reuses."""
+    """The callables Eq. 6's rollouts run on, and what Eq. 4 reuses."""
 
     elite_params: ElitePairs  # f_hat's elites, detached: f_hat held fixed
     model_step: ModelStep
     policy: Policy  # pi_theta; held fixed with policy_update="distill"
-    value: ValueFn  # p_psi with psi held fixed, for raw observations
+    value: ValueFn  # p_psi (the policy aggregate) with psi held fixed, for raw observations
+    target_value: ValueFn  # p_psi_bar (the target aggregate), for raw observations
+    raw_model_step: ModelStep  # a random elite per row, every step (Eq. 4)
+    imagined_rewards: list[Tensor]  # detached rewards of every model_step call (return range)
+    normalize: Normalize  # the observation normaliser, frozen for this step
 
 
 def imagination(
@@ -146,14 +163,51 @@ def imagination(
         num_elites = model.elite_idx.shape[0]
         assignment = balanced_member_assignment(batch_size * spec.num_samples, num_elites, device)
     elite_params = model.layer_params(model.elite_idx, frozen=True)
+    target_affine = nets.target_affine()
+    imagined_rewards: list[Tensor] = []
 
     def model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return ensemble_step(model, elite_params, normalize, o, a, assignment)
+        next_obs, reward, continue_prob = ensemble_step(
+            model, elite_params, normalize, o, a, assignment, target_affine
+        )
+        imagined_rewards.append(reward.detach())
+        return next_obs, reward, continue_prob
+
+    def raw_model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return ensemble_step(model, elite_params, normalize, o, a, None, target_affine)
+
+    scale = nets.value_scale()
 
     def frozen_value(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-        return frozen_call(nets.value, normalize(o), a)
+        heads = frozen_call(nets.value, normalize(o), a, scale)
+        return aggregate_heads(*heads, spec.value_policy_aggregate.value)
 
-    return Imagination(elite_params, model_step, policy, frozen_value)
+    def target_value(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+        heads = nets.target_value(normalize(o), a, scale)
+        return aggregate_heads(*heads, spec.value_target_aggregate.value)
+
+    return Imagination(
+        elite_params,
+        model_step,
+        policy,
+        frozen_value,
+        target_value,
+        raw_model_step,
+        imagined_rewards,
+        normalize,
+    )
+
+
+def start_states(nets: DRIVENetworks, obs: Tensor, spec: UpdateSpec) -> Tensor:
+    """Eq. 6's start states: a ``start_state_model_fraction`` share drawn from the model-state
+    buffer (distribution rollouts), the rest the batch's own real states; all real while the
+    buffer is empty."""
+    buffer = nets.model_states
+    batch_size = obs.shape[0]
+    num_model = round(batch_size * spec.start_state_model_fraction)
+    if buffer is None or num_model == 0 or int(buffer.size) == 0:
+        return obs
+    return torch.cat([buffer.sample(num_model).to(obs), obs[: batch_size - num_model]])
 
 
 # --- 3. Eq. 6: posterior + policy ---------------------------------------------------------------
@@ -195,7 +249,10 @@ def posterior_step(
         policy=shared.policy,
         value=shared.value,
     )
-    value_mu, value_sigma = frozen_call(nets.value, obs_n, first_action)
+    value_mu, value_sigma = aggregate_heads(
+        *frozen_call(nets.value, obs_n, first_action, nets.value_scale()),
+        spec.value_policy_aggregate.value,
+    )
     terms = posterior_terms(
         m,
         v,
@@ -233,81 +290,98 @@ def entropy_floor_step(
 @torch.no_grad()
 def value_target(
     nets: DRIVENetworks,
-    normalize: Normalize,
-    elite_params: ElitePairs,
+    shared: Imagination,
     reward: Tensor,
     next_obs: Tensor,
     terminated: Tensor,
-    *,
-    horizon: int,
-    num_samples: int,
-    gamma: float,
+    spec: UpdateSpec,
 ) -> tuple[Tensor, Tensor]:
     """Eq. 4's target law for real transitions, without gradient.
 
     The real first step (r, s', done) is followed by H-1 imagined steps under
-    pi_theta and f_hat (the members in ``elite_params``, a random one per
-    step), bootstrapped with the target value psi_bar. With H = 1 this is
-    exactly the distributional TD target N(r + gamma mu_bar(s', a'),
-    gamma^2 sigma_bar(s', a')^2), a' ~ pi_theta(s').
+    pi_theta and f_hat (a random elite member per step), bootstrapped with
+    the target value psi_bar (``value_target_aggregate`` of its heads). With
+    H = 1 this is exactly the distributional TD target N(r + gamma
+    mu_bar(s', a'), gamma^2 sigma_bar(s', a')^2), a' ~ pi_theta(s'). With
+    ``value_bounds`` the target means are clipped to the return range.
 
     Returns:
         (m, v), each [N, B].
     """
 
     def policy(o: Tensor) -> Tensor:
-        return tanh_gaussian_action(*nets.prior(normalize(o)))
-
-    def target_value(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-        return nets.target_value(normalize(o), a)
+        return tanh_gaussian_action(*nets.prior(shared.normalize(o)))
 
     next_m, next_v = imagine(
         next_obs,
         None,
-        horizon=horizon - 1,
-        num_samples=num_samples,
-        gamma=gamma,
-        model_step=lambda o, a: ensemble_step(nets.model, elite_params, normalize, o, a),
+        horizon=spec.horizon - 1,
+        num_samples=spec.num_samples,
+        gamma=spec.gamma,
+        model_step=shared.raw_model_step,
         policy=policy,
-        value=target_value,
+        value=shared.target_value,
     )
-    return value_target_law(reward, terminated, next_m, next_v, gamma)
+    m, v = value_target_law(reward, terminated, next_m, next_v, spec.gamma)
+    if spec.value_bounds:
+        m = nets.return_range.clip(m)
+    return m, v
 
 
 @dataclass
 class ValueStep:
-    """Eq. 4's terms, its target law and p_psi at the replayed (s, a)."""
+    """Eq. 4's terms, its target law and p_psi's heads at the replayed (s, a)."""
 
     terms: dict[str, Tensor]
     target_m: Tensor  # [N, B]
     target_v: Tensor  # [N, B]
-    value_mu: Tensor  # [B]
-    value_sigma: Tensor  # [B]
+    value_mu: Tensor  # [K, B]
+    value_sigma: Tensor  # [K, B]
 
 
 def value_step(
     nets: DRIVENetworks,
-    normalize: Normalize,
     obs_n: Tensor,
-    elite_params: ElitePairs,
+    shared: Imagination,
     batch: dict[str, Tensor],
     spec: UpdateSpec,
 ) -> ValueStep:
-    """Eq. 4: p_psi(U | s, a) at the replayed (s, a) against ``value_target`` (``value_terms``)."""
+    """Eq. 4: every head of p_psi(U | s, a) at the replayed (s, a) against ``value_target``
+    (``value_terms`` per head, summed over the K heads)."""
     target_m, target_v = value_target(
-        nets,
-        normalize,
-        elite_params,
-        batch["reward"],
-        batch["next_obs"],
-        batch["terminated"],
-        horizon=spec.horizon,
-        num_samples=spec.num_samples,
-        gamma=spec.gamma,
+        nets, shared, batch["reward"], batch["next_obs"], batch["terminated"], spec
     )
-    value_mu, value_sigma = nets.value(obs_n, batch["action"])
-    terms = value_terms(target_m, target_v, value_mu, value_sigma, spec.value_loss)
+    value_mu, value_sigma = nets.value(obs_n, batch["action"], nets.value_scale())
+    per_head = [
+        value_terms(target_m, target_v, mu, sigma, spec.value_loss)
+        for mu, sigma in zip(value_mu, value_sigma)
+    ]
+    terms = {name: torch.stack([head[name] for head in per_head]).sum(0) for name in per_head[0]}
     return ValueStep(terms, target_m, target_v, value_mu, value_sigma)
+
+
+# --- distribution rollouts (between update steps) ---------------------------------------------
+
+
+@torch.no_grad()
+def distribution_rollout_states(nets: DRIVENetworks, start_obs: Tensor, spec: UpdateSpec) -> Tensor:
+    """The states of one distribution rollout from ``start_obs`` [B, S]: f_hat's elites (a
+    random one per row and step) under pi_theta, ``distribution_rollout_horizon`` steps
+    (``imagine.distribution_rollout``). The Learner adds them to ``nets.model_states``."""
+    normalize = nets.obs_normalizer.frozen(start_obs.dtype)
+    model = nets.model
+    elite_params = model.layer_params(model.elite_idx, frozen=True)
+    target_affine = nets.target_affine(start_obs.dtype)
+
+    def model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return ensemble_step(model, elite_params, normalize, o, a, None, target_affine)
+
+    def policy(o: Tensor) -> Tensor:
+        return tanh_gaussian_action(*nets.prior(normalize(o)))
+
+    return distribution_rollout(
+        start_obs, horizon=spec.distribution_rollout_horizon, model_step=model_step, policy=policy
+    )
 
 
 # --- 7. diagnostics -----------------------------------------------------------------------------
@@ -320,14 +394,19 @@ def update_diagnostics(
     eq6: PosteriorStep,
     eq4: ValueStep,
     prior_log_prob: Tensor,
+    shared: Imagination,
 ) -> dict[str, Tensor]:
     """Detached batch means of one update step, under `drive_rllib.keys` (terms excluded:
     the Learner logs those itself)."""
     num_members = nets.model.num_members
+    rewards = torch.cat(shared.imagined_rewards)
+    reward_low, reward_high = torch.quantile(
+        rewards, torch.tensor([0.01, 0.99], dtype=rewards.dtype, device=rewards.device)
+    )
     diagnostics = {
         keys.MODEL_NLL_PER_MEMBER: terms["model"].mean() / num_members,
         keys.VALUE_CROSS_ENTROPY: gaussian_cross_entropy(
-            eq4.target_m, eq4.target_v, eq4.value_mu, eq4.value_sigma
+            eq4.target_m.unsqueeze(1), eq4.target_v.unsqueeze(1), eq4.value_mu, eq4.value_sigma
         ).mean(),
         keys.VALUE_MU: eq4.value_mu.mean(),
         keys.VALUE_SIGMA: eq4.value_sigma.mean(),
@@ -336,6 +415,12 @@ def update_diagnostics(
         keys.POLICY_ENTROPY: -prior_log_prob.mean(),
         keys.POLICY_STD: eq6.prior_std.mean(),
         keys.POSTERIOR_STD: eq6.posterior_std.mean(),
+        keys.VALUE_HEAD_SPREAD: eq4.value_mu.std(0).mean()
+        if eq4.value_mu.shape[0] > 1
+        else torch.zeros(()),
+        keys.IMAGINED_REWARD_LOW: reward_low,
+        keys.IMAGINED_REWARD_HIGH: reward_high,
+        keys.POLICY_SATURATION: (torch.tanh(eq6.prior_mean).abs() > 0.99).float().mean(),
     }
     if "termination" in terms:
         diagnostics[keys.MODEL_TERMINATION_PER_MEMBER] = terms["termination"].mean() / num_members

@@ -204,3 +204,15 @@ def test_register_makes_drive_known_to_tune():
 
     register()
     assert get_trainable_cls("DRIVE") is DRIVE
+
+
+def test_update_chunks_catch_up_on_the_warm_up_in_chunks_of_c():
+    from drive_rllib.algorithm.drive import update_chunks
+
+    # C = 1000 per T = 1000 env steps: 1000 steps, or 5000 after a 5,000-step warm-up.
+    assert update_chunks(1000, 1000, 5000, catch_up=False) == [1000]
+    assert update_chunks(1000, 1000, 5000, catch_up=True) == [1000] * 5
+    # UTD 0.5 over 2,600 rows: round(0.5 * 2600) = 1300 = 2 chunks of 500 and one of 300.
+    assert update_chunks(500, 1000, 2600, catch_up=True) == [500, 500, 300]
+    # never fewer than C
+    assert update_chunks(200, 50, 10, catch_up=True) == [200]

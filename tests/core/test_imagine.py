@@ -15,6 +15,7 @@ from drive_rllib.core import (
     value_target_law,
 )
 from drive_rllib.core.distributions import tanh_gaussian_action
+from drive_rllib.core.update import imagination
 from tests.core.helpers import random_batch, tiny_nets
 
 GAMMA = 0.9
@@ -79,21 +80,23 @@ def test_value_target_law_with_h1_is_the_distributional_td_target():
 
 
 def test_value_target_with_networks_h1_uses_target_value_at_policy_action():
-    nets = tiny_nets()
+    # One unscaled head: the target aggregate is that head, and no return range applies.
+    nets = tiny_nets(value_heads=1, value_scaled=False)
+    spec = UpdateSpec(horizon=1, num_samples=1, gamma=GAMMA, value_bounds=False)
     batch = random_batch(6, terminated=torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0, 0.0]))
     # make psi_bar differ from psi so that using the wrong one would show
     with torch.no_grad():
         for p in nets.target_value.parameters():
             p.add_(0.3)
     normalize = nets.obs_normalizer.frozen()
-    params = nets.model.layer_params(nets.model.elite_idx, frozen=True)
+    shared = imagination(nets, normalize, 6, torch.device("cpu"), spec)
     torch.manual_seed(7)
-    m, v = value_target(nets, normalize, params, batch["reward"], batch["next_obs"],
-                        batch["terminated"], horizon=1, num_samples=1, gamma=GAMMA)
+    m, v = value_target(nets, shared, batch["reward"], batch["next_obs"],
+                        batch["terminated"], spec)
     torch.manual_seed(7)
     with torch.no_grad():
         next_action = tanh_gaussian_action(*nets.prior(normalize(batch["next_obs"])))
-        mu, sigma = nets.target_value(normalize(batch["next_obs"]), next_action)
+        mu, sigma = (x[0] for x in nets.target_value(normalize(batch["next_obs"]), next_action))
     alive = 1.0 - batch["terminated"]
     torch.testing.assert_close(m[0], batch["reward"] + GAMMA * alive * mu)
     torch.testing.assert_close(v[0], GAMMA**2 * alive * sigma**2)

@@ -14,7 +14,7 @@ from drive_rllib.core import (
     posterior_terms,
     update_terms,
 )
-from drive_rllib.core.distributions import tanh_gaussian_rsample
+from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_rsample
 from tests.core.helpers import random_batch, tiny_nets
 
 GROUPS = ("model", "posterior", "prior", "value", "entropy_floor")
@@ -94,11 +94,12 @@ def test_one_backward_of_the_sum_equals_the_per_group_gradients():
 
 def test_eq6_reaches_posterior_through_the_value_at_a_t_but_never_psi():
     """J_KL2 evaluates p_psi(U | s, a_t) with psi fixed, keeping the path through a_t."""
-    nets = tiny_nets()
+    # An unscaled value: a scaled one starts with a zero last layer, flat in a_t.
+    nets = tiny_nets(value_scaled=False)
     obs_n = torch.randn(8, 3)
     mean, std = nets.posterior(obs_n)
     action, _ = tanh_gaussian_rsample(mean, std)
-    mu, sigma = frozen_call(nets.value, obs_n, action)
+    mu, sigma = aggregate_heads(*frozen_call(nets.value, obs_n, action), "mean")
     terms = posterior_terms(torch.zeros(1, 8), torch.ones(1, 8), mu, sigma, mean, std,
                             mean.detach(), std.detach(), sigma_min=0.1)
     terms["kl_value"].sum().backward()

@@ -1,0 +1,330 @@
+"""What a DRIVE run's networks believe, against what the environment does (issue 10, item 1).
+
+``diagnose(algo, env_id, seed)`` takes a built DRIVE Algorithm with a local Learner
+(``num_learners=0``, as ``benchmarks/learning.py`` runs it) and measures, from two
+real episodes (one with pi_theta sampling, one with its mean action) and one replay
+batch:
+
+(a) value calibration: mean over the first 500 steps of p_psi's mu(s_t, a_t) (the
+    mixture of the heads) against the Monte-Carlo discounted return actually
+    obtained from there, for each episode;
+(b) model error against rollout step k = 1..H: the elites' mean predictions rolled
+    open-loop along the real actions of the sampling episode, squared error to
+    the real states (mean over dims and start points), per elite;
+(c) exploitation: the imagined H-step discounted reward under pi_theta from the
+    episode's states against the H-step discounted reward that followed them in
+    the sampling episode (same policy);
+(d) the scale of each Eq. 6 term (-J_U / alpha, J_KL1, J_KL2) on a replay batch and
+    the norm of its gradient into q_phi and into pi_theta;
+(e) the entropy of pi_theta and the share of action dims in tanh saturation
+    (|a| > 0.99) in the two episodes.
+
+    python benchmarks/learning.py --env HalfCheetah-v5 ...   # calls diagnose() at every evaluation
+    python benchmarks/diagnose.py --summarise runs/learning/drive_HalfCheetah-v5_s0
+    python benchmarks/diagnose.py --plot RUN_DIR [RUN_DIR ...] --out docs/diagnosis.png
+
+The second form prints the table of the diagnostics.jsonl that learning.py wrote;
+the third draws panels (a)-(d) over env steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
+from drive_rllib.core.update import imagination, posterior_step, start_states
+
+CALIBRATION_STEPS = 500
+
+
+def _module(algo: Any):
+    learner = algo.learner_group._learner
+    if learner is None:
+        raise RuntimeError("diagnose() needs a local Learner: build the config with num_learners=0")
+    return learner.module["default_policy"].unwrapped()
+
+
+def _episode(nets, env: gym.Env, seed: int, deterministic: bool) -> dict[str, np.ndarray]:
+    low, high = env.action_space.low, env.action_space.high
+    obs, _ = env.reset(seed=seed)
+    rows: dict[str, list] = {"obs": [], "action": [], "reward": []}
+    done = False
+    while not done:
+        with torch.no_grad():
+            action = nets.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic)[0]
+        action = action.numpy()
+        rows["obs"].append(obs)
+        rows["action"].append(action)
+        obs, reward, terminated, truncated, _ = env.step(low + (action + 1.0) * 0.5 * (high - low))
+        rows["reward"].append(reward)
+        done = terminated or truncated
+    rows["obs"].append(obs)
+    return {key: np.asarray(value, dtype=np.float32) for key, value in rows.items()}
+
+
+def _discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    returns = np.zeros_like(rewards, dtype=np.float64)
+    acc = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = rewards[t] + gamma * acc
+        returns[t] = acc
+    return returns
+
+
+@torch.no_grad()
+def _calibration(nets, episode: dict[str, np.ndarray], gamma: float) -> dict[str, float]:
+    steps = min(CALIBRATION_STEPS, len(episode["reward"]))
+    obs = torch.as_tensor(episode["obs"][:steps])
+    action = torch.as_tensor(episode["action"][:steps])
+    heads = nets.value(nets.obs_normalizer(obs), action, nets.value_scale())
+    mu, sigma = aggregate_heads(*heads, "mean")
+    returns = _discounted_returns(episode["reward"], gamma)[:steps]
+    return {
+        "predicted_mu": float(mu.mean()),
+        "predicted_sigma": float(sigma.mean()),
+        "mc_return": float(returns.mean()),
+        "episode_return": float(episode["reward"].sum()),
+    }
+
+
+@torch.no_grad()
+def _model_error(nets, episode: dict[str, np.ndarray], horizon: int) -> list[list[float]]:
+    """[elite][k-1]: squared error of the k-step open-loop mean prediction along real actions."""
+    obs = torch.as_tensor(episode["obs"])
+    actions = torch.as_tensor(episode["action"])
+    starts = torch.arange(0, len(actions) - horizon, 10)
+    model = nets.model
+    normalize = nets.obs_normalizer.frozen()
+    affine = nets.target_affine()
+    errors = []
+    for elite in model.elite_idx.tolist():
+        params = model.layer_params(torch.tensor([elite]), frozen=True)
+        state = obs[starts]
+        per_step = []
+        for k in range(horizon):
+            mean, _, _ = model(normalize(state)[None], actions[starts + k][None], params)
+            mean = mean[0]
+            if affine is not None:
+                mean = affine[0] + affine[1] * mean
+            state = state + mean[:, :-1]
+            per_step.append(float((state - obs[starts + k + 1]).square().mean()))
+        errors.append(per_step)
+    return errors
+
+
+@torch.no_grad()
+def _exploitation(nets, episode: dict[str, np.ndarray], horizon: int, gamma: float) -> dict:
+    """Imagined vs real H-step discounted reward from the same states, under pi_theta."""
+    rewards = episode["reward"]
+    starts = np.arange(0, len(rewards) - horizon, 10)
+    discounts = gamma ** np.arange(horizon)
+    real = np.array([(rewards[t : t + horizon] * discounts).sum() for t in starts])
+    normalize = nets.obs_normalizer.frozen()
+    model = nets.model
+    params = model.layer_params(model.elite_idx, frozen=True)
+    from drive_rllib.core.imagine import ensemble_step
+
+    state = torch.as_tensor(episode["obs"][starts])
+    imagined = torch.zeros(len(starts))
+    weight = 1.0
+    for _ in range(horizon):
+        action = tanh_gaussian_action(*nets.prior(normalize(state)))
+        state, reward, _continue_prob = ensemble_step(
+            model, params, normalize, state, action, None, nets.target_affine()
+        )
+        imagined += weight * reward
+        weight = weight * gamma
+    return {"imagined_h_step": float(imagined.mean()), "real_h_step": float(real.mean())}
+
+
+def _eq6_scales(nets, spec, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Batch mean of each Eq. 6 term and the norm of its gradient into q_phi and pi_theta."""
+    obs = batch["obs"]
+    normalize = nets.obs_normalizer.frozen(obs.dtype)
+    shared = imagination(nets, normalize, obs.shape[0], obs.device, spec)
+    start = start_states(nets, obs, spec)
+    eq6 = posterior_step(nets, start, normalize(start), shared, spec)
+    weighted = {
+        "return": -eq6.terms["return"].mean() / spec.alpha,
+        "kl_prior": eq6.terms["kl_prior"].mean(),
+        "kl_value": eq6.terms["kl_value"].mean(),
+    }
+    out: dict[str, float] = {}
+    groups = {
+        "posterior": list(nets.posterior.parameters()),
+        "prior": list(nets.prior.parameters()),
+    }
+    for name, term in weighted.items():
+        out[f"{name}/value"] = float(term)
+        for group, params in groups.items():
+            grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+            norm = torch.sqrt(
+                sum((g.square().sum() for g in grads if g is not None), torch.zeros(()))
+            )
+            out[f"{name}/grad_{group}"] = float(norm)
+    return out
+
+
+def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
+    """Every measurement of the module docstring, as one JSON-able dict."""
+    import ray
+
+    module = _module(algo)
+    nets, spec = module.nets, module.spec.update
+    env = gym.make(env_id)
+    try:
+        sampled = _episode(nets, env, seed, deterministic=False)
+        mean_action = _episode(nets, env, seed + 1, deterministic=True)
+    finally:
+        env.close()
+    rows = ray.get(algo.replay_actor.sample.remote(256, "train"))
+    batch = {
+        key: torch.as_tensor(np.asarray(value), dtype=torch.float32) for key, value in rows.items()
+    }
+    with torch.no_grad():
+        prior_mean, prior_std = nets.prior(nets.obs_normalizer(batch["obs"]))
+    from drive_rllib.core.distributions import tanh_gaussian_rsample
+
+    _, log_prob = tanh_gaussian_rsample(prior_mean, prior_std)
+    return {
+        "calibration_sampled": _calibration(nets, sampled, spec.gamma),
+        "calibration_mean_action": _calibration(nets, mean_action, spec.gamma),
+        "model_error_by_step": _model_error(nets, sampled, spec.horizon),
+        "exploitation": _exploitation(nets, sampled, spec.horizon, spec.gamma),
+        "eq6": _eq6_scales(nets, spec, batch),
+        "policy_entropy_replay": float(-log_prob.mean()),
+        "saturation_sampled": float((np.abs(sampled["action"]) > 0.99).mean()),
+        "saturation_mean_action": float((np.abs(mean_action["action"]) > 0.99).mean()),
+        "return_range": [float(nets.return_range.low), float(nets.return_range.high)],
+    }
+
+
+def summarise(run_dir: str) -> None:
+    """A markdown table of a run's diagnostics.jsonl."""
+    print(
+        "| env steps | eval return | mu (mean action) | MC return (mean action) | "
+        "mu (sampled) | MC return (sampled) | model err k=1 / k=H | imagined / real H-step | "
+        "-J_U/alpha, KL1, KL2 | grad q_phi: J_U, KL1, KL2 | saturation |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for line in (Path(run_dir) / "diagnostics.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        cm, cs = d["calibration_mean_action"], d["calibration_sampled"]
+        err = np.mean(d["model_error_by_step"], axis=0)
+        ex, eq6 = d["exploitation"], d["eq6"]
+        print(
+            f"| {int(d['env_steps']):,} | {d.get('eval_return') or float('nan'):.0f} | "
+            f"{cm['predicted_mu']:.0f} | {cm['mc_return']:.0f} | {cs['predicted_mu']:.0f} | "
+            f"{cs['mc_return']:.0f} | {err[0]:.2f} / {err[-1]:.2f} | "
+            f"{ex['imagined_h_step']:.1f} / {ex['real_h_step']:.1f} | "
+            f"{eq6['return/value']:.0f}, {eq6['kl_prior/value']:.2f}, {eq6['kl_value/value']:.2f} | "
+            f"{eq6['return/grad_posterior']:.2g}, {eq6['kl_prior/grad_posterior']:.2g}, "
+            f"{eq6['kl_value/grad_posterior']:.2g} | {d['saturation_sampled']:.2f} |"
+        )
+
+
+def plot(run_dirs: list[str], out: str) -> None:
+    """Four panels over env steps, one line per run: (a) p_psi's mu against the MC return
+    (mean action), (b) the elites' model error against rollout step at the last point,
+    (c) imagined against real H-step reward, (d) the Eq. 6 terms' gradient norms into q_phi."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
+    for index, run_dir in enumerate(run_dirs):
+        rows = [json.loads(line) for line in (Path(run_dir) / "diagnostics.jsonl").open()]
+        label = Path(run_dir).name
+        color = f"C{index}"
+        steps = [r["env_steps"] for r in rows]
+        ax = axes[0]
+        ax.plot(
+            steps,
+            [r["calibration_mean_action"]["predicted_mu"] for r in rows],
+            color=color,
+            label=f"{label}: mu",
+        )
+        ax.plot(
+            steps,
+            [r["calibration_mean_action"]["mc_return"] for r in rows],
+            color=color,
+            ls="--",
+            label=f"{label}: MC return",
+        )
+        err = np.asarray(rows[-1]["model_error_by_step"])
+        axes[1].plot(
+            range(1, err.shape[1] + 1),
+            err.mean(0),
+            color=color,
+            marker="o",
+            label=f"{label} at {int(steps[-1]):,}",
+        )
+        axes[2].plot(
+            steps,
+            [r["exploitation"]["imagined_h_step"] for r in rows],
+            color=color,
+            label=f"{label}: imagined",
+        )
+        axes[2].plot(
+            steps,
+            [r["exploitation"]["real_h_step"] for r in rows],
+            color=color,
+            ls="--",
+            label=f"{label}: real",
+        )
+        for term, style in (("return", "-"), ("kl_prior", ":"), ("kl_value", "--")):
+            axes[3].plot(
+                steps,
+                [r["eq6"][f"{term}/grad_posterior"] for r in rows],
+                color=color,
+                ls=style,
+                label=f"{label}: {term}",
+            )
+    axes[0].set_title("(a) p_psi mu vs MC discounted return (mean action, t < 500)")
+    axes[1].set_title("(b) open-loop model error (MSE) vs rollout step")
+    axes[1].set_yscale("log")
+    axes[2].set_title("(c) imagined vs real H-step discounted reward")
+    axes[3].set_title("(d) Eq. 6 gradient norm into q_phi")
+    axes[3].set_yscale("log")
+    for ax in axes:
+        ax.legend(fontsize=6)
+        ax.set_xlabel("env steps")
+    axes[1].set_xlabel("rollout step k")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--summarise", metavar="RUN_DIR", help="print the table of RUN_DIR/diagnostics.jsonl"
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="RUN_DIR",
+        nargs="+",
+        help="plot the diagnostics.jsonl of these runs to --out",
+    )
+    parser.add_argument("--out", default="docs/diagnosis.png")
+    args = parser.parse_args()
+    if args.plot:
+        plot(args.plot, args.out)
+    elif args.summarise:
+        summarise(args.summarise)
+    else:
+        parser.error("give --summarise RUN_DIR or --plot RUN_DIR [RUN_DIR ...]")
+
+
+if __name__ == "__main__":
+    main()

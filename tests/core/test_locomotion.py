@@ -1,0 +1,246 @@
+"""The locomotion additions: value heads and their aggregates, the return range, the
+model-state buffer and distribution rollouts, start-state mixing, standardised model targets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from drive_rllib.core import UpdateSpec, ensemble_step
+from drive_rllib.core.distributions import aggregate_heads
+from drive_rllib.core.imagine import distribution_rollout
+from drive_rllib.core.networks import ModelStateBuffer, ReturnRange
+from drive_rllib.core.update import (
+    distribution_rollout_states,
+    imagination,
+    start_states,
+    value_step,
+)
+from tests.core.helpers import random_batch, t, tiny_nets
+
+# --- aggregates of the value heads -------------------------------------------------------------
+
+
+def test_mean_aggregate_is_the_moment_matched_mixture_by_hand():
+    mu = t(1.0, 4.0, 3.0, 2.0).view(2, 2)  # heads x batch
+    sigma = t(1.0, 1.0, 2.0, 1.0).view(2, 2)
+    m, s = aggregate_heads(mu, sigma, "mean")
+    # column 0: mean (1 + 3) / 2 = 2, variance (1 + 4) / 2 + var(1, 3) = 2.5 + 1 = 3.5
+    # column 1: mean (4 + 2) / 2 = 3, variance (1 + 1) / 2 + var(4, 2) = 1 + 1 = 2
+    torch.testing.assert_close(m, t(2.0, 3.0))
+    torch.testing.assert_close(s, t(math.sqrt(3.5), math.sqrt(2.0)))
+
+
+def test_min2_of_two_heads_takes_the_lower_mean_and_its_own_sigma():
+    mu = t(1.0, 4.0, 3.0, 2.0).view(2, 2)
+    sigma = t(1.0, 5.0, 2.0, 7.0).view(2, 2)
+    m, s = aggregate_heads(mu, sigma, "min2")
+    torch.testing.assert_close(m, t(1.0, 2.0))  # head 0 in column 0, head 1 in column 1
+    torch.testing.assert_close(s, t(1.0, 7.0))
+
+
+def test_with_one_head_every_aggregate_is_that_head():
+    mu, sigma = t(1.0, -2.0).view(1, 2), t(0.5, 3.0).view(1, 2)
+    for how in ("mean", "min2"):
+        m, s = aggregate_heads(mu, sigma, how)
+        torch.testing.assert_close(m, mu[0])
+        torch.testing.assert_close(s, sigma[0])
+
+
+def test_min2_of_three_heads_draws_one_random_pair_for_the_whole_batch():
+    # Heads with means 0 < 1 < 2: the pair's minimum is 0 unless the pair is {1, 2} (1 in 3).
+    mu = t(0.0, 0.0, 1.0, 1.0, 2.0, 2.0).view(3, 2)
+    sigma = torch.ones_like(mu)
+    draws = torch.stack([aggregate_heads(mu, sigma, "min2")[0] for _ in range(3000)])
+    assert torch.equal(draws[:, 0], draws[:, 1])  # one pair per call, not per element
+    assert set(draws[:, 0].tolist()) == {0.0, 1.0}
+    assert abs((draws[:, 0] == 1.0).double().mean().item() - 1 / 3) < 0.03
+
+
+def test_unknown_aggregate_is_refused():
+    with pytest.raises(ValueError, match="unknown aggregate"):
+        aggregate_heads(t(1.0).view(1, 1), t(1.0).view(1, 1), "max")
+
+
+# --- the return range ----------------------------------------------------------------------------
+
+
+def test_return_range_starts_at_the_rewards_returns_then_follows_at_its_rate():
+    returns = ReturnRange()
+    assert not returns.is_set
+    center, width = returns.scale()
+    assert (center.item(), width.item()) == (0.0, 1.0)  # identity while unset
+    torch.testing.assert_close(returns.clip(torch.tensor([1e9])), torch.tensor([1e9]))
+    returns.update(torch.tensor(-1.0), torch.tensor(3.0), gamma=0.9, rate=0.25)
+    # first update sets: -1 / (1 - 0.9) = -10 and 3 / 0.1 = 30
+    torch.testing.assert_close(returns.low, torch.tensor(-10.0))
+    torch.testing.assert_close(returns.high, torch.tensor(30.0))
+    returns.update(torch.tensor(1.0), torch.tensor(7.0), gamma=0.9, rate=0.25)
+    # then a quarter of the way: -10 + 0.25 (10 - -10) = -5; 30 + 0.25 (70 - 30) = 40
+    torch.testing.assert_close(returns.low, torch.tensor(-5.0))
+    torch.testing.assert_close(returns.high, torch.tensor(40.0))
+    center, width = returns.scale()
+    torch.testing.assert_close(center, torch.tensor(17.5))
+    torch.testing.assert_close(width, torch.tensor(22.5))
+    torch.testing.assert_close(
+        returns.clip(torch.tensor([-9.0, 0.0, 99.0])), torch.tensor([-5.0, 0.0, 40.0])
+    )
+
+
+def test_scaled_value_starts_at_the_center_of_the_return_range():
+    nets = tiny_nets(value_heads=3)
+    nets.return_range.update(torch.tensor(-1.0), torch.tensor(3.0), gamma=0.9, rate=1.0)
+    mu, sigma = nets.value(torch.randn(4, 3), torch.rand(4, 2), nets.value_scale())
+    assert mu.shape == sigma.shape == (3, 4)
+    torch.testing.assert_close(mu, torch.full((3, 4), 10.0))  # (30 + -10) / 2
+    # sigma = sigma_min + width * softplus(0) = 0.1 + 20 log 2
+    torch.testing.assert_close(sigma, torch.full((3, 4), 0.1 + 20.0 * math.log(2.0)))
+
+
+# --- the model-state buffer and distribution rollouts --------------------------------------------
+
+
+def test_model_state_buffer_keeps_the_newest_states_in_a_ring():
+    buffer = ModelStateBuffer(obs_dim=2, capacity=5)
+    buffer.add(torch.arange(6.0).view(3, 2))  # states 0, 1, 2
+    assert int(buffer.size) == 3
+    buffer.add(torch.arange(6.0, 14.0).view(4, 2))  # states 3..6: 5 and 6 overwrite 0 and 1
+    assert int(buffer.size) == 5 and int(buffer.cursor) == 2
+    held = sorted(buffer.states[:, 0].tolist())
+    assert held == [4.0, 6.0, 8.0, 10.0, 12.0]  # first coordinates of states 2..6
+    buffer.add(torch.arange(100.0, 120.0).view(10, 2))  # more than the capacity: the last 5
+    assert sorted(buffer.states[:, 0].tolist()) == [110.0, 112.0, 114.0, 116.0, 118.0]
+    sample = buffer.sample(7)
+    assert sample.shape == (7, 2)
+    assert set(sample[:, 0].tolist()) <= {110.0, 112.0, 114.0, 116.0, 118.0}
+
+
+def test_empty_model_state_buffer_refuses_to_sample():
+    with pytest.raises(RuntimeError, match="empty"):
+        ModelStateBuffer(obs_dim=2, capacity=3).sample(1)
+
+
+def test_distribution_rollout_keeps_every_state_until_termination():
+    # Toy dynamics: s' = s + 1; a row terminates on the step that reaches s' >= 3.
+    def model_step(obs, action):
+        next_obs = obs + 1.0
+        continue_prob = (next_obs[:, 0] < 3.0).float()
+        return next_obs, torch.zeros(obs.shape[0]), continue_prob
+
+    start = torch.tensor([[0.0], [10.0]])  # row 1 is already past the threshold
+    states = distribution_rollout(
+        start, horizon=4, model_step=model_step, policy=lambda o: torch.zeros(o.shape[0], 1)
+    )
+    # starts 0 and 10; then row 0 visits 1, 2 (alive), reaches 3 (terminates: dropped);
+    # row 1 terminates on its first step.
+    assert sorted(states[:, 0].tolist()) == [0.0, 1.0, 2.0, 10.0]
+
+
+def test_distribution_rollout_through_the_networks_has_the_states_of_horizon_plus_one_steps():
+    nets = tiny_nets(learn_termination=False)
+    spec = UpdateSpec(distribution_rollout_horizon=3)
+    states = distribution_rollout_states(nets, torch.randn(5, 3), spec)
+    assert states.shape == (5 * 4, 3)
+    assert torch.isfinite(states).all()
+
+
+def test_start_states_mix_model_states_and_real_states_in_the_given_share():
+    nets = tiny_nets(learn_termination=False)
+    spec = UpdateSpec(start_state_model_fraction=0.25)
+    obs = torch.arange(8.0).view(8, 1).repeat(1, 3)
+    assert start_states(nets, obs, spec) is obs  # no buffer: all real
+    nets = tiny_nets(learn_termination=False)
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=4)
+    assert start_states(nets, obs, spec) is obs  # empty buffer: all real
+    nets.model_states.add(torch.full((4, 3), -1.0))
+    mixed = start_states(nets, obs, spec)
+    assert mixed.shape == (8, 3)
+    # round(8 * 0.25) = 2 model states first, then the first 6 real states
+    torch.testing.assert_close(mixed[:2], torch.full((2, 3), -1.0))
+    torch.testing.assert_close(mixed[2:], obs[:6])
+
+
+def test_spec_refuses_model_start_states_without_distribution_rollouts():
+    with pytest.raises(ValueError, match="distribution_rollout_interval > 0"):
+        UpdateSpec(start_state_model_fraction=0.5, distribution_rollout_interval=0)
+    assert UpdateSpec(start_state_model_fraction=0.0, distribution_rollout_interval=0)
+    assert UpdateSpec().model_state_capacity == 10 * 256 * 21
+    assert (
+        UpdateSpec(
+            start_state_model_fraction=0.0, distribution_rollout_interval=0
+        ).model_state_capacity
+        == 0
+    )
+
+
+# --- Eq. 4 per head; standardised model targets ---------------------------------------------------
+
+
+def test_eq4_fits_every_head_to_the_same_target_law_and_sums_the_heads():
+    # H = 1 with a stub psi_bar of mu 5, sigma 2: the target law is N(r + gamma (1-d) 5,
+    # gamma^2 (1-d) 4) whatever the policy draws, so every term can be worked out.
+    nets = tiny_nets(value_heads=3, value_scaled=False)
+    spec = UpdateSpec(
+        horizon=1,
+        gamma=0.9,
+        value_bounds=False,
+        start_state_model_fraction=0.0,
+        distribution_rollout_interval=0,
+    )
+    batch = random_batch(6, terminated=torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]))
+    normalize = nets.obs_normalizer.frozen()
+    shared = imagination(nets, normalize, 6, torch.device("cpu"), spec)
+    shared.target_value = lambda o, a: (
+        torch.full((o.shape[0],), 5.0),
+        torch.full((o.shape[0],), 2.0),
+    )
+    eq4 = value_step(nets, normalize(batch["obs"]), shared, batch, spec)
+    alive = 1.0 - batch["terminated"]
+    m = batch["reward"] + 0.9 * alive * 5.0
+    v = 0.81 * alive * 4.0
+    torch.testing.assert_close(eq4.target_m[0], m)
+    torch.testing.assert_close(eq4.target_v[0], v)
+    mu, sigma = nets.value(normalize(batch["obs"]), batch["action"])
+    assert mu.shape == (3, 6)
+    torch.testing.assert_close(eq4.terms["value_mean"], (0.5 * (mu - m).square()).sum(0))
+    cross_entropy = (
+        torch.log(sigma)
+        + 0.5 * math.log(2 * math.pi)
+        + ((m - mu).square() + v) / (2 * sigma.square())
+    )
+    torch.testing.assert_close(eq4.terms["value_sigma"], cross_entropy.sum(0))
+
+
+def test_value_bounds_clip_the_target_means_to_the_return_range():
+    nets = tiny_nets(value_heads=2, value_scaled=False)
+    nets.return_range.update(torch.tensor(-0.1), torch.tensor(0.2), gamma=0.9, rate=1.0)
+    spec = UpdateSpec(
+        horizon=1, gamma=0.9, start_state_model_fraction=0.0, distribution_rollout_interval=0
+    )
+    batch = random_batch(6)
+    batch["reward"] = torch.tensor([-50.0, -1.0, 0.0, 1.0, 1.5, 50.0])
+    normalize = nets.obs_normalizer.frozen()
+    shared = imagination(nets, normalize, 6, torch.device("cpu"), spec)
+    shared.target_value = lambda o, a: (torch.zeros(o.shape[0]), torch.ones(o.shape[0]))
+    eq4 = value_step(nets, normalize(batch["obs"]), shared, batch, spec)
+    # the range is [-0.1, 0.2] / (1 - 0.9) = [-1, 2]
+    torch.testing.assert_close(eq4.target_m[0], torch.tensor([-1.0, -1.0, 0.0, 1.0, 1.5, 2.0]))
+
+
+def test_ensemble_step_maps_standardised_predictions_back_to_raw_units():
+    nets = tiny_nets(learn_termination=False)
+    normalize = nets.obs_normalizer.frozen()
+    params = nets.model.layer_params(nets.model.elite_idx, frozen=True)
+    obs, action = torch.randn(6, 3), torch.rand(6, 2) * 2 - 1
+    offset, scale = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([10.0, 20.0, 30.0, 40.0])
+    torch.manual_seed(3)
+    raw_next, raw_reward, _ = ensemble_step(nets.model, params, normalize, obs, action)
+    torch.manual_seed(3)
+    next_obs, reward, _ = ensemble_step(
+        nets.model, params, normalize, obs, action, target_affine=(offset, scale)
+    )
+    # same draws: (s' - s) and r are offset + scale * the standardised prediction
+    torch.testing.assert_close(next_obs - obs, offset[:3] + scale[:3] * (raw_next - obs))
+    torch.testing.assert_close(reward, offset[3] + scale[3] * raw_reward)
