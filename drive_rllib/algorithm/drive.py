@@ -82,9 +82,9 @@ from drive_rllib.algorithm.checkpoint import (
 )
 from drive_rllib.algorithm.env_runner import DRIVEEnvRunner
 from drive_rllib.algorithm.learner import DRIVETorchLearner
-from drive_rllib.mujoco_log import MUJOCO_LOG_FILE, redirect_mujoco_warnings
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
 from drive_rllib.core.spec import Check, DRIVESpec, integer, positive_number
+from drive_rllib.mujoco_log import MUJOCO_LOG_FILE, redirect_mujoco_warnings
 from drive_rllib.replay.actor import create_replay_actor
 
 logger = logging.getLogger(__name__)
@@ -796,7 +796,11 @@ def resource_shortfall(
     if runners:
         parts.append(
             f"{runners} env runner(s) x {config.num_cpus_per_env_runner:g} CPU"
-            + (f" + {config.num_gpus_per_env_runner:g} GPU" if config.num_gpus_per_env_runner else "")
+            + (
+                f" + {config.num_gpus_per_env_runner:g} GPU"
+                if config.num_gpus_per_env_runner
+                else ""
+            )
         )
     if learners:
         cpus = config.num_cpus_per_learner
