@@ -24,7 +24,14 @@ _EXPORTS = {
     "evaluate_checkpoint": "drive_rllib.algorithm.evaluation",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "DRIVE",
+    "DRIVEConfig",
+    "DRIVETorchRLModule",
+    "__version__",
+    "evaluate_checkpoint",
+    "register",
+]
 
 
 def __getattr__(name: str) -> Any:

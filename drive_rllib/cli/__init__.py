@@ -304,9 +304,7 @@ def _check_local_resources(
 
     available = local_resources()
     for experiment in experiments:
-        check_resources(
-            experiment, where(experiment.name, "config"), available, "this machine has"
-        )
+        check_resources(experiment, where(experiment.name, "config"), available, "this machine has")
 
 
 def _note(text: str) -> None:

@@ -90,8 +90,7 @@ IGNORED: dict[str, str] = {
     "optimization": "DRIVE's Adam rates are model_lr, posterior_lr, prior_lr, value_lr, "
     "entropy_floor_lr",
     "replay_buffer_config": "DRIVE's replay is its own uniform buffer (replay_capacity)",
-    "exploration_config": "DRIVE explores by sampling pi_theta (uniform during "
-    "num_warmup_steps)",
+    "exploration_config": "DRIVE explores by sampling pi_theta (uniform during num_warmup_steps)",
     "prioritized_replay": _UNIFORM_REPLAY,
     "prioritized_replay_alpha": _UNIFORM_REPLAY,
     "prioritized_replay_beta": _UNIFORM_REPLAY,
@@ -174,8 +173,10 @@ def translate_config(
             if target in origin:
                 same = "the same value" if out.config[target] == value else "its value"
                 out.notes.append(
-                    (source, f"{shown!r} is ignored: {target!r} takes {same} from "
-                     f"{origin[target]!r}")
+                    (
+                        source,
+                        f"{shown!r} is ignored: {target!r} takes {same} from {origin[target]!r}",
+                    )
                 )
                 return
             if target in given:
@@ -223,8 +224,7 @@ def _translate_horizon(out: Translation, old: bool, new: bool, given: set[str]) 
             out.problems.append(
                 (
                     (MODEL_HORIZON,),
-                    "both 'model_horizon' and 'horizon' are given; keep 'model_horizon' "
-                    "(DRIVE's H)",
+                    "both 'model_horizon' and 'horizon' are given; keep 'model_horizon' (H)",
                 )
             )
             return
@@ -244,10 +244,12 @@ def _translate_horizon(out: Translation, old: bool, new: bool, given: set[str]) 
         out.problems.append(
             (
                 ("horizon",),
-                "'horizon' is ambiguous here (old RLlib: the episode length; DRIVE: the "
-                f"model horizon H): write model_horizon: {config['horizon']} for H, or "
-                f"env_config: {{max_episode_steps: {config['horizon']}}} for the episode "
-                "length",
+                (
+                    "'horizon' is ambiguous here (old RLlib: the episode length; DRIVE: the "
+                    f"model horizon H): write model_horizon: {config['horizon']} for H, or "
+                    f"env_config: {{max_episode_steps: {config['horizon']}}} for the episode "
+                    "length"
+                ),
             )
         )
 
@@ -256,8 +258,13 @@ def _episode_length(out: Translation, value: Any) -> None:
     env_config = dict(out.config.get("env_config") or {})
     if "max_episode_steps" in env_config:
         out.notes.append(
-            (("horizon",), "'horizon' (old RLlib's episode length) is ignored: "
-             "env_config.max_episode_steps is given")
+            (
+                ("horizon",),
+                (
+                    "'horizon' (old RLlib's episode length) is ignored: "
+                    "env_config.max_episode_steps is given"
+                ),
+            )
         )
         return
     env_config["max_episode_steps"] = value
@@ -265,8 +272,10 @@ def _episode_length(out: Translation, value: Any) -> None:
     out.notes.append(
         (
             ("horizon",),
-            f"'horizon' (old RLlib's episode length) is now env_config.max_episode_steps: "
-            f"{value}; DRIVE's model horizon H is model_horizon (default 5)",
+            (
+                f"'horizon' (old RLlib's episode length) is now env_config.max_episode_steps: "
+                f"{value}; DRIVE's model horizon H is model_horizon (default 5)"
+            ),
         )
     )
 
@@ -286,8 +295,10 @@ def _convert_values(out: Translation, old: dict[str, Any], given: set[str]) -> N
         out.notes.append(
             (
                 ("tau",),
-                f"tau {tau:g} every {frequency:g} steps (target_network_update_freq) is "
-                f"tau {tau / frequency:.3g} after every update in DRIVE",
+                (
+                    f"tau {tau:g} every {frequency:g} steps (target_network_update_freq) is "
+                    f"tau {tau / frequency:.3g} after every update in DRIVE"
+                ),
             )
         )
     if "updates_per_iteration" in given:
@@ -316,7 +327,11 @@ def _convert_values(out: Translation, old: dict[str, Any], given: set[str]) -> N
     config["updates_per_iteration"] = updates
     out.notes.append(
         (
-            ("rollout_fragment_length" if "training_intensity" not in old else "training_intensity",),
+            (
+                "rollout_fragment_length"
+                if "training_intensity" not in old
+                else "training_intensity",
+            ),
             f"updates_per_iteration is {updates} for {steps:g} env steps per iteration ({why})",
         )
     )

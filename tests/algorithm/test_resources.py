@@ -24,7 +24,7 @@ def readme_python_block() -> str:
     """The Python block between README's <!-- readme:python --> markers, verbatim."""
     text = (REPO / "README.md").read_text()
     match = re.search(
-        r"<!-- readme:python -->\n```python\n(.*?)```\n<!-- /readme:python -->", text, re.S
+        r"<!-- readme:python -->\n```python\n(.*?)```\n<!-- /readme:python -->", text, re.DOTALL
     )
     assert match, "README.md has no <!-- readme:python --> block"
     return match.group(1)
@@ -79,9 +79,12 @@ def test_a_config_that_does_not_fit_gets_one_line_naming_what_to_lower():
         "x 0.5 CPU), so it would wait forever: lower num_env_runners, num_learners or "
         "num_cpus_per_learner (e.g. 0.5), or use a larger cluster."
     )
-    assert resource_shortfall(
-        pendulum(runners=1, learners=2, cpus_per_learner=0.5), {"CPU": 2.0}, False
-    ) is None
+    assert (
+        resource_shortfall(
+            pendulum(runners=1, learners=2, cpus_per_learner=0.5), {"CPU": 2.0}, False
+        )
+        is None
+    )
     gpu = pendulum(runners=0, learners=1, cpus_per_learner=0).learners(num_gpus_per_learner=1)
     assert "num_gpus_per_learner" in resource_shortfall(gpu, {"CPU": 2.0}, False)
 

@@ -69,9 +69,9 @@ def check(path: str, strict: bool = False) -> tuple[list, list[str]]:
 def test_every_family_file_is_kept_with_its_source():
     assert sorted(p.name for p in DATA.glob("*.yaml")) == sorted(FAMILY)
     for path in DATA.glob("*.yaml"):
-        assert path.read_text().startswith(
-            "# Source: https://github.com/ray-project/ray/blob/"
-        ), path
+        assert path.read_text().startswith("# Source: https://github.com/ray-project/ray/blob/"), (
+            path
+        )
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY))
@@ -119,8 +119,10 @@ def test_pendulum_sac_keys_get_their_drive_meaning(tmp_path):
 
 
 def test_tau_of_a_periodic_hard_update_becomes_a_per_update_rate(tmp_path):
-    (experiment,), notes = check(
-        as_drive("apex_ddpg__pendulum-apex-ddpg.yaml", tmp_path, ("num_workers: 16", "num_workers: 1"))
+    (experiment,), _ = check(
+        as_drive(
+            "apex_ddpg__pendulum-apex-ddpg.yaml", tmp_path, ("num_workers: 16", "num_workers: 1")
+        )
     )
     assert experiment.config["tau"] == pytest.approx(1.0 / 50000)
     assert experiment.config["num_env_runners"] == 1
@@ -131,8 +133,9 @@ def test_strict_makes_ignored_keys_errors_all_in_one_block(tmp_path):
         check(as_drive("td3__pendulum-td3.yaml", tmp_path), strict=True)
     lines = str(error.value).splitlines()
     assert lines[0] == "experiment 'pendulum-td3' has 2 problems (fix them all, then rerun):"
-    assert "'framework' has no meaning in DRIVE (DRIVE runs on torch); remove it (--strict)" in (
-        lines[1]
+    assert (
+        "'framework' has no meaning in DRIVE (DRIVE runs on torch); remove it (--strict)"
+        in (lines[1])
     )
     assert "'replay_buffer_config.type' has no meaning in DRIVE" in lines[2]
 
@@ -173,15 +176,21 @@ def test_horizon_is_h_in_drive_files_and_refused_when_ambiguous(tmp_path):
 
 
 def test_the_command_reports_a_family_files_one_problem_before_ray_starts(tmp_path):
-    run = rllib("train", "file", as_drive("apex_ddpg__pendulum-apex-ddpg.yaml", tmp_path), "--strict",
-                cwd=tmp_path, timeout=300)
+    run = rllib(
+        "train",
+        "file",
+        as_drive("apex_ddpg__pendulum-apex-ddpg.yaml", tmp_path),
+        "--strict",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert run.returncode == 2, run.describe()
     assert not run.ray_started
     errors = [line for line in run.stderr.splitlines() if line.startswith("rllib: error:")]
     assert errors == [
         "rllib: error: experiment 'pendulum-apex-ddpg' has 4 problems (fix them all, then rerun):"
     ], run.describe()
-    block = run.stderr[run.stderr.index("rllib: error:"):].splitlines()[1:]
+    block = run.stderr[run.stderr.index("rllib: error:") :].splitlines()[1:]
     assert len(block) == 4 and all("remove it (--strict)" in line for line in block), block
 
 
@@ -190,8 +199,15 @@ def test_the_command_reports_a_family_files_one_problem_before_ray_starts(tmp_pa
 def test_pendulum_sac_yaml_runs_with_only_run_changed(tmp_path):
     path = as_drive("sac__pendulum-sac.yaml", tmp_path)
     run = rllib(
-        "train", "file", path, "--storage-path", tmp_path / "runs",
-        "--stop", '{"timesteps_total": 500}', cwd=tmp_path, timeout=900,
+        "train",
+        "file",
+        path,
+        "--storage-path",
+        tmp_path / "runs",
+        "--stop",
+        '{"timesteps_total": 500}',
+        cwd=tmp_path,
+        timeout=900,
     )
     assert run.returncode == 0, run.describe()
     assert "1 of 1 trials finished" in run.stdout, run.describe()

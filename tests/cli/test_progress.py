@@ -185,8 +185,13 @@ def test_an_unreachable_target_return_gets_one_warning():
         tracker.update(
             "t0",
             drive_result(
-                i, 200 * i, float(i), 10 * i, warmup=False,
-                episode_return_max=-150.0, num_episodes_lifetime=5 * i,
+                i,
+                200 * i,
+                float(i),
+                10 * i,
+                warmup=False,
+                episode_return_max=-150.0,
+                num_episodes_lifetime=5 * i,
             ),
         ).warning
         for i in range(1, 5)
@@ -197,8 +202,11 @@ def test_an_unreachable_target_return_gets_one_warning():
     reachable = ProgressTracker(Budget(target_return=-100.0))
     assert all(
         reachable.update(
-            "t0", drive_result(i, 200 * i, float(i), 0, False, episode_return_max=-150.0,
-                               num_episodes_lifetime=50)
-        ).warning is None
+            "t0",
+            drive_result(
+                i, 200 * i, float(i), 0, False, episode_return_max=-150.0, num_episodes_lifetime=50
+            ),
+        ).warning
+        is None
         for i in range(1, 4)
     )
