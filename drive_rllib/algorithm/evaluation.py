@@ -58,7 +58,7 @@ class EnvMismatchError(EvaluationError):
     """The env asked for gives other observations or takes other actions than the trained one."""
 
 
-#: Central intervals of N(mu, sigma^2) whose coverage `Calibration` reports, and the
+#: Central intervals of N(mu, sigma^2) whose coverage `coverage_table` reports, and the
 #: half-widths in sigmas of each (the normal quantiles 0.75, 0.9, 0.975).
 COVERAGE_LEVELS = {0.5: 0.6744897501960817, 0.8: 1.2815515655446004, 0.95: 1.959963984540054}
 #: Candidate actions drawn from pi_theta per step with ``act="risk"`` (plus its mean).
@@ -354,12 +354,11 @@ def run_evaluation(
         )
     finally:
         algo.stop()
-    policy = setup.policy if acting.policy == "mean" else f"mu - {acting.risk:g} sigma of"
     return EvaluationResult(
         setup.checkpoint,
         setup.env_id,
         setup.gamma,
-        policy,
+        setup.policy,
         outcomes,
         frames,
         fps,
