@@ -182,7 +182,7 @@ def test_the_command_reports_a_family_files_one_problem_before_ray_starts(tmp_pa
         as_drive("apex_ddpg__pendulum-apex-ddpg.yaml", tmp_path),
         "--strict",
         cwd=tmp_path,
-        timeout=300,
+        timeout=600,
     )
     assert run.returncode == 2, run.describe()
     assert not run.ray_started

@@ -28,7 +28,7 @@ NOISE = ("settotalmass", "new API stack", "DeprecationWarning", "token", "RLModu
 def test_version_names_drive_rllib_and_ray_without_starting_ray():
     from importlib.metadata import version
 
-    run = rllib("--version", timeout=300)
+    run = rllib("--version", timeout=600)
     assert run.returncode == 0, run.describe()
     assert run.stdout.strip() == f"rllib (drive-rllib) {version('drive-rllib')}, ray 2.60.0"
     assert not run.ray_started
@@ -60,7 +60,7 @@ def test_mujoco_warnings_go_to_the_run_folder_not_the_terminal(tmp_path, redirec
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert completed.returncode == 0, completed.stderr
@@ -81,7 +81,7 @@ def test_the_commands_checks_on_a_mujoco_env_are_quiet(tmp_path):
         "--config",
         '{"num_env_runners": 64, "updates_per_iteration": 5}',
         cwd=tmp_path,
-        timeout=300,
+        timeout=600,
     )
     assert run.returncode == 2, run.describe()
     (line,) = run.stderr.strip().splitlines()
