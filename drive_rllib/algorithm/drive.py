@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pathlib
 import uuid
 from typing import Any
@@ -90,11 +91,20 @@ from drive_rllib.core.spec import (
     non_negative_number,
     positive_number,
 )
+from drive_rllib.mujoco_log import MUJOCO_LOG_FILE, redirect_mujoco_warnings
 from drive_rllib.replay.actor import create_replay_actor
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DRIVE", "REPLAY_FILE", "DRIVEConfig", "register"]
+__all__ = [
+    "DRIVE",
+    "REPLAY_FILE",
+    "DRIVEConfig",
+    "register",
+    "register_module_env",
+    "resource_request",
+    "resource_shortfall",
+]
 
 #: The core's settings that are RLlib's own `training()` arguments too.
 RLLIB_SETTINGS_IN_SPEC = ("gamma",)
@@ -249,7 +259,8 @@ class DRIVEConfig(AlgorithmConfig):
 
         Args:
             horizon: H >= 1, imagined model steps per start state in Eq. 6
-                (Eq. 4 uses the real first step and H - 1 imagined ones). Default 5.
+                (Eq. 4 uses the real first step and H - 1 imagined ones); also
+                accepted as ``model_horizon`` (the name experiment files use). Default 5.
             num_samples: N >= 1, imagined trajectories per start state; N > 1
                 moment-matches the mixture in J_KL2. Default 1.
             alpha: temperature > 0 of p(O=1 | U) ∝ exp(U / alpha); the
@@ -361,6 +372,8 @@ class DRIVEConfig(AlgorithmConfig):
         Returns:
             This updated config object.
         """
+        if "model_horizon" in kwargs:  # DRIVE's name of H; the attribute is `horizon`
+            self.horizon = kwargs.pop("model_horizon")
         super().training(**kwargs)
         # Each DRIVE keyword above sets the attribute of the same name; a test checks that
         # the keywords are exactly DRIVE_SETTINGS (the spec's fields and the settings below).
@@ -369,6 +382,16 @@ class DRIVEConfig(AlgorithmConfig):
             if given[name] is not NotProvided:
                 setattr(self, name, given[name])
         return self
+
+    @property
+    def model_horizon(self) -> int:
+        """H, the model horizon: the name the ``rllib`` command and experiment files use
+        (``horizon`` was the episode length in old RLlib files); the same as ``horizon``."""
+        return self.horizon
+
+    @model_horizon.setter
+    def model_horizon(self, value: int) -> None:
+        self.horizon = value
 
     @override(AlgorithmConfig)
     def get_default_rl_module_spec(self) -> RLModuleSpec:
@@ -577,6 +600,7 @@ class DRIVEConfig(AlgorithmConfig):
         """
         from ray.rllib.algorithms.algorithm import Algorithm
 
+        register_module_env(self.env)
         if self.env is None:
             raise ValueError(
                 "DRIVE learns from an environment: set config.environment('Pendulum-v1') "
@@ -619,6 +643,17 @@ class DRIVE(Algorithm):
 
     @override(Algorithm)
     def setup(self, config: DRIVEConfig) -> None:
+        # Outside Tune (config.build_algo()), runners and learners that do not fit the
+        # cluster would wait forever: say what to lower instead. Under Tune the trial's
+        # placement group already holds them.
+        if ray.is_initialized() and ray.util.get_current_placement_group() is None:
+            shortfall = resource_shortfall(
+                config, ray.cluster_resources(), include_main_process=False
+            )
+            if shortfall:
+                raise ValueError(shortfall)
+        # MuJoCo's warnings go to the run folder, not to the terminal and ./MUJOCO_LOG.TXT.
+        redirect_mujoco_warnings(os.path.join(self.logdir, MUJOCO_LOG_FILE))
         super().setup(config)
         observation_space, action_space = self.spaces[DEFAULT_MODULE_ID]
         self._replay = create_replay_actor(
@@ -824,6 +859,95 @@ def update_chunks(
     if total % updates_per_iteration:
         chunks.append(total % updates_per_iteration)
     return chunks
+
+
+def resource_request(
+    config: DRIVEConfig | dict[str, Any], include_main_process: bool = True
+) -> dict[str, float]:
+    """What the Algorithm asks Ray for in all (CPU, GPU, custom resources), as Tune's
+    placement group would hold it; without the main process's bundle when
+    ``include_main_process`` is False (``config.build_algo()`` outside Tune)."""
+    bundles = DRIVE.default_resource_request(config).bundles
+    if not include_main_process:
+        bundles = bundles[1:]
+    total: dict[str, float] = {}
+    for bundle in bundles:
+        for name, amount in bundle.items():
+            total[name] = total.get(name, 0.0) + float(amount)
+    return {name: amount for name, amount in total.items() if amount > 0}
+
+
+def resource_shortfall(
+    config: DRIVEConfig | dict[str, Any],
+    available: dict[str, float],
+    include_main_process: bool = True,
+) -> str | None:
+    """One line saying what to lower when ``config`` asks for more than ``available``
+    (e.g. ``ray.cluster_resources()``), or None when it fits."""
+    if isinstance(config, dict):
+        config = DRIVEConfig().update_from_dict(config)
+    need = resource_request(config, include_main_process)
+    short = {
+        name: (amount, float(available.get(name, 0.0)))
+        for name, amount in need.items()
+        if amount > available.get(name, 0.0) + 1e-9
+    }
+    if not short:
+        return None
+    runners, learners = config.num_env_runners, config.num_learners
+    parts = []
+    if include_main_process:
+        parts.append(f"main process {config.num_cpus_for_main_process:g} CPU")
+    if runners:
+        parts.append(
+            f"{runners} env runner(s) x {config.num_cpus_per_env_runner:g} CPU"
+            + (
+                f" + {config.num_gpus_per_env_runner:g} GPU"
+                if config.num_gpus_per_env_runner
+                else ""
+            )
+        )
+    if learners:
+        cpus = config.num_cpus_per_learner
+        if cpus == "auto":  # RLlib's default: 1 CPU, or none beside a GPU
+            cpus = 0 if config.num_gpus_per_learner else 1
+        parts.append(
+            f"{learners} learner(s) x {cpus:g} CPU"
+            + (f" + {config.num_gpus_per_learner:g} GPU" if config.num_gpus_per_learner else "")
+        )
+    asked = ", ".join(
+        f"{amount:g} {name} (the cluster has {have:g})" for name, (amount, have) in short.items()
+    )
+    fixes = []
+    if "CPU" in short:
+        if runners:
+            fixes.append("num_env_runners")
+        if learners:
+            fixes.append("num_learners or num_cpus_per_learner (e.g. 0.5)")
+        if include_main_process and not runners and not learners:
+            fixes.append("num_cpus_for_main_process")
+    if "GPU" in short:
+        fixes.append("num_gpus_per_learner / num_gpus_per_env_runner (0 on a CPU machine)")
+    if set(short) - {"CPU", "GPU"}:
+        fixes.append("replay_actor_resources / custom resources, or start nodes offering them")
+    return (
+        f"DRIVE asks Ray for {asked} ({', '.join(parts) or 'see config'}), so it would wait "
+        f"forever: lower {', '.join(fixes) or 'the resources asked for'}, or use a larger "
+        "cluster."
+    )
+
+
+def register_module_env(env: Any) -> None:
+    """Makes a gymnasium ``"module:EnvId"`` (the module registers EnvId when imported)
+    usable as RLlib's env: RLlib reads a dotted string as a class path, so the id is
+    registered with Tune, its creator calling ``gym.make("module:EnvId", **env_config)``
+    (which imports the module in every process that makes the env)."""
+    if not (isinstance(env, str) and ":" in env):
+        return
+    from ray.tune.registry import ENV_CREATOR, _global_registry, register_env
+
+    if not _global_registry.contains(ENV_CREATOR, env):
+        register_env(env, lambda env_config: gym.make(env, **dict(env_config)))
 
 
 def register() -> None:

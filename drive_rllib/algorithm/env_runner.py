@@ -23,6 +23,8 @@ from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.utils.annotations import override
 
+from drive_rllib.mujoco_log import redirect_mujoco_warnings
+
 
 def episodes_to_transitions(episodes: Sequence[SingleAgentEpisode]) -> dict[str, np.ndarray]:
     """Flat transitions of episode chunks, in the replay actor's batch format.
@@ -73,6 +75,9 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
     """
 
     def __init__(self, *, config: Any, **kwargs: Any) -> None:
+        # Before the envs are made: MuJoCo's warnings to logging, not to the terminal and
+        # ./MUJOCO_LOG.TXT (in the Algorithm's process, keep DRIVE.setup's run-folder log).
+        redirect_mujoco_warnings(replace=False)
         super().__init__(config=config, **kwargs)
         self._replay: ray.actor.ActorHandle | None = None
         self.num_transitions_pushed = 0

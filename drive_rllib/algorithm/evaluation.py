@@ -38,7 +38,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.spaces.space_utils import unsquash_action
 
-from drive_rllib.algorithm.drive import DRIVE, register
+from drive_rllib.algorithm.drive import DRIVE, register, register_module_env
 from drive_rllib.algorithm.rl_module import DRIVETorchRLModule
 from drive_rllib.core.spec import InferencePolicy
 
@@ -58,6 +58,35 @@ class EnvMismatchError(EvaluationError):
     """The env asked for gives other observations or takes other actions than the trained one."""
 
 
+#: Central intervals of N(mu, sigma^2) whose coverage `coverage_table` reports, and the
+#: half-widths in sigmas of each (the normal quantiles 0.75, 0.9, 0.975).
+COVERAGE_LEVELS = {0.5: 0.6744897501960817, 0.8: 1.2815515655446004, 0.95: 1.959963984540054}
+#: Candidate actions drawn from pi_theta per step with ``act="risk"`` (plus its mean).
+RISK_CANDIDATES = 16
+
+
+@dataclass
+class Acting:
+    """How evaluation acts: ``policy="mean"`` (the deterministic mean action) or
+    ``"risk"`` (the candidate a maximising mu - K sigma of p_psi(U | s, a) among the
+    mean action and `RISK_CANDIDATES` samples of pi_theta); ``risk`` is K."""
+
+    policy: str = "mean"
+    risk: float = 0.0
+
+
+@dataclass
+class CalibrationPoint:
+    """p_psi(U | s_t, a_t) at one visited (s, a) and the discounted return realised from
+    there (a time-limit truncation is bootstrapped with the prediction at the last state)."""
+
+    episode: int
+    t: int
+    predicted_mean: float
+    predicted_sigma: float
+    realised: float
+
+
 @dataclass
 class EpisodeOutcome:
     """One evaluation episode."""
@@ -74,6 +103,28 @@ class EpisodeOutcome:
     def z_score(self) -> float:
         """(discounted return - mu) / sigma: where the return fell in the predicted law."""
         return (self.discounted_return - self.predicted_mean) / self.predicted_sigma
+
+    def risk_score(self, risk: float) -> float:
+        """mu - K sigma of p_psi(U | s0, a0): a lower quantile of the predicted return."""
+        return self.predicted_mean - risk * self.predicted_sigma
+
+
+def coverage_table(points: list[CalibrationPoint]) -> dict[str, Any]:
+    """How often the realised return fell inside the predicted central intervals.
+
+    A calibrated p_psi covers about 50 / 80 / 95 % with its 50 / 80 / 95 % intervals;
+    less means it is over-confident (sigma too small), more under-confident.
+    """
+    z = np.array([(p.realised - p.predicted_mean) / p.predicted_sigma for p in points])
+    return {
+        "points": len(points),
+        "coverage": {
+            f"{level:.0%}": float(np.mean(np.abs(z) <= half_width)) if len(z) else float("nan")
+            for level, half_width in COVERAGE_LEVELS.items()
+        },
+        "mean_z": float(z.mean()) if len(z) else float("nan"),
+        "mean_z_squared": float((z**2).mean()) if len(z) else float("nan"),
+    }
 
 
 @dataclass
@@ -100,6 +151,9 @@ class EvaluationResult:
     #: The first episode's frames (with ``render=True``), and their rate.
     frames: list[np.ndarray] = field(default_factory=list)
     fps: float = 30.0
+    acting: Acting = field(default_factory=Acting)
+    #: Every visited (s, a) of every episode (with ``calibration=True``).
+    calibration: list[CalibrationPoint] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Means and spreads of returns and lengths, the calibration of p_psi, every episode
@@ -124,8 +178,14 @@ class EvaluationResult:
             "predicted_sigma": statistics.fmean(o.predicted_sigma for o in outcomes),
             "within_1_sigma": sum(abs(o.z_score) <= 1 for o in outcomes),
             "within_2_sigma": sum(abs(o.z_score) <= 2 for o in outcomes),
-            "per_episode": [asdict(outcome) for outcome in outcomes],
-        }
+            "acting": asdict(self.acting),
+            "risk": self.acting.risk,
+            "risk_score_mean": statistics.fmean(o.risk_score(self.acting.risk) for o in outcomes),
+            "per_episode": [
+                asdict(outcome) | {"risk_score": outcome.risk_score(self.acting.risk)}
+                for outcome in outcomes
+            ],
+        } | ({"calibration": coverage_table(self.calibration)} if self.calibration else {})
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -257,11 +317,20 @@ def prepare_evaluation(path: str, env: str | None = None, quiet: bool = True) ->
 
 
 def run_evaluation(
-    setup: EvaluationSetup, episodes: int, seed: int, render: bool = False
+    setup: EvaluationSetup,
+    episodes: int,
+    seed: int,
+    render: bool = False,
+    acting: Acting | None = None,
+    calibration: bool = False,
 ) -> EvaluationResult:
-    """Restores the checkpoint (Ray must be connected) and runs ``episodes`` deterministic
-    episodes with env seeds ``seed``, ``seed + 1``, ...; with ``render`` the first is filmed."""
+    """Restores the checkpoint (Ray must be connected) and runs ``episodes`` episodes with
+    env seeds ``seed``, ``seed + 1``, ...; with ``render`` the first is filmed; ``acting``
+    picks the actions (default: the mean action), ``calibration`` records p_psi at every
+    visited (s, a) with the return realised from there."""
+    acting = acting or Acting()
     register()
+    register_module_env(setup.config.env)
     algo = Algorithm.from_checkpoint(setup.checkpoint, config=setup.config)
     try:
         # The Learner's module: the EnvRunners' copy holds pi_theta only, not the value net.
@@ -271,13 +340,30 @@ def run_evaluation(
                 lambda learner: learner.module[DEFAULT_MODULE_ID].unwrapped()
             )
         ]
+        points: list[CalibrationPoint] | None = [] if calibration else None
         outcomes, frames, fps = run_episodes(
-            module, setup.env_id, setup.env_config, setup.gamma, episodes, seed, render
+            module,
+            setup.env_id,
+            setup.env_config,
+            setup.gamma,
+            episodes,
+            seed,
+            render,
+            acting,
+            points,
         )
     finally:
         algo.stop()
     return EvaluationResult(
-        setup.checkpoint, setup.env_id, setup.gamma, setup.policy, outcomes, frames, fps
+        setup.checkpoint,
+        setup.env_id,
+        setup.gamma,
+        setup.policy,
+        outcomes,
+        frames,
+        fps,
+        acting,
+        points or [],
     )
 
 
@@ -289,18 +375,38 @@ def run_episodes(
     episodes: int,
     seed: int,
     render: bool = False,
+    acting: Acting | None = None,
+    calibration: list[CalibrationPoint] | None = None,
 ) -> tuple[list[EpisodeOutcome], list[np.ndarray], float]:
-    """Deterministic episodes with ``module`` (a full, Learner-side DRIVETorchRLModule).
+    """Episodes with ``module`` (a full, Learner-side DRIVETorchRLModule).
+
+    Args:
+        acting: how actions are chosen (default: the deterministic mean action).
+        calibration: when a list, every visited (s, a) is appended to it.
 
     Returns:
         (one outcome per episode, the first episode's frames when ``render``, their fps).
     """
+    acting = acting or Acting()
+    generator = torch.Generator().manual_seed(seed)
     outcomes, frames, fps = [], [], 30.0
     for index in range(episodes):
         filming = render and index == 0
         env = make_env(env_id, env_config, "rgb_array" if filming else None)
         try:
-            outcomes.append(_episode(module, env, gamma, seed + index, frames if filming else None))
+            outcomes.append(
+                _episode(
+                    module,
+                    env,
+                    gamma,
+                    seed + index,
+                    frames if filming else None,
+                    acting,
+                    generator,
+                    calibration,
+                    index,
+                )
+            )
             if filming:
                 fps = env.metadata.get("render_fps", 30)
         finally:
@@ -308,33 +414,82 @@ def run_episodes(
     return outcomes, frames, fps
 
 
+def _risk_action(
+    module: DRIVETorchRLModule,
+    obs: torch.Tensor,
+    mean_action: torch.Tensor,
+    risk: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Among the mean action and `RISK_CANDIDATES` samples of pi_theta, the one with the
+    highest mu - K sigma of p_psi(U | s, a) ([1, A] in [-1, 1])."""
+    mean, std = module.nets.prior(module.nets.obs_normalizer(obs))
+    noise = torch.randn((RISK_CANDIDATES, mean.shape[-1]), generator=generator)
+    candidates = torch.cat([mean_action, torch.tanh(mean + std * noise)], dim=0)
+    value_mean, value_sigma = module.predicted_return(obs.expand(len(candidates), -1), candidates)
+    return candidates[int(torch.argmax(value_mean - risk * value_sigma))].unsqueeze(0)
+
+
 def _episode(
-    module: DRIVETorchRLModule, env: gym.Env, gamma: float, seed: int, frames: list | None
+    module: DRIVETorchRLModule,
+    env: gym.Env,
+    gamma: float,
+    seed: int,
+    frames: list | None,
+    acting: Acting | None = None,
+    generator: torch.Generator | None = None,
+    calibration: list[CalibrationPoint] | None = None,
+    index: int = 0,
 ) -> EpisodeOutcome:
-    """One deterministic episode; appends every frame to ``frames`` unless it is None."""
+    """One episode; appends every frame to ``frames`` unless it is None, and every visited
+    (s, a) to ``calibration`` unless it is None."""
+    acting = acting or Acting()
+    generator = generator or torch.Generator().manual_seed(seed)
     obs, _ = env.reset(seed=seed)
     episode_return, discounted_return, discount, length = 0.0, 0.0, 1.0, 0
     terminated = truncated = False
     predicted_mean = predicted_sigma = float("nan")
+    visited: list[tuple[float, float]] = []  # (mu, sigma) of p_psi at each (s_t, a_t)
+    rewards: list[float] = []
     while not (terminated or truncated):
         obs_tensor = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
         with torch.no_grad():
             action = module.forward_inference({Columns.OBS: obs_tensor})[Columns.ACTIONS]
-            if length == 0:
-                # p_psi(U | s0, a0), a0 the deterministic action in the module's [-1, 1].
+            if acting.policy == "risk":
+                action = _risk_action(module, obs_tensor, action, acting.risk, generator)
+            if length == 0 or calibration is not None:
+                # p_psi(U | s_t, a_t), a_t the action taken, in the module's [-1, 1].
                 mean, sigma = module.predicted_return(obs_tensor, action)
-                predicted_mean, predicted_sigma = float(mean[0]), float(sigma[0])
+                visited.append((float(mean[0]), float(sigma[0])))
+            if length == 0:
+                predicted_mean, predicted_sigma = visited[0]
         env_action = unsquash_action(action[0].numpy(), env.action_space)
         env_action = np.clip(env_action, env.action_space.low, env.action_space.high)
         if frames is not None:
             frames.append(_render(env))
         obs, reward, terminated, truncated, _ = env.step(env_action)
+        rewards.append(float(reward))
         episode_return += float(reward)
         discounted_return += discount * float(reward)
         discount *= gamma
         length += 1
     if frames is not None:
         frames.append(_render(env))
+    if calibration is not None:
+        # Realised discounted return from every t; a time-limit truncation keeps the
+        # tail it cut off as the prediction at the last state (terminated: no tail).
+        tail = 0.0
+        if truncated and not terminated:
+            obs_tensor = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
+            with torch.no_grad():
+                last = module.forward_inference({Columns.OBS: obs_tensor})[Columns.ACTIONS]
+                tail = float(module.predicted_return(obs_tensor, last)[0][0])
+        realised = []
+        for reward in reversed(rewards):
+            tail = reward + gamma * tail
+            realised.append(tail)
+        for t, ((mean, sigma), value) in enumerate(zip(visited, reversed(realised))):
+            calibration.append(CalibrationPoint(index, t, mean, sigma, value))
     return EpisodeOutcome(
         seed,
         episode_return,
@@ -373,7 +528,14 @@ def _connected_ray() -> Iterator[None]:
 
 
 def evaluate_checkpoint(
-    path: str, episodes: int = 10, seed: int = 0, *, env: str | None = None, render: bool = False
+    path: str,
+    episodes: int = 10,
+    seed: int = 0,
+    *,
+    env: str | None = None,
+    render: bool = False,
+    acting: Acting | None = None,
+    calibration: bool = False,
 ) -> EvaluationResult:
     """Runs the deterministic policy of a DRIVE checkpoint for ``episodes`` episodes.
 
@@ -383,6 +545,8 @@ def evaluate_checkpoint(
         seed: env seed of the first episode (then +1 each).
         env: a gymnasium env id instead of the checkpoint's (same spaces).
         render: keep the first episode's frames (``EvaluationResult.frames``).
+        acting: how actions are chosen (default: pi_theta's mean action).
+        calibration: record p_psi at every visited (s, a) (``EvaluationResult.calibration``).
 
     Raises:
         EvaluationError: a bad argument, checkpoint or env, or the env cannot render.
@@ -391,4 +555,4 @@ def evaluate_checkpoint(
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
     setup = prepare_evaluation(path, env)
     with _connected_ray():
-        return run_evaluation(setup, episodes, seed, render)
+        return run_evaluation(setup, episodes, seed, render, acting, calibration)

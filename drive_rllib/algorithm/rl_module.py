@@ -19,6 +19,29 @@ them.
 On EnvRunners (``inference_only=True``) the module keeps only what acting
 needs: the normaliser and pi_theta (and q_phi when it is the
 ``inference_policy``).
+
+Acting outside RLlib, as RLlib's docs do it: ``forward_inference`` returns the
+action and ``action_dist_inputs`` for `DRIVESquashedGaussian`, the declared
+inference/exploration distribution. Actions are in [-1, 1]; the env wants its
+own bounds, so rescale them with ``unsquash_action`` as RLlib's connectors do
+(the return equals ``rllib evaluate``'s for the same seed)::
+
+    import gymnasium as gym
+    import torch
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.rl_module import RLModule
+    from ray.rllib.utils.spaces.space_utils import unsquash_action
+
+    module = RLModule.from_checkpoint(f"{checkpoint}/learner_group/learner/rl_module/default_policy")
+    env = gym.make("InvertedPendulum-v5")
+    obs, _ = env.reset(seed=0)
+    episode_return, done = 0.0, False
+    while not done:
+        out = module.forward_inference({Columns.OBS: torch.as_tensor(obs, dtype=torch.float32)[None]})
+        dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+        action = dist.to_deterministic().sample()[0].numpy()  # in [-1, 1]
+        obs, reward, terminated, truncated, _ = env.step(unsquash_action(action, env.action_space))
+        episode_return, done = episode_return + reward, terminated or truncated
 """
 
 from __future__ import annotations
@@ -28,13 +51,23 @@ from typing import Any
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import (
+    TorchDeterministic,
+    TorchSquashedGaussian,
+)
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 
 from drive_rllib.algorithm.batch import core_batch
-from drive_rllib.core import DRIVENetworks, DRIVESpec, InferencePolicy, update_terms
+from drive_rllib.core import (
+    DRIVENetworks,
+    DRIVESpec,
+    InferencePolicy,
+    tanh_gaussian_rsample,
+    update_terms,
+)
 from drive_rllib.core.distributions import aggregate_heads
 from drive_rllib.core.spec import Aggregate
 
@@ -43,6 +76,18 @@ SPEC_KEY = "drive_spec"
 # Keys of the `_forward_train` output.
 TERMS = "terms"
 DIAGNOSTICS = "diagnostics"
+
+
+class DRIVESquashedGaussian(TorchSquashedGaussian):
+    """pi_theta's (or q_phi's) law: tanh of N(mean, std^2), in [-1, 1].
+
+    ``from_logits`` takes ``action_dist_inputs`` = [mean, log std] (RLlib's
+    `TorchSquashedGaussian`); the deterministic action is tanh(mean), the action
+    ``forward_inference`` returns (RLlib's own class returns the unsquashed mean).
+    """
+
+    def to_deterministic(self) -> TorchDeterministic:
+        return TorchDeterministic(loc=torch.tanh(self.loc))
 
 
 class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
@@ -55,9 +100,11 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     Outputs:
         ``forward_exploration``: ``actions`` [B, A] in [-1, 1], sampled from
         pi_theta (uniform in [-1, 1] while ``act_uniformly`` is set, i.e. during
-        random warm-up).
-        ``forward_inference``: the deterministic mean action of pi_theta (or of
-        q_phi with ``inference_policy="posterior"``).
+        random warm-up), and pi_theta's ``action_dist_inputs`` [B, 2A].
+        ``forward_inference``: the deterministic mean action tanh(mean) of pi_theta
+        (or of q_phi with ``inference_policy="posterior"``), and that policy's
+        ``action_dist_inputs`` [B, 2A] = [mean, log std] for
+        `DRIVESquashedGaussian` (``get_inference_action_dist_cls()``).
         ``forward_train``: ``{"terms": {name: [B]}, "diagnostics": {key: scalar}}``.
     """
 
@@ -148,15 +195,30 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         return obs.reshape(obs.shape[0], -1).float()
 
     @override(TorchRLModule)
+    def get_inference_action_dist_cls(self) -> type[DRIVESquashedGaussian]:
+        return DRIVESquashedGaussian
+
+    @override(TorchRLModule)
+    def get_exploration_action_dist_cls(self) -> type[DRIVESquashedGaussian]:
+        return DRIVESquashedGaussian
+
+    @override(TorchRLModule)
+    def get_train_action_dist_cls(self) -> type[DRIVESquashedGaussian]:
+        return DRIVESquashedGaussian
+
+    def _policy_law(self, obs: torch.Tensor, posterior: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pre-squash mean, std) [B, A] of q_phi or pi_theta for raw observations."""
+        policy = self.nets.posterior if posterior else self.nets.prior
+        return policy(self.nets.obs_normalizer(obs))
+
+    @override(TorchRLModule)
     def _forward_inference(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         with torch.no_grad():
-            obs = self._observations(batch)
-            if self._acts_with_posterior():
-                mean, _ = self.nets.posterior(self.nets.obs_normalizer(obs))
-                action = torch.tanh(mean)
-            else:
-                action = self.nets.act(obs, deterministic=True)
-        return {Columns.ACTIONS: action}
+            mean, std = self._policy_law(self._observations(batch), self._acts_with_posterior())
+        return {
+            Columns.ACTIONS: torch.tanh(mean),
+            Columns.ACTION_DIST_INPUTS: torch.cat([mean, std.log()], dim=-1),
+        }
 
     @torch.no_grad()
     def predicted_return(
@@ -181,6 +243,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     def _forward_exploration(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         with torch.no_grad():
             obs = self._observations(batch)
+            mean, std = self._policy_law(obs, posterior=False)
             if self.act_uniformly:
                 action = (
                     torch.rand(obs.shape[0], self.nets.action_dim, device=obs.device)
@@ -188,8 +251,11 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
                     .sub_(1.0)
                 )
             else:
-                action = self.nets.act(obs, deterministic=False)
-        return {Columns.ACTIONS: action}
+                action = tanh_gaussian_rsample(mean, std)[0]
+        return {
+            Columns.ACTIONS: action,
+            Columns.ACTION_DIST_INPUTS: torch.cat([mean, std.log()], dim=-1),
+        }
 
     @override(RLModule)
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ are never joined.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -67,6 +68,12 @@ def _training_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Checkpoint every K iterations (and at the end, unless checkpoint_at_end: false).",
         ),
         click.option(
+            "--strict",
+            is_flag=True,
+            help="Old RLlib config keys that DRIVE ignores (twin_q, n_step, framework, ...) "
+            "are errors instead of notes.",
+        ),
+        click.option(
             "-v",
             "--verbose",
             is_flag=True,
@@ -78,14 +85,31 @@ def _training_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _version_message() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from drive_rllib import __version__
+
+    try:
+        ray = version("ray")
+    except PackageNotFoundError:
+        ray = "not installed"
+    return f"rllib (drive-rllib) {__version__}, ray {ray}"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(message=_version_message(), help="Show the versions and exit.")
 def cli() -> None:
     """DRIVE on RLlib: train from experiment files, evaluate checkpoints, plot runs."""
 
 
 @cli.group(invoke_without_command=True)
 @click.option("--algo", default="DRIVE", show_default=True, help="The algorithm (only DRIVE).")
-@click.option("--env", help="A gymnasium env id with continuous actions, e.g. Pendulum-v1.")
+@click.option(
+    "--env",
+    help="A gymnasium env id with continuous actions, e.g. Pendulum-v1, or module:EnvId "
+    "(imports module, which registers EnvId).",
+)
 @click.option(
     "--config", "config_json", metavar="JSON", help="DRIVEConfig settings, e.g. '{\"horizon\": 5}'."
 )
@@ -112,6 +136,7 @@ def train(
     config = parse_json_option("--config", config_json)
     experiment = experiment_from_options(algo, env, config, _overrides(options), _note)
     check_experiment(experiment, option_where)
+    _check_local_resources([experiment], options, option_where)
     return _run([experiment], options)
 
 
@@ -136,6 +161,7 @@ def train_file(file: str, resume: bool, **options: Any) -> int:
     experiments, lines = experiments_from_file(file, _overrides(options), _note)
     for experiment in experiments:
         check_experiment(experiment, lines.where)
+    _check_local_resources(experiments, options, lines.where)
     if resume:
         _check_resume(experiments, options)
     else:
@@ -168,7 +194,30 @@ def train_file(file: str, resume: bool, **options: Any) -> int:
     help="Use this Ray cluster (default: $RAY_ADDRESS) instead of a private local instance.",
 )
 @click.option("--algo", help="The old CLI's flag, accepted out of habit: must be DRIVE.")
-@click.option("--env", help="Evaluate on this gymnasium env id instead of the checkpoint's.")
+@click.option(
+    "--env",
+    help="Evaluate on this gymnasium env id (or module:EnvId) instead of the checkpoint's.",
+)
+@click.option(
+    "--risk",
+    type=float,
+    metavar="K",
+    help="Also report the risk-sensitive score mu - K sigma of p_psi at the start states.",
+)
+@click.option(
+    "--act",
+    type=click.Choice(["mean", "risk"]),
+    default="mean",
+    show_default=True,
+    help="mean: pi_theta's mean action; risk: the action with the best mu - K sigma of p_psi "
+    "among the mean and 16 samples of pi_theta (needs --risk K).",
+)
+@click.option(
+    "--calibration",
+    is_flag=True,
+    help="Write calibration_*.csv/.png: predicted N(mu, sigma^2) at every visited (s, a) "
+    "against the realised discounted return, with the coverage of the 50/80/95% intervals.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show Ray's and RLlib's own logs.")
 def evaluate(
     checkpoint: str,
@@ -178,18 +227,23 @@ def evaluate(
     ray_address: str | None,
     algo: str | None,
     env: str | None,
+    risk: float | None,
+    act: str,
+    calibration: bool,
     verbose: bool,
 ) -> int:
     """Run the deterministic policy of CHECKPOINT; compare returns with the value's prediction.
 
     Prints mean ± std return and episode lengths, and per episode the predicted
     p_psi(U|s0,a0) = N(mu, sigma^2) next to the discounted return obtained.
-    Saves the numbers as evaluation.json inside the checkpoint folder (read by
-    `rllib plot`). CHECKPOINT may also be a trial folder (its last checkpoint).
+    Saves the numbers as evaluation_<date>-<time>_seed<S>.json inside the checkpoint
+    folder, one file per evaluation (read by `rllib plot`). CHECKPOINT may also be a trial folder (its last checkpoint).
     """
     from drive_rllib.cli.evaluate import evaluate as run_evaluation
 
-    return run_evaluation(checkpoint, episodes, render, seed, ray_address, verbose, algo, env)
+    return run_evaluation(
+        checkpoint, episodes, render, seed, ray_address, verbose, algo, env, risk, act, calibration
+    )
 
 
 @cli.command()
@@ -197,7 +251,7 @@ def evaluate(
 @click.option("--out", metavar="FILE.png", help="Image file (default: RUN_DIR/drive_plot.png).")
 def plot(run_dir: str, out: str | None) -> int:
     """Plot return vs env steps of every trial under RUN_DIR (seeds: mean and min-max band),
-    and predicted vs obtained returns of every evaluation.json found there."""
+    and predicted vs obtained returns of every evaluation file (evaluation*.json) found there."""
     from drive_rllib.cli.plot import plot as draw
 
     return draw(run_dir, out)
@@ -235,7 +289,22 @@ def _overrides(options: dict[str, Any]) -> Any:
         storage_path=options["storage_path"],
         num_samples=options["num_samples"],
         checkpoint_freq=options["checkpoint_freq"],
+        strict=options["strict"],
     )
+
+
+def _check_local_resources(
+    experiments: list[Any], options: dict[str, Any], where: Callable[..., str]
+) -> None:
+    """On a private local Ray instance (no --ray-address), every trial must fit this
+    machine; checked before Ray starts (a cluster is checked once connected)."""
+    if options["ray_address"] is not None:
+        return
+    from drive_rllib.cli.experiments import check_resources, local_resources
+
+    available = local_resources()
+    for experiment in experiments:
+        check_resources(experiment, where(experiment.name, "config"), available, "this machine has")
 
 
 def _note(text: str) -> None:
@@ -288,6 +357,13 @@ def _note_existing(experiments: list[Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``rllib`` console script and of ``python -m drive_rllib``."""
+    from drive_rllib.mujoco_log import VERBOSE_ENV, redirect_mujoco_warnings
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "-v" in args or "--verbose" in args:
+        os.environ[VERBOSE_ENV] = "1"  # read by every process of the run, Ray's included
+    # The checks below make envs in this process: MuJoCo's warnings to logging only.
+    redirect_mujoco_warnings()
     try:
         status = cli.main(
             args=list(argv) if argv is not None else None, prog_name="rllib", standalone_mode=False

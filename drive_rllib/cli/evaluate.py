@@ -2,8 +2,8 @@
 
 The deterministic policy's returns, and next to each the predicted
 p_psi(U | s0, a0) = N(mu, sigma^2) of the discounted return. The numbers are
-saved as ``evaluation.json`` inside the checkpoint folder, where `rllib plot`
-finds them; ``--render`` writes the first episode as a video.
+saved inside the checkpoint folder as ``evaluation_<date>-<time>_seed<S>.json`` (one
+file per evaluation, none overwritten), where `rllib plot` finds them; ``--render`` writes the first episode as a video.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from drive_rllib.cli.experiments import ALGORITHM, CLIError
-from drive_rllib.cli.results import EVALUATION_FILE
+from drive_rllib.cli.results import new_evaluation_path
 
 #: Episodes listed one per line (more are summarised only).
 MAX_EPISODE_LINES = 20
@@ -51,6 +51,76 @@ def _write_video(path: str, frames: list[Any], fps: float) -> None:
         imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
 
 
+def write_calibration(result: Any, evaluation_path: str) -> list[str]:
+    """calibration_*.csv (every visited (s, a)) and calibration_*.png next to the evaluation
+    file (same time and seed in the name); the printed coverage table."""
+    import csv
+
+    from drive_rllib.algorithm.evaluation import COVERAGE_LEVELS, coverage_table
+
+    stem = evaluation_path[: -len(".json")].replace("evaluation_", "calibration_", 1)
+    points = result.calibration
+    with open(f"{stem}.csv", "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["episode", "t", "predicted_mean", "predicted_sigma", "realised_return"])
+        for p in points:
+            writer.writerow([p.episode, p.t, p.predicted_mean, p.predicted_sigma, p.realised])
+    table = coverage_table(points)
+    lines = [
+        (
+            f"calibration of p_psi at {table['points']} visited (s, a): realised discounted "
+            "return inside the predicted central interval (a calibrated model: about the "
+            "nominal share)"
+        ),
+        "  interval   nominal   covered",
+    ]
+    for level in COVERAGE_LEVELS:
+        lines.append(
+            f"  {level:>6.0%}     {level:>6.0%}    {table['coverage'][f'{level:.0%}']:>6.1%}"
+        )
+    lines.append(
+        f"  mean z {table['mean_z']:+.2f}, mean z^2 {table['mean_z_squared']:.2f} "
+        "(calibrated: 0 and 1)"
+    )
+    _calibration_png(points, table, f"{stem}.png")
+    lines.append(f"Saved {stem}.csv and {stem}.png")
+    return lines
+
+
+def _calibration_png(points: list[Any], table: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from drive_rllib.algorithm.evaluation import COVERAGE_LEVELS
+
+    mean = np.array([p.predicted_mean for p in points])
+    sigma = np.array([p.predicted_sigma for p in points])
+    realised = np.array([p.realised for p in points])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    left.errorbar(mean, realised, xerr=1.96 * sigma, fmt=".", alpha=0.4, elinewidth=0.5)
+    low, high = float(min(mean.min(), realised.min())), float(max(mean.max(), realised.max()))
+    left.plot([low, high], [low, high], "k--", linewidth=1)
+    left.set_xlabel("predicted mu (bars: 95% interval)")
+    left.set_ylabel("realised discounted return")
+    left.set_title("p_psi(U|s,a) at every visited (s, a)")
+    nominal = list(COVERAGE_LEVELS)
+    covered = [table["coverage"][f"{level:.0%}"] for level in nominal]
+    right.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
+    right.plot(nominal, covered, "o-", label="p_psi")
+    right.set_xlabel("nominal coverage of the central interval")
+    right.set_ylabel("share of realised returns inside")
+    right.set_xlim(0, 1)
+    right.set_ylim(0, 1)
+    right.legend()
+    right.set_title(f"coverage ({table['points']} points)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def report(result: Any) -> tuple[list[str], dict[str, Any]]:
     """The printed lines and the JSON document of an `EvaluationResult`."""
     outcomes = result.episodes
@@ -61,9 +131,14 @@ def report(result: Any) -> tuple[list[str], dict[str, Any]]:
     lines = [
         f"Checkpoint {result.checkpoint}",
         (
-            f"{n} episode{'s' if n > 1 else ''} of {result.env_id}, deterministic policy "
-            f"({result.policy} mean action), seeds "
-            f"{outcomes[0].seed}..{outcomes[-1].seed}"
+            f"{n} episode{'s' if n > 1 else ''} of {result.env_id}, "
+            + (
+                f"deterministic policy ({result.policy} mean action), seeds "
+                if result.acting.policy == "mean"
+                else f"risk-sensitive actions (best mu - {result.acting.risk:g} sigma of "
+                "p_psi among the mean and samples of pi_theta), seeds "
+            )
+            + f"{outcomes[0].seed}..{outcomes[-1].seed}"
         ),
         f"return          {document['return_mean']:.1f} ± {document['return_std']:.1f}   (min {min(returns):.1f}, max {max(returns):.1f})",
         (
@@ -80,6 +155,14 @@ def report(result: Any) -> tuple[list[str], dict[str, Any]]:
                 f"  {outcome.seed:<6d}  {outcome.predicted_mean:10.2f} ± {outcome.predicted_sigma:<8.2f}  "
                 f"{outcome.discounted_return:10.2f}  {outcome.z_score:+7.2f}"
             )
+    if result.acting.risk or result.acting.policy == "risk":
+        k = result.acting.risk
+        lines.append(
+            f"risk-sensitive score mu - {k:g} sigma of p_psi at s0: mean "
+            f"{document['risk_score_mean']:.2f} (per episode: "
+            + ", ".join(f"{o.risk_score(k):.2f}" for o in outcomes[:MAX_EPISODE_LINES])
+            + ")"
+        )
     lines.append(
         f"  mean    {document['predicted_mean']:10.2f} ± {document['predicted_sigma']:<8.2f}  "
         f"{document['discounted_return_mean']:10.2f} ± {document['discounted_return_std']:.2f}"
@@ -97,17 +180,33 @@ def evaluate(
     verbose: bool = False,
     algo: str | None = None,
     env: str | None = None,
+    risk: float | None = None,
+    act: str = "mean",
+    calibration: bool = False,
 ) -> int:
     """Runs ``rllib evaluate``; returns the exit status.
 
     ``algo`` and ``env`` are the old CLI's flags: ``algo`` must be DRIVE, ``env``
-    replaces the checkpoint's env id (same observation and action shapes).
+    replaces the checkpoint's env id (same observation and action shapes). ``risk``
+    (K) adds mu - K sigma of p_psi at the start states; ``act="risk"`` picks actions by
+    it; ``calibration`` writes the calibration table, its CSV and PNG.
     """
     if episodes < 1:
         raise CLIError(f"--episodes must be >= 1, got {episodes}")
+    if act == "risk" and risk is None:
+        raise CLIError("--act risk picks actions by mu - K sigma: give --risk K (e.g. --risk 1)")
+    if calibration:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CLIError(
+                "--calibration draws calibration_*.png with matplotlib: pip install "
+                "'drive-rllib[plot]'"
+            ) from None
     if algo is not None and algo != ALGORITHM:
         raise CLIError(f"--algo {algo}: this command evaluates {ALGORITHM} checkpoints only")
     from drive_rllib.algorithm.evaluation import (
+        Acting,
         EnvMismatchError,
         EvaluationError,
         RenderError,
@@ -128,17 +227,26 @@ def evaluate(
         raise CLIError(str(error)) from None
     with ray_session(ray_address, verbose):
         try:
-            result = run_evaluation(setup, episodes, seed, render=render is not None)
+            result = run_evaluation(
+                setup,
+                episodes,
+                seed,
+                render=render is not None,
+                acting=Acting(act, risk or 0.0),
+                calibration=calibration,
+            )
         except RenderError as error:
             raise CLIError(f"--render: {error}") from None
     if render is not None:
         _write_video(render, result.frames, result.fps)
 
     lines, document = report(result)
-    target = os.path.join(result.checkpoint, EVALUATION_FILE)
+    target = new_evaluation_path(result.checkpoint, seed)
     with open(target, "w", encoding="utf-8") as file:
         json.dump(document, file, indent=2)
     lines.append(f"Saved {target}")
+    if calibration:
+        lines += write_calibration(result, target)
     if render is not None:
         lines.append(f"Video of the first episode: {os.path.abspath(render)}")
     print("\n".join(lines), flush=True)

@@ -23,11 +23,11 @@ stop keys, and finally ``DRIVEConfig.validate()`` on every grid-search variant
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from drive_rllib import keys
+from drive_rllib.cli.old_keys import translate_config, typo_of
 
 #: The one algorithm this command trains.
 ALGORITHM = "DRIVE"
@@ -127,6 +128,9 @@ class Experiment:
     num_samples: int = 1
     storage_path: str | None = None
     max_failures: int = 0
+    #: Lines ``file:line: message`` of what the file got wrong (reported with the
+    #: other problems by `check_experiment`, in one error).
+    problems: list[str] = field(default_factory=list)
 
     @property
     def env(self) -> Any:
@@ -141,6 +145,8 @@ class Overrides:
     storage_path: str | None = None
     num_samples: int | None = None
     checkpoint_freq: int | None = None
+    #: Old RLlib keys that DRIVE ignores are errors, not notes.
+    strict: bool = False
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -228,9 +234,10 @@ def parse_json_option(option: str, text: str | None) -> dict[str, Any] | None:
 
 
 def closest(word: str, candidates: Iterator[str] | list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
-    matches = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {matches[0]!r}?)" if matches else ""
+    """`` (did you mean 'x'?)`` when ``word`` is a plausible typo of a candidate (small
+    edit distance), else an empty string: never a guess by meaning."""
+    match = typo_of(word, list(candidates))
+    return f" (did you mean {match!r}?)" if match else ""
 
 
 def map_stop_keys(stop: dict[str, Any], where: str, note: Callable[[str], None]) -> dict[str, Any]:
@@ -284,7 +291,9 @@ def experiment_from_spec(
     checkpoint_config = _rename_old_keys(name, spec, where, note)
     _check_experiment_keys(name, spec, checkpoint_config, where)
     run = _checked_run(name, spec, where)
-    config = _config_with_env(name, spec, where)
+    config, problems = _translated_config(
+        name, _config_with_env(name, spec, where), where, note, overrides.strict
+    )
     stop = _stop_criteria(name, spec, where, note, overrides)
     if overrides.checkpoint_freq is not None:
         checkpoint_config["checkpoint_frequency"] = overrides.checkpoint_freq
@@ -300,7 +309,36 @@ def experiment_from_spec(
         num_samples=num_samples,
         storage_path=_storage_path(spec, overrides),
         max_failures=_max_failures(name, spec, where),
+        problems=problems,
     )
+
+
+def _translated_config(
+    name: str,
+    config: dict[str, Any],
+    where: Callable[..., str],
+    note: Callable[[str], None],
+    strict: bool,
+) -> tuple[dict[str, Any], list[str]]:
+    """The config with old RLlib keys in DRIVE's terms (`drive_rllib.cli.old_keys`), one note
+    per renamed or ignored key; and the problems found (ignored keys too, when ``strict``)."""
+    from drive_rllib.algorithm.drive import DRIVE_SETTINGS
+
+    accepted, _ = accepted_config_keys()
+    translation = translate_config(config, DRIVE_SETTINGS, accepted)
+    problems = [f"{where(name, 'config', *path)}: {text}" for path, text in translation.problems]
+    for path, text in translation.notes:
+        note(f"{where(name, 'config', *path)}: {text}")
+    for path, why in translation.ignored:
+        key = ".".join(path)
+        if strict:
+            problems.append(
+                f"{where(name, 'config', *path)}: {key!r} has no meaning in DRIVE ({why}); "
+                "remove it (--strict)"
+            )
+        else:
+            note(f"{where(name, 'config', *path)}: {key!r} is ignored: {why}")
+    return translation.config, problems
 
 
 def _rename_old_keys(
@@ -487,22 +525,68 @@ def option_where(*keys: str) -> str:
 # -- checks that need gymnasium or DRIVEConfig (no Ray process) ------------------------------
 
 
-def check_env(experiment: Experiment, where: str) -> None:
-    """An unknown gymnasium env id ends the command here, with gymnasium's suggestion."""
-    env = experiment.env
+def env_problems(env: Any) -> list[str]:
+    """What is wrong with an env id (each value of a grid search): one line each.
+
+    Unknown ids get gymnasium's suggestion; an old version that cannot be made here
+    (MuJoCo ``-v2``/``-v3`` needed mujoco-py) is named with its current version;
+    ``module:EnvId`` imports ``module`` (which registers the env), as ``gym.make`` does.
+    """
+    envs = env["grid_search"] if isinstance(env, dict) and "grid_search" in env else [env]
+    return [problem for problem in map(_one_env_problem, envs) if problem]
+
+
+def _one_env_problem(env: Any) -> str | None:
     if not isinstance(env, str):
-        raise CLIError(f"{where}: env must be a gymnasium id such as 'Pendulum-v1', got {env!r}")
-    if "grid_search" in str(env):
-        return
+        return f"env must be a gymnasium id such as 'Pendulum-v1', got {env!r}"
     import gymnasium as gym
 
     try:
+        if ":" in env:
+            gym.make(env).close()  # imports the module before it looks the id up
+            return None
         gym.spec(env)
     except gym.error.Error as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CLIError(f"{where}: unknown env {env!r}: {message}") from None
+        return f"unknown env {env!r}: {message}"
     except (ImportError, ModuleNotFoundError) as error:
-        raise CLIError(f"{where}: env {env!r} cannot be imported: {error}") from None
+        return f"env {env!r} cannot be imported: {error}"
+    current = current_version(env)
+    if current is None or current == env:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's "out of date": we say it below
+            gym.make(env).close()
+    except Exception:  # noqa: BLE001 -- any failure to make an old version
+        return (
+            f"env {env!r} is an old version that gymnasium cannot make here (MuJoCo -v2/-v3 "
+            f"needed mujoco-py): use {current!r}, its current version"
+        )
+    return None
+
+
+def current_version(env_id: str) -> str | None:
+    """The id of the newest registered version of ``env_id``'s env (None: not versioned)."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import parse_env_id
+
+    namespace, name, version = parse_env_id(env_id)
+    if version is None:
+        return None
+    versions = [
+        (spec.version, spec.id)
+        for spec in gym.registry.values()
+        if spec.namespace == namespace and spec.name == name and spec.version is not None
+    ]
+    return max(versions)[1] if versions else None
+
+
+def check_env(experiment: Experiment, where: str) -> None:
+    """An unknown or unusable env id ends the command here (see `env_problem`)."""
+    problems = env_problems(experiment.env)
+    if problems:
+        raise CLIError(f"{where}: {'; '.join(problems)}")
 
 
 def accepted_config_keys() -> tuple[set[str], list[str]]:
@@ -529,15 +613,32 @@ def accepted_config_keys() -> tuple[set[str], list[str]]:
     return accepted, suggestions
 
 
-def check_config_keys(experiment: Experiment, where: Callable[[str], str]) -> None:
-    """Every config key must be a DRIVEConfig attribute; the closest one is suggested."""
+def config_key_problems(experiment: Experiment, where: Callable[[str], str]) -> list[str]:
+    """One line per config key that is not a DRIVEConfig attribute; a plausible typo gets
+    its key suggested."""
     accepted, suggestions = accepted_config_keys()
-    for key in experiment.config:
-        if key not in accepted:
-            raise CLIError(
-                f"{where(key)}: unknown config key {key!r} in experiment "
-                f"{experiment.name!r}{closest(key, suggestions)}"
-            )
+    return [
+        f"{where(key)}: unknown config key {key!r} in experiment "
+        f"{experiment.name!r}{closest(key, suggestions)}"
+        for key in experiment.config
+        if key not in accepted
+    ]
+
+
+def check_config_keys(experiment: Experiment, where: Callable[[str], str]) -> None:
+    """Every config key must be a DRIVEConfig attribute (all unknown keys in one error)."""
+    problems = config_key_problems(experiment, where)
+    if problems:
+        raise CLIError(problem_block(experiment.name, problems))
+
+
+def problem_block(name: str, problems: list[str]) -> str:
+    """One problem as one line; several as a heading and one indented line each."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"experiment {name!r} has {len(problems)} problems (fix them all, then rerun):\n" + (
+        "\n".join(f"  {problem}" for problem in problems)
+    )
 
 
 def resolved_variants(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -579,15 +680,48 @@ def check_experiment(experiment: Experiment, where: Callable[..., str]) -> None:
             ``where(name, "config", "horizon")`` -> ``"file.yaml:12"``.
     """
     name = experiment.name
-    check_env(experiment, where(name, "env"))
+    # The env first, then every key: all of them in one error, so one round of edits.
+    problems = [f"{where(name, 'env')}: {problem}" for problem in env_problems(experiment.env)]
+    problems += experiment.problems
     # RLlib logs its new-API-stack notice while a config is built: not for the user here.
     hide_ray_notices()
-    check_config_keys(experiment, lambda key: where(name, "config", key))
+    problems += config_key_problems(experiment, lambda key: where(name, "config", key))
+    if problems:
+        raise CLIError(problem_block(name, problems))
     check_config_values(experiment, where(name, "config"))
 
 
+def local_resources() -> dict[str, float]:
+    """What the private local Ray instance of a command will have: every CPU, every GPU."""
+    import torch
+
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def check_resources(
+    experiment: Experiment, where: str, available: dict[str, float], cluster: str
+) -> None:
+    """Every grid-search variant's trial must fit ``available`` (else Tune would wait for
+    ever with the trial PENDING): one line saying what to lower."""
+    from drive_rllib.algorithm.drive import resource_shortfall
+
+    for label, variant in resolved_variants(experiment.config):
+        shortfall = resource_shortfall(variant, available, include_main_process=True)
+        if shortfall:
+            variant_label = f" (variant {label})" if label else ""
+            raise CLIError(
+                f"{where}: experiment {experiment.name!r}{variant_label}: "
+                + shortfall.replace("the cluster has", cluster)
+            )
+
+
 #: Loggers whose warnings are RLlib's business, not the user's (deprecations inside RLlib).
-NOTICE_LOGGERS = ("ray.rllib", "ray.tune", "ray._common.deprecation")
+NOTICE_LOGGERS = (
+    "ray.rllib",
+    "ray.tune",
+    "ray._common.deprecation",
+    "ray._private.authentication",  # the token-auth notice of every new local cluster
+)
 
 
 def hide_ray_notices() -> None:

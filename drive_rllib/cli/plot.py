@@ -11,6 +11,7 @@ obtained. Reading is plain Python and numpy; only drawing needs matplotlib
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
@@ -21,7 +22,13 @@ import numpy as np
 
 from drive_rllib import keys
 from drive_rllib.cli.experiments import CLIError
-from drive_rllib.cli.results import EVALUATION_FILE, find_trials, read_params, read_rows
+from drive_rllib.cli.results import (
+    EVALUATION_FILE,
+    EVALUATION_GLOB,
+    find_trials,
+    read_params,
+    read_rows,
+)
 
 #: File written when --out is not given, inside RUN_DIR.
 DEFAULT_OUT = "drive_plot.png"
@@ -115,11 +122,12 @@ def group_by_config(curves: list[Curve]) -> list[ConfigCurves]:
 
 
 def read_evaluations(run_dir: str) -> list[dict[str, Any]]:
-    """Every evaluation.json under ``run_dir`` (the folder itself included)."""
+    """Every evaluation file (evaluation*.json) under ``run_dir`` (the folder itself
+    included), oldest name first."""
     documents = []
     for folder, _, files in sorted(os.walk(run_dir)):
-        if EVALUATION_FILE in files:
-            with open(os.path.join(folder, EVALUATION_FILE), encoding="utf-8") as file:
+        for name in sorted(fnmatch.filter(files, EVALUATION_GLOB)):
+            with open(os.path.join(folder, name), encoding="utf-8") as file:
                 documents.append(json.load(file))
     return documents
 

@@ -26,8 +26,23 @@ PROGRESS_FILE = "progress.csv"
 PARAMS_FILE = "params.json"
 #: Written by Tune into the folder of a trial that failed.
 ERROR_FILE = "error.txt"
-#: Written by `rllib evaluate` into a checkpoint folder; read by `rllib plot`.
+#: Written by `rllib evaluate` into a checkpoint folder, one per evaluation
+#: (``evaluation_<date>-<time>_seed<S>.json``; older versions wrote ``evaluation.json``);
+#: read by `rllib plot`.
 EVALUATION_FILE = "evaluation.json"
+EVALUATION_GLOB = "evaluation*.json"
+
+
+def new_evaluation_path(checkpoint: str, seed: int) -> str:
+    """A file name for one evaluation that no earlier evaluation has taken."""
+    import time
+
+    stem = f"evaluation_{time.strftime('%Y%m%d-%H%M%S')}_seed{seed}"
+    path, count = os.path.join(checkpoint, f"{stem}.json"), 1
+    while os.path.exists(path):
+        count += 1
+        path = os.path.join(checkpoint, f"{stem}_{count}.json")
+    return path
 
 
 def find_trials(run_dir: str) -> list[str]:

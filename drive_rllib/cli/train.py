@@ -31,6 +31,8 @@ def ray_session(address: str | None, verbose: bool = False) -> Iterator[None]:
     cluster at ``address``. Shuts down only what it started or attached to."""
     import ray
 
+    if not verbose:
+        hide_ray_notices()  # before ray.init, which logs the token-auth notice
     if address is None:
         # address="local" never attaches to one of the other Ray clusters on this machine.
         ray.init(
@@ -257,6 +259,15 @@ def run_experiments(
     trials: list[TrialSummary] = []
     with ray_session(ray_address, verbose):
         register()
+        if ray_address is not None:
+            import ray
+
+            from drive_rllib.cli.experiments import check_resources
+
+            for experiment in experiments:
+                check_resources(
+                    experiment, experiment.name, ray.cluster_resources(), "the cluster has"
+                )
         for experiment in experiments:
             resuming = resume and can_resume(experiment)
             print(

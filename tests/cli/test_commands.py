@@ -9,13 +9,16 @@ checkpoint (with a video) are shared by the tests of this module
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
-from tests.cli.conftest import TUNED_EXAMPLES, Run, rllib
+from tests.cli.conftest import REPO, TUNED_EXAMPLES, Run, rllib
 from tests.tiny import TINY_NETWORKS
 
 try:
@@ -46,6 +49,23 @@ def checkpoint_of(run: Run) -> pathlib.Path:
     assert match, run.describe()
     assert evaluate == f"Evaluate it: rllib evaluate {match.group(1)}", run.describe()
     return pathlib.Path(match.group(1))
+
+
+def saved_evaluation(run: Run) -> pathlib.Path:
+    """The evaluation file `rllib evaluate` says it saved."""
+    match = re.search(r"^Saved (\S+\.json)$", run.stdout, re.MULTILINE)
+    assert match, run.describe()
+    return pathlib.Path(match.group(1))
+
+
+def readme_block(marker: str) -> str:
+    """The Python block of README.md between ``<!-- marker -->`` and ``<!-- /marker -->``."""
+    text = (REPO / "README.md").read_text()
+    match = re.search(
+        rf"<!-- {marker} -->\n```python\n(.*?)```\n<!-- /{marker} -->", text, re.DOTALL
+    )
+    assert match, f"README.md has no <!-- {marker} --> block"
+    return match.group(1)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +118,9 @@ def test_evaluate_prints_returns_and_predictions_and_saves_them(evaluation, debu
         "predicted p_psi(U|s0,a0) = N(mu, sigma^2) vs the discounted return obtained (gamma 0.99)"
         in out
     )
-    saved = checkpoint_of(debug_run) / "evaluation.json"
-    assert f"Saved {saved}" in out
+    saved = saved_evaluation(evaluation)
+    assert saved.parent == checkpoint_of(debug_run)
+    assert re.fullmatch(r"evaluation_\d{8}-\d{6}_seed0(_\d+)?\.json", saved.name), saved
     document = json.loads(saved.read_text())
     assert document["episodes"] == 2 and len(document["per_episode"]) == 2
     for episode in document["per_episode"]:
@@ -108,6 +129,37 @@ def test_evaluate_prints_returns_and_predictions_and_saves_them(evaluation, debu
         assert set(episode) >= {"episode_return", "discounted_return", "predicted_mean"}
     lengths = [episode["length"] for episode in document["per_episode"]]
     assert document["length_mean"] == pytest.approx(sum(lengths) / 2)
+
+
+def test_readme_client_example_acts_like_rllib_evaluate(evaluation, debug_run, tmp_path):
+    """RLlib's documented path: RLModule.from_checkpoint, forward_inference, the declared
+    inference distribution, unsquash_action: the same return as `rllib evaluate`, seed 0."""
+    assert evaluation.returncode == 0, evaluation.describe()
+    code, count = re.subn(
+        r'^checkpoint = ".*$',
+        f"checkpoint = {str(checkpoint_of(debug_run))!r}",
+        readme_block("readme:client"),
+        flags=re.MULTILINE,
+    )
+    assert count == 1
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    client_return = float(completed.stdout.strip().splitlines()[-1])
+    document = json.loads(saved_evaluation(evaluation).read_text())
+    (seed_0,) = [e for e in document["per_episode"] if e["seed"] == 0]
+    assert client_return == seed_0["episode_return"]
 
 
 @pytest.mark.skipif(not CAN_WRITE_MP4, reason="imageio-ffmpeg is not installed")

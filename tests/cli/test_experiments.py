@@ -70,7 +70,7 @@ def test_old_keys_are_renamed_with_one_note_each(tmp_path):
             episode_reward_mean: -300
             timesteps_total: 1000
           config:
-            horizon: 2
+            model_horizon: 2
         """,
     )
     (experiment,), _, notes = load(path)
@@ -140,7 +140,7 @@ def test_grid_search_configs_are_checked_per_variant(tmp_path):
           run: DRIVE
           env: Pendulum-v1
           config:
-            horizon: {grid_search: [1, 0]}
+            model_horizon: {grid_search: [1, 0]}
         """,
     )
     with pytest.raises(
@@ -156,7 +156,7 @@ def test_options_form_builds_one_experiment():
     experiment = experiment_from_options(
         "DRIVE",
         "Pendulum-v1",
-        {"horizon": 3},
+        {"model_horizon": 3},
         Overrides(stop={"training_iteration": 2}),
         notes.append,
     )

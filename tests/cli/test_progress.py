@@ -133,3 +133,80 @@ def test_one_updating_bar_on_a_terminal():
     assert text.count("\r") == 2 and text.count("\x1b[K") == 2
     assert text.count("\n") == 2 and text.endswith("\ntrial t0 finished\n")
     assert "[######......]  50% ETA" in text and "[############] 100% ETA 0s" in text
+
+
+def drive_result(
+    iteration, env_steps, total_s, lifetime_updates, warmup, iteration_s=1.0, **env_runners
+):
+    """A result with the Learner's update counter and the warm-up flag, as DRIVE reports."""
+    return {
+        "training_iteration": iteration,
+        "num_env_steps_sampled_lifetime": env_steps,
+        "time_total_s": total_s,
+        "time_this_iter_s": iteration_s,
+        "training": {"warmup": float(warmup), "update_steps": 0},
+        "learners": {"default_policy": {"training": {"update_steps_lifetime": lifetime_updates}}},
+        "env_runners": {"num_env_steps_sampled_lifetime": env_steps, **env_runners},
+        "config": {"num_warmup_steps": 200},
+    }
+
+
+def test_eta_uses_each_phases_own_rate_and_tags_the_warm_up():
+    tracker = ProgressTracker(Budget(env_steps=1000))
+    # Warm-up: 100 steps per second; no update yet, so the ETA is only a lower bound.
+    first = tracker.update("t0", drive_result(1, 100, 1.0, None, warmup=True))
+    assert first.warmup and first.eta_at_least
+    assert first.eta_s == pytest.approx(100 * 0.01)  # 100 warm-up steps left
+    line = format_progress(first, Budget(env_steps=1000))
+    assert line.startswith("it 1  warm-up  100/1k env steps") and "ETA >1s" in line
+    # Training: 100 steps and 400 updates in 10 s: 0.1 s per env step from now on.
+    second = tracker.update("t0", drive_result(2, 200, 2.0, None, warmup=False))
+    third = tracker.update("t0", drive_result(3, 300, 12.0, 400, warmup=False))
+    # Warm-up over, but no update step measured yet: still a lower bound.
+    assert second.warmup is False and second.eta_at_least
+    assert not third.warmup and not third.eta_at_least
+    assert third.eta_s == pytest.approx(700 * 0.1)  # not smoothed with the warm-up rate
+    assert third.updates_per_s == pytest.approx(40.0)
+
+
+def test_updates_per_second_come_from_the_learners_counter():
+    tracker = ProgressTracker(Budget())
+    tracker.update("t0", drive_result(1, 100, 10.0, 50, warmup=False))
+    # Several training_steps in one iteration: 520 updates, while the last step's
+    # training/update_steps would say far fewer.
+    progress = tracker.update("t0", drive_result(2, 200, 20.0, 570, warmup=False))
+    assert progress.updates_per_s == pytest.approx(52.0)
+
+
+def test_an_unreachable_target_return_gets_one_warning():
+    budget = Budget(target_return=100.0)
+    tracker = ProgressTracker(budget)
+    warnings = [
+        tracker.update(
+            "t0",
+            drive_result(
+                i,
+                200 * i,
+                float(i),
+                10 * i,
+                warmup=False,
+                episode_return_max=-150.0,
+                num_episodes_lifetime=5 * i,
+            ),
+        ).warning
+        for i in range(1, 5)
+    ]
+    assert warnings[0] is None  # 5 episodes: too few to judge
+    assert warnings[1].startswith("warning: the stop return 100 looks unreachable")
+    assert warnings[2:] == [None, None]  # once
+    reachable = ProgressTracker(Budget(target_return=-100.0))
+    assert all(
+        reachable.update(
+            "t0",
+            drive_result(
+                i, 200 * i, float(i), 0, False, episode_return_max=-150.0, num_episodes_lifetime=50
+            ),
+        ).warning
+        is None
+        for i in range(1, 4)
+    )
