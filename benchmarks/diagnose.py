@@ -206,6 +206,18 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
     }
 
 
+def read_diagnostics(run_dir: str) -> list[dict[str, Any]]:
+    """The records of RUN_DIR/diagnostics.jsonl; if a restarted run appended to an older
+    file, only the records of the last run (env steps increase within a run)."""
+    rows: list[dict[str, Any]] = []
+    for line in (Path(run_dir) / "diagnostics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if rows and record["env_steps"] <= rows[-1]["env_steps"]:
+            rows = []
+        rows.append(record)
+    return rows
+
+
 def summarise(run_dir: str) -> None:
     """A markdown table of a run's diagnostics.jsonl."""
     print(
@@ -214,8 +226,7 @@ def summarise(run_dir: str) -> None:
         "-J_U/alpha, KL1, KL2 | grad q_phi: J_U, KL1, KL2 | saturation |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for line in (Path(run_dir) / "diagnostics.jsonl").read_text().splitlines():
-        d = json.loads(line)
+    for d in read_diagnostics(run_dir):
         cm, cs = d["calibration_mean_action"], d["calibration_sampled"]
         err = np.mean(d["model_error_by_step"], axis=0)
         ex, eq6 = d["exploitation"], d["eq6"]
@@ -241,7 +252,7 @@ def plot(run_dirs: list[str], out: str) -> None:
 
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     for index, run_dir in enumerate(run_dirs):
-        rows = [json.loads(line) for line in (Path(run_dir) / "diagnostics.jsonl").open()]
+        rows = read_diagnostics(run_dir)
         label = Path(run_dir).name
         color = f"C{index}"
         steps = [r["env_steps"] for r in rows]
