@@ -713,7 +713,12 @@ class DRIVE(Algorithm):
             max_abs_action=bound,
         )
         try:
-            ray.get(self._replay.ping.remote(), timeout=REPLAY_START_TIMEOUT_S)
+            # The actor imports RLlib's batch code now, within the start timeout, rather
+            # than in its first `sample`, which has only `replay_timeout_s`.
+            ray.get(
+                self._replay.__ray_call__.remote(_import_batch_code),
+                timeout=REPLAY_START_TIMEOUT_S,
+            )
         except ray.exceptions.GetTimeoutError as error:
             raise RuntimeError(
                 f"The replay actor did not start within {REPLAY_START_TIMEOUT_S} s: no node "
@@ -1001,6 +1006,12 @@ class DRIVE(Algorithm):
             self._replay_restarts = int(marker.get("replay_restarts", 0))
         else:
             self._rows_lost = self._replay_restarts = 0
+        # New episodes, not a replay of the run's first ones (the Learner's RNG states
+        # came back with its state).
+        generation = 1 + int(marker["iteration"] if marker is not None else self.iteration)
+        self.env_runner_group.foreach_env_runner(
+            lambda runner: runner.advance_seeds(generation), local_env_runner=True
+        )
 
     @override(Algorithm)
     def save_checkpoint(self, checkpoint_dir: str) -> None:
@@ -1072,6 +1083,13 @@ class DRIVE(Algorithm):
         if replay is not None:
             ray.kill(replay)
             self._replay = None
+
+
+def _import_batch_code(_replay: Any) -> bool:
+    """Runs in the replay actor: imports what `sample_learner_batch` needs (RLlib)."""
+    import drive_rllib.algorithm.batch  # noqa: F401
+
+    return True
 
 
 def check_rejected_share(rows_rejected: int, rows_stored: int, max_share: float) -> None:

@@ -34,6 +34,7 @@ from unittest import mock
 import gymnasium as gym
 import numpy as np
 import ray
+import torch
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.utils.annotations import override
@@ -42,6 +43,10 @@ from drive_rllib import keys
 from drive_rllib.replay.actor import ReplayUnavailableError, call
 
 logger = logging.getLogger(__name__)
+
+#: Seed distance between the generations of a restored run's EnvRunners (RLlib's runners
+#: of one generation are `worker_index * 10000` apart).
+SEED_STRIDE = 1_000_003
 
 
 def observation_scale(observation_space: gym.Space) -> float:
@@ -163,6 +168,22 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         self._replay = replay
         self._replay_name = name
         self._replay_timeout_s = timeout_s
+
+    def advance_seeds(self, generation: int) -> None:
+        """Moves the env and sampling seeds on by ``generation`` (a restore's iteration).
+
+        A runner built for a restored run starts from the config's seed, as the
+        original run did; without this, its first episodes would repeat the run's
+        first episodes.
+        """
+        base = getattr(self, "_base_seed", self._seed)
+        self._base_seed = base
+        if base is None:
+            return
+        self._seed = int(base + SEED_STRIDE * generation)
+        self._needs_initial_reset = True
+        torch.manual_seed(self._seed)
+        np.random.seed(self._seed % 2**32)
 
     @override(SingleAgentEnvRunner)
     def make_env(self) -> None:

@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 import torch.distributed as dist
@@ -49,6 +51,9 @@ from drive_rllib.replay.actor import call
 from drive_rllib.replay.storage import OBS
 
 logger = logging.getLogger(__name__)
+
+#: The Learner state's entry of the torch and numpy RNG states (restored with it).
+RNG_STATE = "drive_rng_state"
 
 
 class DRIVETorchLearner(TorchLearner):
@@ -70,6 +75,32 @@ class DRIVETorchLearner(TorchLearner):
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
             spec = self.drive_module(module_id).spec
             self._loss_weights[module_id] = loss_weights(spec.update, spec.networks)
+
+    @override(Learner)
+    def get_state(
+        self,
+        components: str | Collection[str] | None = None,
+        *,
+        not_components: str | Collection[str] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """RLlib's state plus the torch and numpy RNG states, so a restored run draws
+        the minibatch noise and model samples it would have drawn."""
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component(RNG_STATE, components, not_components):
+            state[RNG_STATE] = {
+                "torch": torch.get_rng_state().numpy().copy(),
+                "numpy": np.random.get_state(),
+            }
+        return state
+
+    @override(Learner)
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        rng = state.get(RNG_STATE)
+        if rng is not None:
+            torch.set_rng_state(torch.from_numpy(np.asarray(rng["torch"], dtype=np.uint8)))
+            np.random.set_state(tuple(rng["numpy"]))
 
     def set_replay_actor(
         self,

@@ -323,7 +323,8 @@ class ReplayStorage:
                     if bound is None
                     else (np.abs(values) > bound).any(axis=1) & ~not_finite
                 )
-            for mask, why in ((not_finite, "is NaN or inf"), (too_large, f"exceeds {bound:g}")):
+            exceeds = "" if bound is None else f"exceeds {bound:g}"
+            for mask, why in ((not_finite, "is NaN or inf"), (too_large, exceeds)):
                 first = np.flatnonzero(mask & ~bad)
                 if len(first):
                     reasons.setdefault(int(first[0]), f"{name} {why}")
