@@ -182,8 +182,11 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
             return
         self._seed = int(base + SEED_STRIDE * generation)
         self._needs_initial_reset = True
-        torch.manual_seed(self._seed)
-        np.random.seed(self._seed % 2**32)
+        if self.worker_index:
+            # A remote runner's own sampling noise; the local runner shares the driver's
+            # RNGs with the local Learner, whose restored states must stand.
+            torch.manual_seed(self._seed)
+            np.random.seed(self._seed % 2**32)
 
     @override(SingleAgentEnvRunner)
     def make_env(self) -> None:
