@@ -344,6 +344,8 @@ def prepare_resume(experiment: Experiment) -> list[str]:
         trial_dir = os.path.join(folder, name)
         if not os.path.isfile(os.path.join(trial_dir, "params.json")):
             continue
+        if _finished(trial_dir):
+            continue  # Tune keeps finished trials as they are
         newest = newest_complete_checkpoint(trial_dir)
         iteration = 0 if newest is None else int(newest[1]["iteration"])
         dropped = trim_history(trial_dir, iteration)
@@ -389,6 +391,16 @@ def trim_history(trial_dir: str, iteration: int) -> int:
                 csv.writer(text, lineterminator="\n").writerows([table[0], *kept_rows])
                 _replace_text(progress_file, text.getvalue())
     return dropped
+
+
+def _finished(trial_dir: str) -> bool:
+    """Whether the trial's last logged result is marked done (it met its stop criteria)."""
+    try:
+        with open(os.path.join(trial_dir, "result.json")) as file:
+            rows = [line for line in file if line.strip()]
+        return bool(rows) and bool(json.loads(rows[-1]).get("done"))
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
 
 
 def _row_iteration(row: str) -> float:

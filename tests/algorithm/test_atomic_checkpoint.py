@@ -33,8 +33,12 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 WRITER = textwrap.dedent(
     """
-    import os, sys, time
-    from drive_rllib.algorithm.checkpoint import atomic_directory, write_marker
+    import importlib.util, os, sys, time
+    # The module alone, not drive_rllib.algorithm (whose __init__ imports RLlib: seconds).
+    spec = importlib.util.spec_from_file_location("checkpoint", sys.argv[4])
+    checkpoint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checkpoint)
+    atomic_directory, write_marker = checkpoint.atomic_directory, checkpoint.write_marker
     target, iteration, hang = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "hang"
     with atomic_directory(target) as folder:
         with open(os.path.join(folder, "algorithm_state.pkl"), "w") as file:
@@ -57,7 +61,15 @@ def write(target: pathlib.Path, iteration: int, hang: bool = False) -> subproces
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(target), str(iteration), "hang" if hang else "done"],
+        [
+            sys.executable,
+            "-c",
+            WRITER,
+            str(target),
+            str(iteration),
+            "hang" if hang else "done",
+            str(REPO / "drive_rllib" / "algorithm" / "checkpoint.py"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
