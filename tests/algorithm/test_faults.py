@@ -110,7 +110,7 @@ def test_bad_env_values_are_dropped_row_by_row_and_the_run_goes_on(ray_instance,
         algo.stop()
 
 
-def test_too_many_bad_rows_fail_the_run_with_a_clear_error(ray_instance, tiny_config):
+def test_too_many_bad_rows_fail_the_run_with_a_clear_error():
     from drive_rllib.algorithm.drive import check_rejected_share
 
     check_rejected_share(10, 1990, 0.01)  # 0.5 % of 2,000 rows: fine

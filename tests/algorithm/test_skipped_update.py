@@ -1,4 +1,8 @@
-"""A non-finite update step is skipped, not half-applied (a local Learner, no Ray cluster)."""
+"""A non-finite update step is skipped, not half-applied (a local Learner).
+
+The Learner makes Ray calls while it builds, which would start a Ray instance of
+their own: the tests use the private one of `ray_instance`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from drive_rllib.algorithm import DRIVEConfig
 from drive_rllib.algorithm.batch import learner_batch
 from tests.algorithm.helpers import MODULE_ID, assert_same_optimizer_states, changed_groups
 from tests.tiny import TINY_NETWORKS
+
+pytestmark = pytest.mark.ray
 
 B = 32
 
@@ -55,7 +61,7 @@ def update(learner, batch) -> dict:
     return learner.update(batch=learner_batch(batch), minibatch_size=B, num_epochs=1)
 
 
-def test_a_non_finite_step_leaves_weights_optimizers_and_normaliser_bit_identical():
+def test_a_non_finite_step_leaves_weights_optimizers_and_normaliser_bit_identical(ray_instance):
     learner = make_learner()
     update(learner, rows(0))  # Adam has state to compare from here on
     before, optimizers_before = module_state(learner), learner._get_optimizer_state()
@@ -78,7 +84,7 @@ def test_a_non_finite_step_leaves_weights_optimizers_and_normaliser_bit_identica
     assert trained["nets.obs_normalizer.count"] == before["nets.obs_normalizer.count"] + B
 
 
-def test_k_consecutive_non_finite_steps_fail_with_the_terms_named():
+def test_k_consecutive_non_finite_steps_fail_with_the_terms_named(ray_instance):
     learner = make_learner(max_skipped_updates=2)
     update(learner, rows(0, bad_reward=np.inf))
     with pytest.raises(
