@@ -45,11 +45,18 @@ THRESHOLDS = {"Pendulum-v1": -200.0, "InvertedPendulum-v5": 950.0}
 
 # DRIVE settings per env. Small tasks use smaller networks (update cost, not
 # sample efficiency, limits wall time on CPU); UTD = updates / env steps.
-SMALL_TASK = dict(
-    horizon=5, num_samples=1, ensemble_size=5, num_elites=3,
-    model_hiddens=[128, 128, 128], policy_hiddens=[128, 128], value_hiddens=[128, 128],
-    num_warmup_steps=500, env_steps_per_iteration=50, updates_per_iteration=200,
-)
+SMALL_TASK = {
+    "horizon": 5,
+    "num_samples": 1,
+    "ensemble_size": 5,
+    "num_elites": 3,
+    "model_hiddens": [128, 128, 128],
+    "policy_hiddens": [128, 128],
+    "value_hiddens": [128, 128],
+    "num_warmup_steps": 500,
+    "env_steps_per_iteration": 50,
+    "updates_per_iteration": 200,
+}
 PRESETS = {
     "Pendulum-v1": SMALL_TASK,
     "InvertedPendulum-v5": dict(SMALL_TASK, num_warmup_steps=300),
@@ -57,12 +64,17 @@ PRESETS = {
     # standardised targets, 5 scaled value heads, min2 / mean aggregates, distribution
     # rollouts feeding Eq. 6's start states) with an 8 x 3x256 ensemble, UTD 1 counting the
     # 5,000 warm-up steps (as drive_halfcheetah.yaml).
-    "HalfCheetah-v5": dict(
-        horizon=5, num_samples=1, num_warmup_steps=5000,
-        env_steps_per_iteration=1000, updates_per_iteration=1000,
-        ensemble_size=8, num_elites=8, model_hiddens=[256, 256, 256],
-        learn_termination=False,
-    ),
+    "HalfCheetah-v5": {
+        "horizon": 5,
+        "num_samples": 1,
+        "num_warmup_steps": 5000,
+        "env_steps_per_iteration": 1000,
+        "updates_per_iteration": 1000,
+        "ensemble_size": 8,
+        "num_elites": 8,
+        "model_hiddens": [256, 256, 256],
+        "learn_termination": False,
+    },
 }
 PRESETS["Hopper-v5"] = dict(PRESETS["HalfCheetah-v5"], learn_termination=True)
 PRESETS["Walker2d-v5"] = dict(PRESETS["HalfCheetah-v5"], learn_termination=True)
@@ -90,17 +102,31 @@ def sac_config(env: str, seed: int, overrides: dict):
     from torch import nn
 
     model = DefaultModelConfig(
-        fcnet_hiddens=[256, 256], fcnet_activation="relu",
-        fcnet_kernel_initializer=nn.init.xavier_uniform_, head_fcnet_hiddens=[],
+        fcnet_hiddens=[256, 256],
+        fcnet_activation="relu",
+        fcnet_kernel_initializer=nn.init.xavier_uniform_,
+        head_fcnet_hiddens=[],
     )
-    training = dict(
-        initial_alpha=1.001, actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, lr=None,
-        gamma=0.99, tau=0.005, target_entropy="auto", n_step=(2, 5),
-        num_steps_sampled_before_learning_starts=256, train_batch_size_per_learner=256,
-        target_network_update_freq=1,
-        replay_buffer_config={"type": "PrioritizedEpisodeReplayBuffer", "capacity": 100_000,
-                              "alpha": 1.0, "beta": 0.0},
-    )
+    training = {
+        "initial_alpha": 1.001,
+        "actor_lr": 2e-4,
+        "critic_lr": 8e-4,
+        "alpha_lr": 9e-4,
+        "lr": None,
+        "gamma": 0.99,
+        "tau": 0.005,
+        "target_entropy": "auto",
+        "n_step": (2, 5),
+        "num_steps_sampled_before_learning_starts": 256,
+        "train_batch_size_per_learner": 256,
+        "target_network_update_freq": 1,
+        "replay_buffer_config": {
+            "type": "PrioritizedEpisodeReplayBuffer",
+            "capacity": 100_000,
+            "alpha": 1.0,
+            "beta": 0.0,
+        },
+    }
     training.update(overrides)
     return (
         SACConfig()
@@ -131,9 +157,11 @@ def run(args: argparse.Namespace, seed: int) -> dict:
         if env_runner is not None and env_runner.config.in_evaluation:
             return
         chunks = list(prev_episode_chunks or [])
-        record = {"t": time.time(),
-                  "ret": float(episode.get_return() + sum(c.get_return() for c in chunks)),
-                  "len": int(len(episode) + sum(len(c) for c in chunks))}
+        record = {
+            "t": time.time(),
+            "ret": float(episode.get_return() + sum(c.get_return() for c in chunks)),
+            "len": int(len(episode) + sum(len(c) for c in chunks)),
+        }
         with open(raw, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -143,8 +171,10 @@ def run(args: argparse.Namespace, seed: int) -> dict:
     # A huge interval creates the evaluation runner without evaluating on its own;
     # the loop below calls algo.evaluate() every --eval-every env steps.
     config = config.evaluation(
-        evaluation_interval=10**9, evaluation_duration=args.eval_episodes,
-        evaluation_duration_unit="episodes", evaluation_num_env_runners=0,
+        evaluation_interval=10**9,
+        evaluation_duration=args.eval_episodes,
+        evaluation_duration_unit="episodes",
+        evaluation_num_env_runners=0,
     )
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
@@ -156,8 +186,10 @@ def run(args: argparse.Namespace, seed: int) -> dict:
     threshold = args.threshold if args.threshold is not None else THRESHOLDS.get(args.env)
     start, steps, returns, seen, crossed = time.time(), 0, [], 0, None
     next_eval, eval_crossed = 0, None
-    with open(out / "episodes.jsonl", "w") as episodes_file, \
-            open(out / "evals.jsonl", "w") as evals_file:
+    with (
+        open(out / "episodes.jsonl", "w") as episodes_file,
+        open(out / "evals.jsonl", "w") as evals_file,
+    ):
         while True:
             result = algo.train()
             lines = raw.read_text().splitlines()[seen:] if raw.exists() else []
@@ -167,11 +199,20 @@ def run(args: argparse.Namespace, seed: int) -> dict:
                 steps += episode["len"]
                 returns.append(episode["ret"])
                 last10 = float(np.mean(returns[-10:])) if len(returns) >= 10 else None
-                record = {"env_steps": steps, "wall_s": round(episode["t"] - start, 2),
-                          "ret": episode["ret"], "len": episode["len"], "last10": last10}
+                record = {
+                    "env_steps": steps,
+                    "wall_s": round(episode["t"] - start, 2),
+                    "ret": episode["ret"],
+                    "len": episode["len"],
+                    "last10": last10,
+                }
                 episodes_file.write(json.dumps(record) + "\n")
-                if crossed is None and threshold is not None and last10 is not None \
-                        and last10 >= threshold:
+                if (
+                    crossed is None
+                    and threshold is not None
+                    and last10 is not None
+                    and last10 >= threshold
+                ):
                     crossed = record
             episodes_file.flush()
             sampled = result["env_runners"].get("num_env_steps_sampled_lifetime", 0)
@@ -179,40 +220,60 @@ def run(args: argparse.Namespace, seed: int) -> dict:
             if sampled >= next_eval or sampled >= args.max_steps:
                 eval_start = time.time()
                 evaluation = algo.evaluate().get("env_runners", {})
-                record = {"env_steps": sampled, "wall_s": round(eval_start - start, 2),
-                          "eval_return": evaluation.get("episode_return_mean")}
+                record = {
+                    "env_steps": sampled,
+                    "wall_s": round(eval_start - start, 2),
+                    "eval_return": evaluation.get("episode_return_mean"),
+                }
                 evals_file.write(json.dumps(record) + "\n")
                 evals_file.flush()
                 if args.algo == "DRIVE" and args.diagnose:
                     from diagnose import diagnose
 
                     with open(out / "diagnostics.jsonl", "a") as diagnostics_file:
-                        diagnostics_file.write(json.dumps(
-                            {**record, **diagnose(algo, args.env, 10_000 + int(sampled))}) + "\n")
+                        diagnostics_file.write(
+                            json.dumps(
+                                {**record, **diagnose(algo, args.env, 10_000 + int(sampled))}
+                            )
+                            + "\n"
+                        )
                 start += time.time() - eval_start  # wall time counts training only
                 next_eval = (int(sampled) // args.eval_every + 1) * args.eval_every
                 keep_results(args, out, seed)  # partial results survive an interrupted run
                 eval_return = evaluation.get("episode_return_mean")
-                if eval_crossed is None and threshold is not None and eval_return is not None \
-                        and eval_return >= threshold:
+                if (
+                    eval_crossed is None
+                    and threshold is not None
+                    and eval_return is not None
+                    and eval_return >= threshold
+                ):
                     eval_crossed = {"env_steps": sampled, "wall_s": round(time.time() - start, 2)}
-            print(f"[{args.algo} {args.env} s{seed}] env_steps={sampled} "
-                  f"wall={time.time() - start:.0f}s "
-                  f"last10={np.mean(returns[-10:]) if returns else float('nan'):.1f} "
-                  f"eval={evaluation.get('episode_return_mean', float('nan')):.1f}", flush=True)
+            print(
+                f"[{args.algo} {args.env} s{seed}] env_steps={sampled} "
+                f"wall={time.time() - start:.0f}s "
+                f"last10={np.mean(returns[-10:]) if returns else float('nan'):.1f} "
+                f"eval={evaluation.get('episode_return_mean', float('nan')):.1f}",
+                flush=True,
+            )
             if sampled >= args.max_steps or time.time() - start >= args.max_minutes * 60:
                 break
     wall = time.time() - start
     summary = {
-        "algo": args.algo, "env": args.env, "seed": seed, "threshold": threshold,
+        "algo": args.algo,
+        "env": args.env,
+        "seed": seed,
+        "threshold": threshold,
         "config_overrides": overrides,
         "last10_crossed_at_env_steps": crossed and crossed["env_steps"],
         "last10_crossed_at_wall_s": crossed and crossed["wall_s"],
         "eval_crossed_at_env_steps": eval_crossed and eval_crossed["env_steps"],
         "eval_crossed_at_wall_s": eval_crossed and eval_crossed["wall_s"],
-        "final_env_steps": steps, "final_last10": float(np.mean(returns[-10:])) if returns else None,
-        "wall_s": round(wall, 1), "s_per_iteration": round(wall / max(algo.iteration, 1), 3),
-        "iterations": algo.iteration, "loadavg_end": os.getloadavg(),
+        "final_env_steps": steps,
+        "final_last10": float(np.mean(returns[-10:])) if returns else None,
+        "wall_s": round(wall, 1),
+        "s_per_iteration": round(wall / max(algo.iteration, 1), 3),
+        "iterations": algo.iteration,
+        "loadavg_end": os.getloadavg(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     keep_results(args, out, seed)
@@ -252,23 +313,39 @@ def plot(root: str, out: str) -> None:
             algo, _, seed = run_dir.name.split("_")
             color = colors.get(algo, plt.cm.Greys)(0.5 + 0.5 * (int(seed[1:]) % 3) / 3)
             rows = [json.loads(line) for line in (run_dir / "episodes.jsonl").open()]
-            ax.scatter([r["env_steps"] for r in rows], [r["ret"] for r in rows], s=4,
-                       color=color, alpha=0.35)
-            ax.plot([r["env_steps"] for r in rows if r["last10"] is not None],
-                    [r["last10"] for r in rows if r["last10"] is not None], color=color,
-                    label=f"{algo.upper()} {seed}")
+            ax.scatter(
+                [r["env_steps"] for r in rows],
+                [r["ret"] for r in rows],
+                s=4,
+                color=color,
+                alpha=0.35,
+            )
+            ax.plot(
+                [r["env_steps"] for r in rows if r["last10"] is not None],
+                [r["last10"] for r in rows if r["last10"] is not None],
+                color=color,
+                label=f"{algo.upper()} {seed}",
+            )
             evals_path = run_dir / "evals.jsonl"
             evals = [json.loads(line) for line in evals_path.open()] if evals_path.exists() else []
-            ax.plot([e["env_steps"] for e in evals], [e["eval_return"] for e in evals], ls="--",
-                    marker=".", color=color)
+            ax.plot(
+                [e["env_steps"] for e in evals],
+                [e["eval_return"] for e in evals],
+                ls="--",
+                marker=".",
+                color=color,
+            )
         if env in THRESHOLDS:
             ax.axhline(THRESHOLDS[env], color="k", lw=0.8, ls=":")
         ax.set_title(env)
         ax.set_xlabel("env steps")
         ax.set_ylabel("return")
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("dots: training episodes; solid: last-10 training mean; "
-                 "dashed: deterministic evaluation; dotted: threshold", fontsize=9)
+    fig.suptitle(
+        "dots: training episodes; solid: last-10 training mean; "
+        "dashed: deterministic evaluation; dotted: threshold",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
@@ -276,27 +353,35 @@ def plot(root: str, out: str) -> None:
 
 def table(root: str) -> None:
     """A markdown table of every run's summary.json under ROOT."""
-    print("| algo | env | seed | last-10 mean reached threshold at (env steps, s) | "
-          "deterministic eval reached threshold at (env steps, s) | final last-10 | "
-          "env steps | wall s | s/iteration |")
+    print(
+        "| algo | env | seed | last-10 mean reached threshold at (env steps, s) | "
+        "deterministic eval reached threshold at (env steps, s) | final last-10 | "
+        "env steps | wall s | s/iteration |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for path in sorted(Path(root).glob("*/summary.json")):
         s = json.loads(path.read_text())
 
-        def at(prefix: str) -> str:
+        def at(prefix: str, s: dict = s) -> str:
             steps = s.get(f"{prefix}_crossed_at_env_steps")
-            return "not reached" if steps is None else \
-                f"{int(steps):,} ({s[f'{prefix}_crossed_at_wall_s']:.0f})"
+            return (
+                "not reached"
+                if steps is None
+                else f"{int(steps):,} ({s[f'{prefix}_crossed_at_wall_s']:.0f})"
+            )
 
         final = s["final_last10"]
-        print(f"| {s['algo']} | {s['env']} | {s['seed']} | {at('last10')} | {at('eval')} | "
-              f"{'n/a' if final is None else f'{final:.1f}'} | {s['final_env_steps']:,} | "
-              f"{s['wall_s']:.0f} | {s['s_per_iteration']:.2f} |")
+        print(
+            f"| {s['algo']} | {s['env']} | {s['seed']} | {at('last10')} | {at('eval')} | "
+            f"{'n/a' if final is None else f'{final:.1f}'} | {s['final_env_steps']:,} | "
+            f"{s['wall_s']:.0f} | {s['s_per_iteration']:.2f} |"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="Pendulum-v1")
     parser.add_argument("--algo", default="DRIVE", choices=["DRIVE", "SAC"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -307,13 +392,22 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--config", help="JSON overrides of the preset's training() settings")
     parser.add_argument("--torch-threads", type=int, default=1)
-    parser.add_argument("--no-diagnose", dest="diagnose", action="store_false",
-                        help="skip benchmarks/diagnose.py's measurements at each evaluation")
-    parser.add_argument("--checkpoint", action="store_true",
-                        help="save a checkpoint (replay included) in the run folder at the end")
-    parser.add_argument("--results", metavar="DIR",
-                        help="also copy each run's files to DIR/ENV/ALGO_sSEED/ "
-                             "(e.g. benchmarks/results)")
+    parser.add_argument(
+        "--no-diagnose",
+        dest="diagnose",
+        action="store_false",
+        help="skip benchmarks/diagnose.py's measurements at each evaluation",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        action="store_true",
+        help="save a checkpoint (replay included) in the run folder at the end",
+    )
+    parser.add_argument(
+        "--results",
+        metavar="DIR",
+        help="also copy each run's files to DIR/ENV/ALGO_sSEED/ (e.g. benchmarks/results)",
+    )
     parser.add_argument("--root", default="runs/learning")
     parser.add_argument("--plot", metavar="ROOT", help="plot the runs under ROOT and exit")
     parser.add_argument("--table", metavar="ROOT", help="print a markdown table of ROOT's runs")

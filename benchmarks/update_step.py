@@ -54,7 +54,9 @@ def drive_step_fn(horizon: int, num_samples: int, batch_size: int, ensemble_size
     network_spec = NetworkSpec(ensemble_size=ensemble_size, num_elites=5)
     update_spec = UpdateSpec(horizon=horizon, num_samples=num_samples, gamma=0.99, alpha=1.0)
     nets = DRIVENetworks(OBS_DIM, ACTION_DIM, network_spec)
-    optimizers = [torch.optim.Adam(p, lr=3e-4, fused=True) for p in nets.parameter_groups().values()]
+    optimizers = [
+        torch.optim.Adam(p, lr=3e-4, fused=True) for p in nets.parameter_groups().values()
+    ]
     weights = loss_weights(update_spec, network_spec)
     batch = random_batch(batch_size)
     nets.obs_normalizer.update(batch["obs"])
@@ -94,19 +96,29 @@ def sac_step_fn(batch_size: int):
         alpha = log_alpha.exp().detach()
         with torch.no_grad():
             next_action, next_log_prob = tanh_gaussian_rsample(*actor(next_obs))
-            next_q = torch.min(q(q1_target, next_obs, next_action), q(q2_target, next_obs, next_action))
+            next_q = torch.min(
+                q(q1_target, next_obs, next_action), q(q2_target, next_obs, next_action)
+            )
             target = batch["reward"] + gamma * (1 - batch["terminated"]) * (
                 next_q - alpha * next_log_prob
             )
-        critic_loss = 0.5 * ((q(q1, obs, action) - target).square().mean()
-                             + (q(q2, obs, action) - target).square().mean())
+        critic_loss = 0.5 * (
+            (q(q1, obs, action) - target).square().mean()
+            + (q(q2, obs, action) - target).square().mean()
+        )
         new_action, log_prob = tanh_gaussian_rsample(*actor(obs))
         # The actor's Q evaluation must not train the critics: frozen params via detached copies.
         q_new = torch.min(
-            torch.func.functional_call(q1, {k: p.detach() for k, p in q1.named_parameters()},
-                                       (torch.cat([obs, new_action], -1),)),
-            torch.func.functional_call(q2, {k: p.detach() for k, p in q2.named_parameters()},
-                                       (torch.cat([obs, new_action], -1),)),
+            torch.func.functional_call(
+                q1,
+                {k: p.detach() for k, p in q1.named_parameters()},
+                (torch.cat([obs, new_action], -1),),
+            ),
+            torch.func.functional_call(
+                q2,
+                {k: p.detach() for k, p in q2.named_parameters()},
+                (torch.cat([obs, new_action], -1),),
+            ),
         ).squeeze(-1)
         actor_loss = (alpha * log_prob - q_new).mean()
         alpha_loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()
@@ -148,16 +160,26 @@ def profile_parts(batch_size: int, ensemble_size: int, steps: int) -> dict[str, 
             step()
     table = {}
     for event in prof.key_averages():
-        if event.key in ("aten::addmm", "aten::baddbmm", "aten::bmm", "aten::mm",
-                         "AddmmBackward0", "BaddbmmBackward0", "Optimizer.step#Adam.step",
-                         "aten::index", "IndexBackward0", "aten::cat"):
+        if event.key in (
+            "aten::addmm",
+            "aten::baddbmm",
+            "aten::bmm",
+            "aten::mm",
+            "AddmmBackward0",
+            "BaddbmmBackward0",
+            "Optimizer.step#Adam.step",
+            "aten::index",
+            "IndexBackward0",
+            "aten::cat",
+        ):
             table[event.key] = event.cpu_time_total / 1000 / steps
     return table
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--ensemble", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=7)
@@ -174,13 +196,18 @@ def main() -> None:
     rows = []
     for num_samples in args.samples:
         for horizon in args.horizons:
-            ms = time_ms(drive_step_fn(horizon, num_samples, args.batch, args.ensemble),
-                         args.repeats, args.steps)
+            ms = time_ms(
+                drive_step_fn(horizon, num_samples, args.batch, args.ensemble),
+                args.repeats,
+                args.steps,
+            )
             rows.append({"H": horizon, "N": num_samples, "ms": ms, "ratio_to_sac": ms / sac_ms})
 
-    print(f"batch {args.batch}, E={args.ensemble}, obs {OBS_DIM}, action {ACTION_DIM}, "
-          f"1 torch thread, median of {args.repeats} x {args.steps} steps, "
-          f"loadavg {os.getloadavg()[0]:.2f}")
+    print(
+        f"batch {args.batch}, E={args.ensemble}, obs {OBS_DIM}, action {ACTION_DIM}, "
+        f"1 torch thread, median of {args.repeats} x {args.steps} steps, "
+        f"loadavg {os.getloadavg()[0]:.2f}"
+    )
     print(f"\nplain-torch SAC update: {sac_ms:.1f} ms\n")
     print("| H | N | DRIVE ms/step | x SAC |")
     print("|---|---|---|---|")
@@ -188,13 +215,23 @@ def main() -> None:
         print(f"| {row['H']} | {row['N']} | {row['ms']:.1f} | {row['ratio_to_sac']:.2f} |")
     if args.profile:
         print("\nDRIVE H=5 N=1, ms per step by op (self+children, overlapping):")
-        for key, ms in sorted(profile_parts(args.batch, args.ensemble, args.steps).items(),
-                              key=lambda kv: -kv[1]):
+        for key, ms in sorted(
+            profile_parts(args.batch, args.ensemble, args.steps).items(), key=lambda kv: -kv[1]
+        ):
             print(f"  {key:32s} {ms:7.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"sac_ms": sac_ms, "rows": rows, "batch": args.batch,
-                       "ensemble": args.ensemble, "loadavg": os.getloadavg()}, f, indent=1)
+            json.dump(
+                {
+                    "sac_ms": sac_ms,
+                    "rows": rows,
+                    "batch": args.batch,
+                    "ensemble": args.ensemble,
+                    "loadavg": os.getloadavg(),
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -137,6 +137,9 @@ RETURN_HIGH = _declare(
     "value/return_high", "high end of the return range p_psi is scaled and clipped by"
 )
 MODEL_STATES = _declare("model_states/size", "imagined states held for Eq. 6's start states")
+MODEL_RANKING_SKIPPED = _declare(
+    "model/ranking_skipped", "ensemble rankings skipped for non-finite held-out errors"
+)
 MODEL_HOLDOUT_ERROR_ALL = _declare(
     "model/holdout_error_all_members", "held-out one-step MSE of f_hat's mean, over all members"
 )
@@ -144,6 +147,19 @@ MODEL_HOLDOUT_ERROR_ALL = _declare(
 # --- Driver (DRIVE.training_step) ------------------------------------------------------------
 
 REPLAY_SIZE = _declare("replay/size", "transitions held by the replay actor")
+REPLAY_ROWS_REJECTED = _declare(
+    "replay/rows_rejected", "rows dropped before storage (NaN/inf or beyond max_abs_value), so far"
+)
+REPLAY_ROWS_LOST = _declare(
+    "replay/rows_lost", "rows lost when the replay actor crashed (added after its last snapshot)"
+)
+REPLAY_RESTARTS = _declare("replay/restarts", "times Ray restarted the crashed replay actor")
+REPLAY_PUSH_FAILURES = _declare(
+    "replay/push_failures", "EnvRunner pushes that timed out (the driver then fails the run)"
+)
+SKIPPED_STEPS = _declare(
+    "training/skipped_steps", "update steps skipped for a NaN/inf loss or gradient, so far"
+)
 WARMUP = _declare("training/warmup", "1.0 while random warm-up actions are taken, else 0.0")
 UPDATE_STEPS = _declare("training/update_steps", "update steps run per Learner this iteration")
 

@@ -1,4 +1,4 @@
-"""The replay contents of a DRIVE checkpoint: ``replay.npz`` inside RLlib's checkpoint folder.
+"""A DRIVE checkpoint: RLlib's folder, ``replay.npz`` and ``drive_checkpoint.json``, written atomically.
 
 RLlib's checkpoint holds the Learner, RLModule, optimizers, connectors and
 metrics, but no replay. `save_replay` writes the replay actor's rows next to
@@ -6,27 +6,56 @@ them and `restore_replay` loads them back. When the checkpoint folder is
 local to the actor's node the actor reads and writes the file itself, so the
 rows never pass through the driver; otherwise (another node, or a URI such as
 ``s3://``) they travel through the driver once.
+
+Atomicity: on a local filesystem the whole checkpoint is written into a hidden
+temporary sibling (``.<name>.drive-tmp-<id>``), every file and folder is
+fsynced, and the sibling is then renamed into place (swapped atomically with
+an existing folder of that name on Linux). A crash leaves the previous
+checkpoint intact and no partial folder under the checkpoint's name; the next
+save removes the stale siblings. ``drive_checkpoint.json`` (`MARKER_FILE`) is
+written last: it says the folder is complete (on filesystems without rename,
+e.g. ``s3://``, it is the only sign) and records the iteration and counters the
+checkpoint continues from.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import json
 import logging
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pyarrow.fs
 import ray
 
-from drive_rllib.replay.storage import ReplayStorage
+from drive_rllib.replay.actor import call
+from drive_rllib.replay.storage import ReplayStorage, fsync_directory
 
 logger = logging.getLogger(__name__)
 
 #: The replay contents inside a checkpoint directory.
 REPLAY_FILE = "replay.npz"
+#: Written last into a DRIVE checkpoint: the folder is complete; its iteration and counters.
+MARKER_FILE = "drive_checkpoint.json"
+#: Parts of the names of the hidden siblings an atomic save writes and removes.
+_TEMPORARY_PART = ".drive-tmp-"
+_OLD_PART = ".drive-old-"
+_RENAME_EXCHANGE = 2  # renameat2 flag (Linux >= 3.15): swap two paths atomically
+_AT_FDCWD = -100
+
+
+class IncompleteCheckpointError(ValueError):
+    """A checkpoint folder lacks files a DRIVE checkpoint must hold (the message says which)."""
 
 
 def filesystem_and_path(path: str | pathlib.Path) -> tuple[pyarrow.fs.FileSystem, str]:
@@ -37,16 +66,194 @@ def filesystem_and_path(path: str | pathlib.Path) -> tuple[pyarrow.fs.FileSystem
     return pyarrow.fs.FileSystem.from_uri(path)
 
 
+# -- atomic folders ---------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_directory(target: str) -> Iterator[str]:
+    """Yields an empty hidden sibling of ``target``; on success it becomes ``target``.
+
+    Everything written into the yielded folder is fsynced, then the folder is
+    renamed to ``target`` (an existing ``target`` is swapped out atomically on
+    Linux, and removed). On an exception the sibling is removed and ``target``
+    is untouched; after a crash the sibling stays hidden and the next
+    `atomic_directory` call in that parent removes it.
+    """
+    target = os.path.abspath(target)
+    parent, name = os.path.split(target)
+    os.makedirs(parent, exist_ok=True)
+    remove_stale_temporaries(parent)
+    temporary = os.path.join(parent, f".{name}{_TEMPORARY_PART}{uuid.uuid4().hex[:12]}")
+    os.makedirs(temporary)
+    try:
+        yield temporary
+        fsync_tree(temporary)
+        _replace_directory(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def remove_stale_temporaries(parent: str) -> list[str]:
+    """Removes what crashed atomic saves left in ``parent``; returns the removed names."""
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        if name.startswith(".") and (_TEMPORARY_PART in name or _OLD_PART in name):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            removed.append(name)
+    if removed:
+        logger.info("Removed %d stale temporary checkpoint folder(s) in %s.", len(removed), parent)
+    return removed
+
+
+def fsync_tree(root: str) -> None:
+    """fsyncs every file and folder below ``root`` (and ``root`` itself)."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as file:
+                os.fsync(file.fileno())
+        fsync_directory(folder)
+
+
+def _replace_directory(source: str, target: str) -> None:
+    parent = os.path.dirname(target)
+    if not os.path.exists(target):
+        os.rename(source, target)
+    elif not _exchange(source, target):
+        # No atomic swap here: move the old folder aside first. A crash between the two
+        # renames leaves the old folder hidden (`.<name>.drive-old-<id>`), never half of one.
+        old = os.path.join(parent, f".{os.path.basename(target)}{_OLD_PART}{uuid.uuid4().hex[:12]}")
+        os.rename(target, old)
+        os.rename(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    # After an exchange `source` holds the old folder; the caller removes it.
+    fsync_directory(parent)
+
+
+def _exchange(first: str, second: str) -> bool:
+    """Swaps two paths atomically (Linux renameat2); False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    return result == 0
+
+
+# -- the marker ---------------------------------------------------------------------------
+
+
+def write_marker(
+    checkpoint: str, info: dict[str, Any], filesystem: pyarrow.fs.FileSystem | None = None
+) -> None:
+    """Writes ``drive_checkpoint.json`` (the last file of a checkpoint) with ``info``."""
+    text = json.dumps(info, indent=1, sort_keys=True)
+    target = os.path.join(checkpoint, MARKER_FILE)
+    if _is_local(filesystem):
+        with open(target, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        return
+    with filesystem.open_output_stream(target) as stream:
+        stream.write(text.encode())
+
+
+def read_marker(
+    checkpoint: str, filesystem: pyarrow.fs.FileSystem | None = None
+) -> dict[str, Any] | None:
+    """The ``drive_checkpoint.json`` of a checkpoint folder, or None where it has none."""
+    target = os.path.join(checkpoint, MARKER_FILE)
+    try:
+        if _is_local(filesystem):
+            with open(target) as file:
+                return json.load(file)
+        with filesystem.open_input_stream(target) as stream:
+            return json.loads(stream.read().decode())
+    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        return None
+
+
+def newest_complete_checkpoint(trial_dir: str) -> tuple[str, dict[str, Any]] | None:
+    """The checkpoint folder in ``trial_dir`` with a marker and the highest iteration.
+
+    Only complete DRIVE checkpoints count (with `MARKER_FILE` and `REPLAY_FILE`);
+    hidden temporary folders never do. Returns (path, marker) or None.
+    """
+    best: tuple[str, dict[str, Any]] | None = None
+    try:
+        names = sorted(os.listdir(trial_dir))
+    except OSError:
+        return None
+    for name in names:
+        path = os.path.join(trial_dir, name)
+        if name.startswith(".") or not os.path.isdir(path):
+            continue
+        marker = read_marker(path)
+        if marker is None or not os.path.isfile(os.path.join(path, REPLAY_FILE)):
+            continue
+        if best is None or marker.get("iteration", 0) > best[1].get("iteration", 0):
+            best = (path, marker)
+    return best
+
+
+def check_complete(
+    checkpoint: str, filesystem: pyarrow.fs.FileSystem, restore_replay: bool = True
+) -> dict[str, Any] | None:
+    """Checks a DRIVE checkpoint before loading it; returns its marker (None: an older one).
+
+    Raises:
+        IncompleteCheckpointError: no ``replay.npz`` (unless ``restore_replay`` is
+            False), or a ``replay.npz`` without the marker that is written last.
+    """
+    marker = read_marker(checkpoint, filesystem)
+    has_replay = filesystem.get_file_info(os.path.join(checkpoint, REPLAY_FILE)).type != (
+        pyarrow.fs.FileType.NotFound
+    )
+    if restore_replay and not has_replay:
+        raise IncompleteCheckpointError(
+            f"Checkpoint {checkpoint} holds no {REPLAY_FILE}, so loading it would continue "
+            "with an empty replay. Use a complete checkpoint (its folder has "
+            f"{REPLAY_FILE} and {MARKER_FILE}), or pass restore_replay=False to "
+            "restore_from_path / Algorithm.from_checkpoint to load the weights and start "
+            "with an empty replay on purpose."
+        )
+    return marker
+
+
+# -- the replay file ----------------------------------------------------------------------
+
+
 def save_replay(
-    replay: ray.actor.ActorHandle, checkpoint: str, filesystem: pyarrow.fs.FileSystem | None
+    replay: ray.actor.ActorHandle,
+    checkpoint: str,
+    filesystem: pyarrow.fs.FileSystem | None,
+    timeout: float | None = None,
+    name: str | None = None,
 ) -> None:
     """Writes the replay actor's contents as ``replay.npz`` inside ``checkpoint``."""
     target = os.path.join(checkpoint, REPLAY_FILE)
-    if _is_local(filesystem) and _on_this_node(replay):
+    if _is_local(filesystem) and _on_this_node(replay, timeout, name):
         # The actor writes the file itself: the rows never pass through here.
-        ray.get(replay.save.remote(target))
+        call(replay, "save", target, timeout=timeout, name=name)
         return
-    replay_state = ray.get(replay.get_state.remote())
+    replay_state = call(replay, "get_state", timeout=timeout, name=name)
     with tempfile.TemporaryDirectory() as directory:
         storage = _storage_for(replay_state)
         storage.set_state(replay_state)
@@ -58,28 +265,33 @@ def save_replay(
 
 
 def restore_replay(
-    replay: ray.actor.ActorHandle, checkpoint: str, filesystem: pyarrow.fs.FileSystem
+    replay: ray.actor.ActorHandle,
+    checkpoint: str,
+    filesystem: pyarrow.fs.FileSystem,
+    timeout: float | None = None,
+    name: str | None = None,
 ) -> None:
-    """Loads ``replay.npz`` of ``checkpoint`` into the replay actor (a warning if absent)."""
+    """Loads ``replay.npz`` of ``checkpoint`` into the replay actor (`check_complete` first)."""
     source = os.path.join(checkpoint, REPLAY_FILE)
-    if filesystem.get_file_info(source).type == pyarrow.fs.FileType.NotFound:
-        logger.warning(
-            "Checkpoint %s holds no %s; the replay actor stays empty.", checkpoint, REPLAY_FILE
-        )
-        return
-    if _is_local(filesystem) and _on_this_node(replay):
-        ray.get(replay.load.remote(source))
+    if _is_local(filesystem) and _on_this_node(replay, timeout, name):
+        call(replay, "load", source, timeout=timeout, name=name)
         return
     with tempfile.TemporaryDirectory() as directory:
         local = os.path.join(directory, REPLAY_FILE)
         pyarrow.fs.copy_files(source, local, source_filesystem=filesystem)
         replay_state = _load_state(local)
-    ray.get(replay.set_state.remote(replay_state))
+    call(replay, "set_state", replay_state, timeout=timeout, name=name)
 
 
-def _on_this_node(replay: ray.actor.ActorHandle) -> bool:
-    node_of_replay = ray.get(
-        replay.__ray_call__.remote(lambda _actor: ray.get_runtime_context().get_node_id())
+def _on_this_node(
+    replay: ray.actor.ActorHandle, timeout: float | None = None, name: str | None = None
+) -> bool:
+    node_of_replay = call(
+        replay,
+        "__ray_call__",
+        lambda _actor: ray.get_runtime_context().get_node_id(),
+        timeout=timeout,
+        name=name,
     )
     return node_of_replay == ray.get_runtime_context().get_node_id()
 

@@ -44,6 +44,7 @@ import logging
 import math
 import os
 import pathlib
+import tempfile
 import uuid
 from typing import Any
 
@@ -76,11 +77,16 @@ from drive_rllib import keys
 from drive_rllib.algorithm.batch import sample_learner_batch
 from drive_rllib.algorithm.checkpoint import (
     REPLAY_FILE,
+    atomic_directory,
+    check_complete,
     filesystem_and_path,
-    restore_replay,
+    newest_complete_checkpoint,
+    read_marker,
     save_replay,
+    write_marker,
 )
-from drive_rllib.algorithm.env_runner import DRIVEEnvRunner
+from drive_rllib.algorithm.checkpoint import restore_replay as restore_replay_file
+from drive_rllib.algorithm.env_runner import DRIVEEnvRunner, observation_scale
 from drive_rllib.algorithm.learner import DRIVETorchLearner
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
 from drive_rllib.core.spec import (
@@ -92,7 +98,12 @@ from drive_rllib.core.spec import (
     positive_number,
 )
 from drive_rllib.mujoco_log import MUJOCO_LOG_FILE, redirect_mujoco_warnings
-from drive_rllib.replay.actor import create_replay_actor
+from drive_rllib.replay.actor import (
+    ReplayUnavailableError,
+    call,
+    create_replay_actor,
+    timeout_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +134,7 @@ LEARNER_SETTINGS = (
     "model_eval_interval",
     "model_eval_batch_size",
     "model_weight_decay",
+    "max_skipped_updates",
 )
 LOOP_SETTINGS = (
     "updates_per_iteration",
@@ -132,10 +144,23 @@ LOOP_SETTINGS = (
     "replay_capacity",
     "holdout_every",
     "replay_actor_resources",
+    "replay_timeout_s",
+    "replay_snapshot_interval",
+    "max_abs_value",
+    "max_rejected_share",
 )
 DRIVE_SETTINGS = CORE_SETTINGS + LEARNER_SETTINGS + LOOP_SETTINGS
 #: How long setup() waits for the replay actor to be scheduled.
 REPLAY_START_TIMEOUT_S = 120
+#: How often Ray restarts a crashed replay actor (each restart reloads its newest snapshot).
+REPLAY_MAX_RESTARTS = 10
+#: The replay actor's snapshot file, in the trial's folder (``Algorithm.logdir``).
+REPLAY_SNAPSHOT_FILE = "replay_snapshot.npz"
+#: The rejected-row share is checked once this many rows were pushed (one bad row among
+#: the first few must not end a run).
+REJECTED_SHARE_MIN_ROWS = 1000
+#: `sigma_min` below this makes log(sigma) and 1 / sigma^2 in Eq. 4 overflow in float32.
+SIGMA_MIN_FLOOR = 1e-4
 
 
 class DRIVEConfig(AlgorithmConfig):
@@ -184,6 +209,7 @@ class DRIVEConfig(AlgorithmConfig):
         self.model_eval_interval = 250
         self.model_eval_batch_size = 1024
         self.model_weight_decay = 1e-4  # AdamW's decoupled weight decay of f_hat
+        self.max_skipped_updates = 10
         # Algorithm 1.
         self.updates_per_iteration = 100  # C
         self.env_steps_per_iteration = 100  # T
@@ -192,6 +218,11 @@ class DRIVEConfig(AlgorithmConfig):
         self.replay_capacity = 1_000_000
         self.holdout_every = 10
         self.replay_actor_resources = None  # e.g. {"head": 0.01} on a cluster
+        # Reliability: the replay actor's timeouts and snapshots, the data checks.
+        self.replay_timeout_s = 60.0
+        self.replay_snapshot_interval = 10
+        self.max_abs_value = 1e6
+        self.max_rejected_share = 0.01
 
         # RLlib settings DRIVE needs.
         self.env_runner_cls = DRIVEEnvRunner
@@ -246,6 +277,7 @@ class DRIVEConfig(AlgorithmConfig):
         model_eval_interval: int | None = NotProvided,
         model_eval_batch_size: int | None = NotProvided,
         model_weight_decay: float | None = NotProvided,
+        max_skipped_updates: int | None = NotProvided,
         updates_per_iteration: int | None = NotProvided,
         env_steps_per_iteration: int | None = NotProvided,
         num_warmup_steps: int | None = NotProvided,
@@ -253,6 +285,10 @@ class DRIVEConfig(AlgorithmConfig):
         replay_capacity: int | None = NotProvided,
         holdout_every: int | None = NotProvided,
         replay_actor_resources: dict[str, float] | None = NotProvided,
+        replay_timeout_s: float | None = NotProvided,
+        replay_snapshot_interval: int | None = NotProvided,
+        max_abs_value: float | None = NotProvided,
+        max_rejected_share: float | None = NotProvided,
         **kwargs: Any,
     ) -> DRIVEConfig:
         """Sets DRIVE's training settings (and RLlib's, e.g. ``gamma``, via ``kwargs``).
@@ -343,6 +379,10 @@ class DRIVEConfig(AlgorithmConfig):
                 Default 1024.
             model_weight_decay: decoupled weight decay >= 0 of the dynamics
                 ensemble's optimizer (AdamW; 0: plain Adam). Default 1e-4.
+            max_skipped_updates: K >= 1. An update step whose loss is NaN or inf
+                is skipped (weights, optimizer states and normaliser stay as they
+                were; counted as ``training/skipped_steps``); K consecutive
+                skipped steps fail the trial. Default 10.
             updates_per_iteration: C >= 1, update steps per iteration on every
                 Learner, each on ``train_batch_size_per_learner`` rows. Default 100.
             env_steps_per_iteration: T >= 1, env steps per iteration over all
@@ -366,6 +406,24 @@ class DRIVEConfig(AlgorithmConfig):
                 Algorithm's resource request gains one bundle with them, so the
                 actor also fits inside a Tune trial's placement group. Default
                 None: no custom resource, the actor takes 0 CPUs anywhere.
+            replay_timeout_s: seconds every call into the replay actor may take
+                before it fails with an error that names the actor (a hung actor
+                is reported within about this bound after the sampling phase).
+                Default 60.
+            replay_snapshot_interval: iterations between snapshots of the replay
+                (``replay_snapshot.npz`` in the trial's folder, written atomically;
+                every checkpoint is one too). A crashed replay actor is restarted
+                and reloads the newest, so at most the rows of this many
+                iterations are lost (``replay/rows_lost``). 0: no snapshots (a
+                restarted actor starts empty). Default 10.
+            max_abs_value: rows whose observation entries exceed this bound times
+                the env's observation scale (the largest finite bound of its
+                observation space, at least 1), or whose reward or action exceeds
+                it, are dropped before they are stored, as are rows with NaN or
+                inf (``replay/rows_rejected``). Default 1e6.
+            max_rejected_share: the run fails when more than this share of the
+                rows pushed so far were rejected (checked from 1,000 rows on).
+                Default 0.01.
             **kwargs: RLlib's own training settings (``gamma`` default 0.99,
                 ``train_batch_size_per_learner`` default 256, ``grad_clip``, ...).
 
@@ -430,6 +488,7 @@ class DRIVEConfig(AlgorithmConfig):
         if not self._validate_config:
             return
         self._check_resolved()
+        self._check_finite_settings()
         self._check_core_settings()
         self._check_learner_settings()
         self._check_loop_settings()
@@ -448,6 +507,36 @@ class DRIVEConfig(AlgorithmConfig):
                     "to tune.Tuner (which resolves tune.grid_search / tune.choice per "
                     "trial) instead of validating or building it directly."
                 )
+
+    def _check_finite_settings(self) -> None:
+        """Values the core's checks let through that break a run later (inf, tiny sigma)."""
+        for name in (
+            "alpha",
+            "initial_entropy_weight",
+            "model_lr",
+            "posterior_lr",
+            "prior_lr",
+            "value_lr",
+            "entropy_floor_lr",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                self._value_error(
+                    f"`{name}` must be a finite number, got {value!r}: e.g. "
+                    f"config.training({name}={getattr(DRIVEConfig(), name)!r})."
+                )
+        sigma_min = self.sigma_min
+        if isinstance(sigma_min, (int, float)) and 0 < sigma_min < SIGMA_MIN_FLOOR:
+            self._value_error(
+                f"`sigma_min` ({sigma_min}) is below {SIGMA_MIN_FLOOR}: log(sigma) and "
+                "1 / sigma^2 of the value's Gaussian overflow in float32. Use "
+                f"sigma_min >= {SIGMA_MIN_FLOOR} (default 0.1)."
+            )
+        if isinstance(self.num_env_runners, int) and self.num_env_runners < 0:
+            self._value_error(
+                f"`num_env_runners` must be >= 0, got {self.num_env_runners}: 0 samples in "
+                "the driver process, N > 0 on N remote EnvRunners."
+            )
 
     def _check_core_settings(self) -> None:
         """H, N, gamma, alpha, the networks, ...: the checks of drive_rllib.core.spec."""
@@ -479,6 +568,7 @@ class DRIVEConfig(AlgorithmConfig):
         self._check_value("holdout_every", integer(minimum=0))
         self._check_replay_actor_resources()
         self._check_holdout()
+        self._check_reliability_settings()
         if (
             isinstance(self.replay_capacity, int)
             and isinstance(self.train_batch_size_per_learner, int)
@@ -488,6 +578,28 @@ class DRIVEConfig(AlgorithmConfig):
                 f"`replay_capacity` ({self.replay_capacity}) is smaller than one batch "
                 f"(`train_batch_size_per_learner`={self.train_batch_size_per_learner}): "
                 "raise replay_capacity."
+            )
+
+    def _check_reliability_settings(self) -> None:
+        """The replay actor's timeout and snapshots, the data checks' bounds."""
+        self._check_value("replay_snapshot_interval", integer(minimum=0))
+        self._check_value("max_skipped_updates", integer(minimum=1))
+        for name in ("replay_timeout_s", "max_abs_value"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 < value < math.inf
+            ):
+                self._value_error(
+                    f"`{name}` must be a finite number > 0, got {value!r}: e.g. "
+                    f"config.training({name}={getattr(DRIVEConfig(), name)!r})."
+                )
+        share = self.max_rejected_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            self._value_error(
+                f"`max_rejected_share` must lie in [0, 1], got {share!r}: e.g. "
+                "config.training(max_rejected_share=0.01) (1 never fails the run)."
             )
 
     def _check_replay_actor_resources(self) -> None:
@@ -585,6 +697,19 @@ class DRIVEConfig(AlgorithmConfig):
                 f"{action_space.high}. Wrap the env with gymnasium.wrappers.ClipAction "
                 "and a bounded Box, or give the env finite action bounds."
             )
+        target = self.target_entropy
+        action_dim = int(np.prod(action_space.shape))
+        if (
+            isinstance(target, (int, float))
+            and not isinstance(target, bool)
+            and not -10 * action_dim <= target <= action_dim
+        ):
+            self._value_error(
+                f"`target_entropy` ({target}) lies outside [-10 A, A] = [{-10 * action_dim}, "
+                f"{action_dim}] for this env's A={action_dim} actions: the entropy floor's "
+                "weight would grow or vanish without bound. Use None (-A) or a value in "
+                "that range."
+            )
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
             self._value_error(
                 f"DRIVE's MLPs need a flat Box observation space; env {self.env!r} has "
@@ -634,7 +759,20 @@ class DRIVEConfig(AlgorithmConfig):
 
 
 class DRIVE(Algorithm):
-    """DRIVE on RLlib: EnvRunners fill a replay actor, Learners train from it."""
+    """DRIVE on RLlib: EnvRunners fill a replay actor, Learners train from it.
+
+    Reliability (see the README's reliability table):
+
+    - the replay actor is restarted by Ray when it dies and reloads its newest
+      snapshot; the driver counts the rows lost (``replay/rows_lost``), and
+      every call into the actor has a timeout (``replay_timeout_s``);
+    - ``num_env_steps_sampled_lifetime`` counts rows that reached the replay
+      actor (the rows it stored, plus those a crash lost), not the runners'
+      step counters; warm-up and stop criteria read it;
+    - checkpoints are written atomically (`drive_rllib.algorithm.checkpoint`),
+      also those Tune writes into a trial's folder, and a Tune restore continues
+      from the newest complete checkpoint in the trial's folder.
+    """
 
     @classmethod
     @override(Algorithm)
@@ -656,18 +794,35 @@ class DRIVE(Algorithm):
         redirect_mujoco_warnings(os.path.join(self.logdir, MUJOCO_LOG_FILE))
         super().setup(config)
         observation_space, action_space = self.spaces[DEFAULT_MODULE_ID]
+        self._replay_name = f"drive_replay_{uuid.uuid4().hex[:12]}"
+        self._snapshot_path = (
+            os.path.join(self.logdir, REPLAY_SNAPSHOT_FILE)
+            if self.config.replay_snapshot_interval
+            else None
+        )
+        bound = float(self.config.max_abs_value)
         self._replay = create_replay_actor(
             self.config.replay_capacity,
             int(np.prod(observation_space.shape)),
             int(np.prod(action_space.shape)),
-            name=f"drive_replay_{uuid.uuid4().hex[:12]}",
+            name=self._replay_name,
             holdout_every=self.config.holdout_every,
             seed=self.config.seed,
             num_cpus=0,
             resources=self.config.replay_actor_resources,
+            snapshot_path=self._snapshot_path,
+            max_restarts=REPLAY_MAX_RESTARTS,
+            max_abs_obs=bound * observation_scale(observation_space),
+            max_abs_reward=bound,
+            max_abs_action=bound,
         )
         try:
-            ray.get(self._replay.ping.remote(), timeout=REPLAY_START_TIMEOUT_S)
+            # The actor imports RLlib's batch code now, within the start timeout, rather
+            # than in its first `sample`, which has only `replay_timeout_s`.
+            ray.get(
+                self._replay.__ray_call__.remote(_import_batch_code),
+                timeout=REPLAY_START_TIMEOUT_S,
+            )
         except ray.exceptions.GetTimeoutError as error:
             raise RuntimeError(
                 f"The replay actor did not start within {REPLAY_START_TIMEOUT_S} s: no node "
@@ -675,10 +830,16 @@ class DRIVE(Algorithm):
                 "with them (e.g. the head of cluster/aws.yaml offers `head: 1`) or change "
                 "config.training(replay_actor_resources=...)."
             ) from error
+        # What the driver knows of the replay actor (the counters are checkpointed).
+        self._replay_pid: int | None = None
+        self._replay_total_added = 0
+        self._rows_lost = 0
+        self._replay_restarts = 0
+        self._read_replay_status(baseline=True)
         self._connect_env_runners()
-        replay = self._replay
+        replay, name, timeout = self._replay, self._replay_name, self.config.replay_timeout_s
         for result in self.learner_group.foreach_learner(
-            lambda learner: learner.set_replay_actor(replay)
+            lambda learner: learner.set_replay_actor(replay, name, timeout)
         ):
             result.get()
 
@@ -710,11 +871,17 @@ class DRIVE(Algorithm):
         """The replay actor holding every transition the EnvRunners collected."""
         return self._replay
 
+    @property
+    def num_rows_counted(self) -> int:
+        """Rows that reached the replay actor: those it holds the count of, plus those a
+        crash lost. ``num_env_steps_sampled_lifetime``, warm-up and stop criteria use it."""
+        return self._replay_total_added + self._rows_lost
+
     def _connect_env_runners(self, remote_worker_ids: list[int] | None = None) -> None:
         """Hands the replay actor to all training EnvRunners (or only the given ones)."""
-        replay = self._replay
+        replay, name, timeout = self._replay, self._replay_name, self.config.replay_timeout_s
         self.env_runner_group.foreach_env_runner(
-            lambda env_runner: env_runner.set_replay_actor(replay),
+            lambda env_runner: env_runner.set_replay_actor(replay, name, timeout),
             local_env_runner=remote_worker_ids is None,
             remote_worker_ids=remote_worker_ids,
         )
@@ -727,14 +894,47 @@ class DRIVE(Algorithm):
             self._connect_env_runners(remote_worker_ids=restored)
         return restored
 
+    def _call_replay(self, method: str, *args: Any) -> Any:
+        return call(
+            self._replay,
+            method,
+            *args,
+            timeout=self.config.replay_timeout_s,
+            name=self._replay_name,
+        )
+
+    def _read_replay_status(self, baseline: bool = False) -> dict[str, Any]:
+        """The replay actor's counters; notices (and logs once) a restart and its lost rows.
+
+        With ``baseline`` (after setup or a restore) the counters are taken as they are.
+        """
+        status = self._call_replay("status")
+        restarted = self._replay_pid is not None and status["pid"] != self._replay_pid
+        if restarted and not baseline:
+            restored = status["restored_total_added"] or 0
+            lost = max(0, self._replay_total_added - restored)
+            self._rows_lost += lost
+            self._replay_restarts += 1
+            logger.warning(
+                "The replay actor %s died and Ray restarted it (pid %s -> %s); it reloaded "
+                "%s: %d rows added after that snapshot were lost (replay/rows_lost is now "
+                "%d). Training continues.",
+                self._replay_name,
+                self._replay_pid,
+                status["pid"],
+                f"its snapshot of {restored} rows" if restored else "no snapshot (empty)",
+                lost,
+                self._rows_lost,
+            )
+        self._replay_pid = status["pid"]
+        self._replay_total_added = status["total_added"]
+        return status
+
     @override(Algorithm)
     def training_step(self) -> None:
         """One iteration of Algorithm 1: T env steps, C update steps, weight sync."""
         config = self.config
-        env_steps = self.metrics.peek(
-            (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0
-        )
-        warmup = env_steps < config.num_warmup_steps
+        warmup = self.num_rows_counted < config.num_warmup_steps
 
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             _, env_runner_results = synchronous_parallel_sample(
@@ -747,19 +947,20 @@ class DRIVE(Algorithm):
             )
         self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
 
-        size, num_train, num_holdout = ray.get(
-            [self._replay.size.remote(split) for split in ("all", "train", "holdout")]
+        status = self._read_replay_status()
+        self._log_replay_metrics(status, warmup)
+        check_rejected_share(
+            status["rows_rejected"], status["total_added"], config.max_rejected_share
         )
-        self.metrics.log_value(keys.REPLAY_SIZE, size, window=1)
-        self.metrics.log_value(keys.WARMUP, float(warmup), window=1)
 
         ready = (
-            size >= max(config.num_warmup_steps, config.train_batch_size_per_learner)
-            and num_train > 0
-            and (num_holdout > 0 or not config.model_eval_interval)
+            status["size"] >= max(config.num_warmup_steps, config.train_batch_size_per_learner)
+            and status["num_train"] > 0
+            and (status["num_holdout"] > 0 or not config.model_eval_interval)
         )
         if not ready:
             self.metrics.log_value(keys.UPDATE_STEPS, 0, window=1)
+            self._maybe_snapshot()
             return
 
         batch_size = config.train_batch_size_per_learner
@@ -767,20 +968,26 @@ class DRIVE(Algorithm):
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             # One learner_group.update of C steps per chunk: the catch-up after warm-up
             # runs several, so no batch exceeds C x B rows.
-            for chunk in self._update_chunks(size):
+            for chunk in self._update_chunks(status["size"]):
                 batch_refs = [
                     self._replay.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
                     for _ in range(max(config.num_learners, 1))
                 ]
+                # The Learners resolve the refs without a timeout: wait for them here.
+                done, _ = ray.wait(
+                    batch_refs, num_returns=len(batch_refs), timeout=config.replay_timeout_s
+                )
+                if len(done) < len(batch_refs):
+                    raise ReplayUnavailableError(
+                        timeout_message(
+                            self._replay, "sample", config.replay_timeout_s, self._replay_name
+                        )
+                    )
                 learner_results = self.learner_group.update(
                     batch_refs=batch_refs,
                     minibatch_size=batch_size,
                     num_epochs=1,
-                    timesteps={
-                        NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                            (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0
-                        )
-                    },
+                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.num_rows_counted},
                 )
                 self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
                 num_updates += chunk
@@ -791,6 +998,7 @@ class DRIVE(Algorithm):
                 from_worker_or_learner_group=self.learner_group,
                 inference_only=True,
             )
+        self._maybe_snapshot()
 
     def _update_chunks(self, replay_size: int) -> list[int]:
         """This iteration's update steps, in chunks of at most C (``update_chunks``)."""
@@ -805,7 +1013,40 @@ class DRIVE(Algorithm):
             catch_up=config.warmup_catch_up and not done,
         )
 
-    # -- checkpoints: RLlib's state plus the replay contents ----------------------------
+    def _log_replay_metrics(self, status: dict[str, Any], warmup: bool) -> None:
+        self.metrics.log_dict(
+            {
+                # Rows that reached the replay, not the runners' step counters: a runner
+                # that died after its push, or a dropped row, would make them differ.
+                NUM_ENV_STEPS_SAMPLED_LIFETIME: self.num_rows_counted,
+                keys.REPLAY_SIZE: status["size"],
+                keys.REPLAY_ROWS_REJECTED: status["rows_rejected"],
+                keys.REPLAY_ROWS_LOST: self._rows_lost,
+                keys.REPLAY_RESTARTS: self._replay_restarts,
+                keys.WARMUP: float(warmup),
+            },
+            window=1,
+        )
+
+    def _maybe_snapshot(self) -> None:
+        """Every ``replay_snapshot_interval`` iterations the replay actor writes its snapshot."""
+        interval = self.config.replay_snapshot_interval
+        if self._snapshot_path and interval and (self.iteration + 1) % interval == 0:
+            self._call_replay("snapshot")
+
+    # -- checkpoints: RLlib's state plus the replay contents, written atomically ---------
+
+    def _marker(self) -> dict[str, Any]:
+        """What ``drive_checkpoint.json`` records: where a restore continues from."""
+        return {
+            "format_version": 1,
+            "iteration": int(self.iteration),
+            "env_steps": int(self.num_rows_counted),
+            "replay_total_added": int(self._replay_total_added),
+            "rows_lost": int(self._rows_lost),
+            "replay_restarts": int(self._replay_restarts),
+            "time_total_s": float(getattr(self, "_time_total", 0.0) or 0.0),
+        }
 
     @override(Algorithm)
     def save_to_path(
@@ -816,23 +1057,145 @@ class DRIVE(Algorithm):
         filesystem: pyarrow.fs.FileSystem | None = None,
         use_msgpack: bool = False,
     ) -> str:
-        """Saves RLlib's checkpoint, plus the replay contents as ``replay.npz`` inside it."""
-        if path is not None and filesystem is None:
+        """Saves RLlib's checkpoint, ``replay.npz`` and ``drive_checkpoint.json``, atomically.
+
+        On a local filesystem everything is written into a hidden sibling folder,
+        fsynced, and renamed to ``path`` (replacing an existing checkpoint there
+        in one step): a crash leaves the previous checkpoint as it was. On other
+        filesystems the marker file is written last, and loading a folder
+        without it fails.
+        """
+        if path is None:
+            path = tempfile.mkdtemp()
+        if filesystem is None:
             filesystem, path = filesystem_and_path(path)
-        path = super().save_to_path(
-            path, state=state, filesystem=filesystem, use_msgpack=use_msgpack
-        )
-        save_replay(self._replay, path, filesystem)
+        self._read_replay_status()
+        timeout, name = self.config.replay_timeout_s, self._replay_name
+        if not isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+            path = super().save_to_path(
+                path, state=state, filesystem=filesystem, use_msgpack=use_msgpack
+            )
+            save_replay(self._replay, path, filesystem, timeout, name)
+            write_marker(path, self._marker(), filesystem)
+            return path
+        with atomic_directory(path) as temporary:
+            super().save_to_path(
+                temporary, state=state, filesystem=filesystem, use_msgpack=use_msgpack
+            )
+            save_replay(self._replay, temporary, filesystem, timeout, name)
+            write_marker(temporary, self._marker())
+        if self._snapshot_path:
+            # The checkpoint's replay file is the newest snapshot too (a hard link).
+            self._call_replay("link_snapshot", os.path.join(path, REPLAY_FILE))
         return path
 
     @override(Algorithm)
-    def restore_from_path(self, path: str | pathlib.Path, *args: Any, **kwargs: Any) -> None:
-        """Restores RLlib's state and, from a full checkpoint, the replay contents."""
+    def restore_from_path(
+        self,
+        path: str | pathlib.Path,
+        *args: Any,
+        restore_replay: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """Restores RLlib's state and, from a full checkpoint, the replay and the counters.
+
+        Args:
+            path: A checkpoint folder written by `save_to_path` (or a component's).
+            restore_replay: False loads the weights and starts with an empty
+                replay on purpose, also from a checkpoint without ``replay.npz``.
+            *args, **kwargs: RLlib's arguments (``component``, ``filesystem``, ...).
+
+        Raises:
+            IncompleteCheckpointError: the checkpoint has no ``replay.npz`` (and
+                ``restore_replay`` is True).
+        """
         if kwargs.get("filesystem") is None:
             kwargs["filesystem"], path = filesystem_and_path(path)
+        filesystem = kwargs["filesystem"]
+        full = kwargs.get("component") is None
+        marker = check_complete(path, filesystem, restore_replay) if full else None
         super().restore_from_path(path, *args, **kwargs)
-        if kwargs.get("component") is None:
-            restore_replay(self._replay, path, kwargs["filesystem"])
+        if not full:
+            return
+        if restore_replay:
+            restore_replay_file(
+                self._replay, path, filesystem, self.config.replay_timeout_s, self._replay_name
+            )
+        self._read_replay_status(baseline=True)
+        if marker is not None and restore_replay:
+            self._rows_lost = int(marker.get("rows_lost", 0))
+            self._replay_restarts = int(marker.get("replay_restarts", 0))
+        else:
+            self._rows_lost = self._replay_restarts = 0
+        # New episodes, not a replay of the run's first ones (the Learner's RNG states
+        # came back with its state).
+        generation = 1 + int(marker["iteration"] if marker is not None else self.iteration)
+        self.env_runner_group.foreach_env_runner(
+            lambda runner: runner.advance_seeds(generation), local_env_runner=True
+        )
+
+    @override(Algorithm)
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        """Tune's save: writes the trial folder's checkpoint atomically, in place.
+
+        Tune has the checkpoint written into a temporary folder and then copies
+        it into the trial folder file by file, so a crash during the copy would
+        leave a partial checkpoint under its final name. With local storage the
+        checkpoint is written straight to its final folder by `save_to_path`;
+        Tune's copy of the (empty) temporary folder then adds nothing.
+        """
+        destination = self._tune_checkpoint_destination()
+        if destination is None:
+            super().save_checkpoint(checkpoint_dir)
+            return
+        self.save_to_path(destination, use_msgpack=self.config._use_msgpack_checkpoints)
+
+    @override(Algorithm)
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        """Tune's restore: continues from the newest complete checkpoint of the trial.
+
+        Tune restores the checkpoint it recorded last; after a crash a newer
+        complete one may be on disk (saved, but not yet recorded in Tune's
+        experiment state). That one is loaded instead, and the iteration
+        counter continues from it.
+        """
+        path = os.path.abspath(checkpoint_dir)
+        storage = getattr(self, "_storage", None)
+        trial_dir = getattr(storage, "trial_fs_path", None)
+        if trial_dir is not None and os.path.dirname(path) == os.path.abspath(trial_dir):
+            newest = newest_complete_checkpoint(trial_dir)
+            given = read_marker(path) or {}
+            if newest is not None and newest[1].get("iteration", 0) > given.get("iteration", -1):
+                logger.warning(
+                    "Tune recorded checkpoint %s, but %s is newer and complete: continuing "
+                    "from it.",
+                    path,
+                    newest[0],
+                )
+                path = newest[0]
+        marker = read_marker(path)
+        if marker is not None:
+            self._iteration = int(marker["iteration"])
+            self._time_total = float(marker.get("time_total_s", self._time_total or 0.0))
+            logger.warning(
+                "Continuing from %s: iteration %d, %d env steps.",
+                path,
+                marker["iteration"],
+                marker["env_steps"],
+            )
+        super().load_checkpoint(path)
+
+    def _tune_checkpoint_destination(self) -> str | None:
+        """The trial folder's next checkpoint folder when Tune saves to local storage."""
+        storage = getattr(self, "_storage", None)
+        if storage is None or not isinstance(
+            storage.storage_filesystem, pyarrow.fs.LocalFileSystem
+        ):
+            return None
+        from ray.train._internal.storage import StorageContext
+
+        name = StorageContext._make_checkpoint_dir_name(storage.current_checkpoint_index + 1)
+        return os.path.join(storage.trial_fs_path, name)
 
     @override(Algorithm)
     def cleanup(self) -> None:
@@ -948,6 +1311,35 @@ def register_module_env(env: Any) -> None:
 
     if not _global_registry.contains(ENV_CREATOR, env):
         register_env(env, lambda env_config: gym.make(env, **dict(env_config)))
+
+
+def _import_batch_code(_replay: Any) -> bool:
+    """Runs in the replay actor: imports what `sample_learner_batch` needs (RLlib)."""
+    import drive_rllib.algorithm.batch  # noqa: F401
+
+    return True
+
+
+def check_rejected_share(rows_rejected: int, rows_stored: int, max_share: float) -> None:
+    """Fails the run when more than ``max_share`` of the rows pushed were rejected.
+
+    Checked from `REJECTED_SHARE_MIN_ROWS` rows pushed on, so that a few bad rows
+    among the first ones do not end a run.
+
+    Raises:
+        RuntimeError: the share is exceeded (the message says what to change).
+    """
+    pushed = rows_rejected + rows_stored
+    if pushed < REJECTED_SHARE_MIN_ROWS or rows_rejected <= max_share * pushed:
+        return
+    raise RuntimeError(
+        f"{rows_rejected} of {pushed} rows ({rows_rejected / pushed:.1%}) pushed to the "
+        f"replay were rejected (NaN/inf, or beyond max_abs_value), more than "
+        f"max_rejected_share={max_share}: the env emits bad data. The EnvRunners' logs name "
+        "the first rejected row (episode, step, field). Fix or wrap the env; raise "
+        "config.training(max_abs_value=...) if such magnitudes are genuine, or "
+        "max_rejected_share to accept more dropped rows."
+    )
 
 
 def register() -> None:

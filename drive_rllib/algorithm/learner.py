@@ -27,12 +27,23 @@ identical.
 Steps 1 and 4 run per minibatch in ``_update``: RLlib's
 ``after_gradient_based_update`` runs once per ``update()`` call, i.e. once per
 ``updates_per_iteration`` steps, which would slow psi_bar down by that factor.
+
+A step whose loss or gradients hold NaN or inf is skipped as a whole: its
+gradients are not applied, so weights and optimizer states stay as they were,
+the normaliser's sums are put back, psi_bar and the update counter do not
+move, and ``training/skipped_steps`` counts it (all Learners skip together
+under DDP). ``max_skipped_updates`` consecutive skips fail the trial with
+``combine_terms``' message.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Collection
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 import torch.distributed as dist
@@ -45,7 +56,13 @@ from drive_rllib import keys
 from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModule
 from drive_rllib.core import combine_terms, loss_weights
 from drive_rllib.core.update import distribution_rollout_states
+from drive_rllib.replay.actor import call
 from drive_rllib.replay.storage import NEXT_OBS, OBS, REWARD
+
+logger = logging.getLogger(__name__)
+
+#: The Learner state's entry of the torch and numpy RNG states (restored with it).
+RNG_STATE = "drive_rng_state"
 
 
 class DRIVETorchLearner(TorchLearner):
@@ -57,15 +74,55 @@ class DRIVETorchLearner(TorchLearner):
         self._replay: ray.actor.ActorHandle | None = None
         # Per module: (low, high) quantiles of the rewards imagined in the last forward pass.
         self._imagined_rewards: dict[str, torch.Tensor] = {}
+        self._replay_name: str | None = None
+        self._replay_timeout_s: float | None = None
+        # The non-finite check of the step in progress (the message of combine_terms).
+        self._nonfinite_error: str | None = None
+        self._skip_step = False
+        self.num_skipped_steps = 0
+        self._consecutive_skips = 0
         # The weight of every loss term, per module, from the module's own spec.
         self._loss_weights: dict[str, dict[str, float]] = {}
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
             spec = self.drive_module(module_id).spec
             self._loss_weights[module_id] = loss_weights(spec.update, spec.networks)
 
-    def set_replay_actor(self, replay: ray.actor.ActorHandle) -> None:
+    @override(Learner)
+    def get_state(
+        self,
+        components: str | Collection[str] | None = None,
+        *,
+        not_components: str | Collection[str] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """RLlib's state plus the torch and numpy RNG states, so a restored run draws
+        the minibatch noise and model samples it would have drawn."""
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component(RNG_STATE, components, not_components):
+            state[RNG_STATE] = {
+                "torch": torch.get_rng_state().numpy().copy(),
+                "numpy": np.random.get_state(),
+            }
+        return state
+
+    @override(Learner)
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        rng = state.get(RNG_STATE)
+        if rng is not None:
+            torch.set_rng_state(torch.from_numpy(np.asarray(rng["torch"], dtype=np.uint8)))
+            np.random.set_state(tuple(rng["numpy"]))
+
+    def set_replay_actor(
+        self,
+        replay: ray.actor.ActorHandle,
+        name: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
         """Sets the replay actor that held-out rows for ranking the ensemble come from."""
         self._replay = replay
+        self._replay_name = name
+        self._replay_timeout_s = timeout_s
 
     def drive_module(self, module_id: str) -> DRIVETorchRLModule:
         """The (DDP-unwrapped) DRIVE RLModule under ``module_id``."""
@@ -109,7 +166,14 @@ class DRIVETorchLearner(TorchLearner):
     ) -> torch.Tensor:
         """The weighted sum of the terms ``forward_train`` computed; logs terms and diagnostics."""
         terms = fwd_out[TERMS]
-        loss = combine_terms(terms, self._loss_weights[module_id])
+        weights = self._loss_weights[module_id]
+        try:
+            loss = combine_terms(terms, weights)
+        except FloatingPointError as error:
+            # The step will be skipped (apply_gradients); the backward still runs, so
+            # that DDP's Learners stay in step.
+            self._nonfinite_error = str(error)
+            return combine_terms(terms, weights, check_finite=False)
         diagnostics = fwd_out[DIAGNOSTICS]
         self._imagined_rewards[module_id] = torch.stack(
             [diagnostics[keys.IMAGINED_REWARD_LOW], diagnostics[keys.IMAGINED_REWARD_HIGH]]
@@ -123,13 +187,41 @@ class DRIVETorchLearner(TorchLearner):
         return loss
 
     @override(TorchLearner)
+    def apply_gradients(self, gradients_dict: dict[Any, Any]) -> None:
+        """Applies the gradients, or none of them when the loss or a gradient is non-finite."""
+        finite = self._nonfinite_error is None and all(
+            bool(torch.isfinite(gradient).all())
+            for gradient in gradients_dict.values()
+            if gradient is not None
+        )
+        if self.distributed:
+            flag = torch.tensor(float(finite), device=self._device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = bool(flag.item())
+        if not finite:
+            self._skip_step = True
+            if self._nonfinite_error is None:
+                self._nonfinite_error = "non-finite gradients (the loss itself was finite)"
+            return
+        super().apply_gradients(gradients_dict)
+
+    @override(TorchLearner)
     def _update(self, batch: dict[str, Any], **kwargs: Any) -> tuple[Any, Any, Any]:
         """One update step on one minibatch (see the module docstring)."""
+        saved_moments = {
+            module_id: [tensor.clone() for tensor in self._normalizer_sums(module_id)]
+            for module_id in batch
+        }
         for module_id, module_batch in batch.items():
             self._merge_observation_moments(module_id, module_batch)
             self._start_return_range(module_id, module_batch[REWARD])
             self._distribution_rollout(module_id, module_batch[OBS])
+        self._nonfinite_error, self._skip_step = None, False
         result = super()._update(batch, **kwargs)
+        if self._skip_step:
+            self._skip(saved_moments)
+            return result
+        self._consecutive_skips = 0
         for module_id in batch:
             module = self.drive_module(module_id)
             config = self.config.get_config_for_module(module_id)
@@ -149,11 +241,49 @@ class DRIVETorchLearner(TorchLearner):
                     keys.MODEL_STATES: 0.0
                     if module.nets.model_states is None
                     else float(module.nets.model_states.size),
+                    keys.SKIPPED_STEPS: self.num_skipped_steps,
                 },
                 key=module_id,
                 window=1,
             )
         return result
+
+    def _skip(self, saved_moments: dict[str, list[torch.Tensor]]) -> None:
+        """Undoes what a skipped step changed before its gradients (the normalisers' sums)."""
+        self._imagined_rewards.clear()
+        for module_id, saved in saved_moments.items():
+            for tensor, value in zip(self._normalizer_sums(module_id), saved):
+                tensor.copy_(value)
+        self.num_skipped_steps += 1
+        self._consecutive_skips += 1
+        error, self._nonfinite_error, self._skip_step = self._nonfinite_error, None, False
+        for module_id in saved_moments:
+            self.metrics.log_value(
+                (module_id, keys.SKIPPED_STEPS), self.num_skipped_steps, window=1
+            )
+        limit = self.config.max_skipped_updates
+        if self._consecutive_skips >= limit:
+            raise FloatingPointError(
+                f"{self._consecutive_skips} consecutive update steps were skipped "
+                f"(max_skipped_updates={limit}); their gradients were not applied. The "
+                f"last one: {error}"
+            )
+        logger.warning(
+            "Skipped update step (%d so far, %d in a row): %s",
+            self.num_skipped_steps,
+            self._consecutive_skips,
+            error,
+        )
+
+    def _normalizer_sums(self, module_id: str) -> list[torch.Tensor]:
+        nets = self.drive_module(module_id).nets
+        normalizers = [nets.obs_normalizer, nets.target_normalizer]
+        return [
+            tensor
+            for normalizer in normalizers
+            if normalizer is not None
+            for tensor in (normalizer.count, normalizer.total, normalizer.total_sq)
+        ]
 
     @override(Learner)
     def _log_steps_trained_metrics(self, batch: MultiAgentBatch) -> None:
@@ -243,11 +373,29 @@ class DRIVETorchLearner(TorchLearner):
                 "DRIVE algorithm hands it over in setup()."
             )
         module = self.drive_module(module_id)
-        holdout = ray.get(self._replay.sample.remote(batch_size, "holdout"))
+        holdout = call(
+            self._replay,
+            "sample",
+            batch_size,
+            "holdout",
+            timeout=self._replay_timeout_s,
+            name=self._replay_name,
+        )
         errors = module.holdout_errors(holdout)
         if self.distributed:
             dist.all_reduce(errors, op=dist.ReduceOp.SUM)
             errors /= dist.get_world_size()
+        if not bool(torch.isfinite(errors).all()):
+            # Replay rows are checked before they are stored, so this takes a model that
+            # diverged on them: keep the elites rather than rank on NaN/inf.
+            logger.warning(
+                "Ensemble ranking skipped: held-out errors %s are not all finite; the elites "
+                "stay %s.",
+                [round(value, 4) if math.isfinite(value) else value for value in errors.tolist()],
+                module.nets.model.elite_idx.tolist(),
+            )
+            self.metrics.log_value((module_id, keys.MODEL_RANKING_SKIPPED), 1, reduce="sum")
+            return
         module.nets.model.set_elites(errors)
         elites = module.nets.model.elite_idx
         self.metrics.log_dict(

@@ -13,8 +13,11 @@ conventions::
 Bad input (missing or malformed file, unknown run, env, config or stop key, a
 discrete action space, a bad value) ends the command with one ``rllib: error:``
 line and exit status 2, before any Ray process starts. A failed trial gives
-exit status 1, an interrupted run (Ctrl-C; `rllib train file ... --resume`
-continues it) 130. Without ``--ray-address`` (or ``RAY_ADDRESS``, which ``ray job
+exit status 1, an interrupted run 130: the first Ctrl-C (or SIGTERM) lets every
+running trial finish its iteration and write a checkpoint, a second one stops
+at once; `rllib train file ... --resume` continues from the newest complete
+checkpoint (a `--env` run writes its experiment file, rllib_experiment.yaml,
+into its folder for that). Without ``--ray-address`` (or ``RAY_ADDRESS``, which ``ray job
 submit`` sets for its driver) every command starts a private local Ray
 instance and shuts it down at the end: other Ray clusters on the same machine
 are never joined.
@@ -132,12 +135,18 @@ def train(
         option_where,
         parse_json_option,
     )
+    from drive_rllib.cli.train import write_experiment_file
 
     config = parse_json_option("--config", config_json)
     experiment = experiment_from_options(algo, env, config, _overrides(options), _note)
     check_experiment(experiment, option_where)
     _check_local_resources([experiment], options, option_where)
-    return _run([experiment], options)
+    # The run's own experiment file, so that `rllib train file ... --resume` continues it.
+    written = write_experiment_file(experiment)
+    resume = (
+        None if written is None else shlex.join(["rllib", "train", "file", written, "--resume"])
+    )
+    return _run([experiment], options, resume_command=resume)
 
 
 @train.command("file")

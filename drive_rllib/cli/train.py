@@ -3,10 +3,12 @@ names the best checkpoint and the command that evaluates it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shlex
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,8 +144,9 @@ def summary_lines(
         lines.append(f"Evaluate it: rllib evaluate {shlex.quote(best.checkpoint)}")
     if interrupted:
         lines.append(
-            f"Interrupted: {len(interrupted)} trial(s) unfinished; Tune saved the experiment "
-            "state (trials continue from their last checkpoint). Resume: "
+            f"Interrupted: {len(interrupted)} trial(s) unfinished; the running ones wrote a "
+            "checkpoint, and resuming continues each from its newest complete checkpoint. "
+            "Resume: "
             + (resume_command or "rllib train file FILE.yaml --resume (same --storage-path)")
         )
     return lines, status
@@ -217,6 +220,207 @@ def _progress_callback(printer: ProgressPrinter) -> Any:
     return ProgressCallback()
 
 
+def _interrupt_callback(printer: ProgressPrinter) -> Any:
+    from ray import tune
+    from ray.tune.experiment import Trial
+
+    class InterruptCallback(tune.Callback):
+        """Ctrl-C / SIGTERM: every running trial finishes its iteration and checkpoints.
+
+        Tune's own SIGINT handler ends the run at once, without a checkpoint. This
+        callback puts its handler in front (from the controller's loop, which runs in
+        the main thread): the first signal asks each running trial's next result for
+        a checkpoint (``should_checkpoint``), and once those are written, hands over
+        to Tune's handler, which saves the experiment state and ends the run. A second
+        Ctrl-C goes straight to Tune's handler: the current iterations are abandoned.
+        """
+
+        def __init__(self) -> None:
+            self.tune_handler: Any = None
+            self.interrupted = False
+            self.handed_over = False
+            # Trials running at the signal that still owe a checkpoint (None: not known yet).
+            self.waiting: set[str] | None = None
+            self.asked: set[str] = set()
+            self.saved: set[str] = set()
+
+        def on_step_begin(self, iteration, trials, **info):
+            if self.tune_handler is not None or self.handed_over:
+                return
+            handler = signal.getsignal(signal.SIGINT)
+            if not callable(handler) or handler is signal.default_int_handler:
+                # Tune installed no handler (TUNE_DISABLE_SIGINT_HANDLER=1): leave it.
+                self.handed_over = True
+                return
+            self.tune_handler = handler
+            signal.signal(signal.SIGINT, self._on_signal)
+            signal.signal(signal.SIGTERM, self._on_signal)
+
+        def _on_signal(self, signum, frame):
+            if self.interrupted:
+                self._hand_over()
+                return
+            self.interrupted = True
+            # The next Ctrl-C goes to Tune's handler: the iterations in progress are abandoned.
+            signal.signal(signal.SIGINT, self.tune_handler)
+            printer.message(
+                f"{signal.Signals(signum).name}: finishing the current iteration of each "
+                "running trial and writing a checkpoint (Ctrl-C again to stop at once)"
+            )
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if self.interrupted and not self.handed_over and trial.trial_id not in self.asked:
+                # Read by Tune after the callbacks: it checkpoints the trial now.
+                result["should_checkpoint"] = True
+                self.asked.add(trial.trial_id)
+
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            if trial.trial_id in self.asked:
+                self.saved.add(trial.trial_id)
+
+        def on_step_end(self, iteration, trials, **info):
+            if not self.interrupted or self.handed_over:
+                return
+            running = {trial.trial_id for trial in trials if trial.status == Trial.RUNNING}
+            if self.waiting is None:
+                self.waiting = set(running)
+            self.waiting = (self.waiting & running) - self.saved
+            if not self.waiting:
+                self._hand_over()
+
+        def _hand_over(self) -> None:
+            if self.handed_over:
+                return
+            self.handed_over = True
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if self.tune_handler is not None:
+                self.tune_handler(signal.SIGINT, None)
+
+    return InterruptCallback()
+
+
+#: `rllib train --env ...` writes its experiment here, so that `rllib train file ... --resume`
+#: can continue it.
+EXPERIMENT_FILE = "rllib_experiment.yaml"
+
+
+def write_experiment_file(experiment: Experiment) -> str | None:
+    """Writes the experiment in the file format into its folder; its path (None: a URI)."""
+    import yaml
+
+    folder = experiment_path(experiment)
+    if "://" in folder:
+        return None
+    spec = {
+        "run": experiment.run,
+        "env": experiment.env,
+        "stop": experiment.stop,
+        "config": {key: value for key, value in experiment.config.items() if key != "env"},
+        "checkpoint_config": experiment.checkpoint_config,
+        "num_samples": experiment.num_samples,
+        "storage_path": experiment.storage_path or os.path.expanduser("~/ray_results"),
+        "max_failures": experiment.max_failures,
+    }
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, EXPERIMENT_FILE)
+    with open(path, "w") as file:
+        file.write(
+            "# Written by `rllib train --env ...`; continue the run with\n"
+            f"#   rllib train file {shlex.quote(path)} --resume\n"
+        )
+        yaml.safe_dump({experiment.name: spec}, file, sort_keys=False)
+    return path
+
+
+def prepare_resume(experiment: Experiment) -> list[str]:
+    """Before Tune resumes an experiment: each trial's newest complete checkpoint, and its
+    history trimmed to that checkpoint (rows of later iterations describe lost work and
+    would be logged twice). Returns one line per trial, for the user."""
+    from drive_rllib.algorithm.checkpoint import newest_complete_checkpoint
+
+    folder = experiment_path(experiment)
+    if "://" in folder or not os.path.isdir(folder):
+        return []
+    lines = []
+    for name in sorted(os.listdir(folder)):
+        trial_dir = os.path.join(folder, name)
+        if not os.path.isfile(os.path.join(trial_dir, "params.json")):
+            continue
+        if _finished(trial_dir):
+            continue  # Tune keeps finished trials as they are
+        newest = newest_complete_checkpoint(trial_dir)
+        iteration = 0 if newest is None else int(newest[1]["iteration"])
+        dropped = trim_history(trial_dir, iteration)
+        if newest is None:
+            line = f"{name}: no complete checkpoint, starts again from iteration 1"
+        else:
+            line = (
+                f"{name}: continues from {os.path.basename(newest[0])}: iteration "
+                f"{iteration}, {format_count(newest[1]['env_steps'])} env steps"
+            )
+        if dropped:
+            line += f" (dropped {dropped} logged row(s) of later iterations, whose state was lost)"
+        lines.append(line)
+    return lines
+
+
+def trim_history(trial_dir: str, iteration: int) -> int:
+    """Drops the rows of iterations after ``iteration`` from result.json and progress.csv;
+    the number of rows dropped from result.json."""
+    dropped = 0
+    result_file = os.path.join(trial_dir, "result.json")
+    if os.path.isfile(result_file):
+        with open(result_file) as file:
+            rows = [line for line in file if line.strip()]
+        kept = [row for row in rows if _row_iteration(row) <= iteration]
+        dropped = len(rows) - len(kept)
+        if dropped:
+            _replace_text(result_file, "".join(kept))
+    progress_file = os.path.join(trial_dir, "progress.csv")
+    if os.path.isfile(progress_file):
+        import csv
+
+        with open(progress_file, newline="") as file:
+            reader = csv.reader(file)
+            table = list(reader)
+        if table and keys.ITERATION in table[0]:
+            column = table[0].index(keys.ITERATION)
+            kept_rows = [row for row in table[1:] if row and float(row[column] or 0) <= iteration]
+            if len(kept_rows) < len(table) - 1:
+                import io
+
+                text = io.StringIO()
+                csv.writer(text, lineterminator="\n").writerows([table[0], *kept_rows])
+                _replace_text(progress_file, text.getvalue())
+    return dropped
+
+
+def _finished(trial_dir: str) -> bool:
+    """Whether the trial's last logged result is marked done (it met its stop criteria)."""
+    try:
+        with open(os.path.join(trial_dir, "result.json")) as file:
+            rows = [line for line in file if line.strip()]
+        return bool(rows) and bool(json.loads(rows[-1]).get("done"))
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+
+
+def _row_iteration(row: str) -> float:
+    try:
+        return float(json.loads(row).get(keys.ITERATION, 0))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return 0.0
+
+
+def _replace_text(path: str, text: str) -> None:
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
 def experiment_path(experiment: Experiment) -> str:
     """The experiment's folder (or URI): storage path (default ~/ray_results, as Tune's) /
     name."""
@@ -277,8 +481,11 @@ def run_experiments(
                 + (f"; resuming {experiment_path(experiment)}" if resuming else ""),
                 flush=True,
             )
+            if resuming:
+                for line in prepare_resume(experiment):
+                    print(f"resume: {line}", flush=True)
             printer = ProgressPrinter(Budget.from_stop(experiment.stop))
-            callbacks = [_progress_callback(printer)]
+            callbacks = [_progress_callback(printer), _interrupt_callback(printer)]
             try:
                 results = (
                     _resume(experiment, callbacks, verbose)

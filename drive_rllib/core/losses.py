@@ -207,8 +207,13 @@ def loss_weights(update: UpdateSpec, networks: NetworkSpec) -> dict[str, float]:
     return weights
 
 
-def combine_terms(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
+def combine_terms(
+    terms: dict[str, Tensor], weights: dict[str, float], check_finite: bool = True
+) -> Tensor:
     """sum_k weights[k] * mean(terms[k]); the names of terms and weights must match exactly.
+
+    ``check_finite=False`` returns a NaN/inf total as it is (a caller that skips
+    such a step still needs the total for a consistent backward under DDP).
 
     Raises:
         KeyError: a term without a weight or a weight without a term.
@@ -221,7 +226,7 @@ def combine_terms(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor
         )
     means = {name: term.mean() for name, term in terms.items()}
     total = sum(weights[name] * value for name, value in means.items())
-    if not torch.isfinite(total):
+    if check_finite and not torch.isfinite(total):
         bad = sorted(name for name, value in means.items() if not torch.isfinite(value))
         raise FloatingPointError(
             f"non-finite DRIVE loss terms {bad}: lower the learning rates, check the "

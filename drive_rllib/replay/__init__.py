@@ -15,15 +15,26 @@ from typing import TYPE_CHECKING, Any
 from drive_rllib.replay.storage import FIELDS, SPLITS, ReplayStorage
 
 if TYPE_CHECKING:
-    from drive_rllib.replay.actor import ReplayActor, create_replay_actor, get_replay_actor
+    from drive_rllib.replay.actor import (
+        ReplayActor,
+        ReplayUnavailableError,
+        create_replay_actor,
+        get_replay_actor,
+    )
 
-_ACTOR_SYMBOLS = ("ReplayActor", "create_replay_actor", "get_replay_actor")
+_ACTOR_SYMBOLS = (
+    "ReplayActor",
+    "ReplayUnavailableError",
+    "create_replay_actor",
+    "get_replay_actor",
+)
 
 __all__ = [
     "FIELDS",
     "SPLITS",
     "ReplayActor",
     "ReplayStorage",
+    "ReplayUnavailableError",
     "create_replay_actor",
     "get_replay_actor",
 ]

@@ -24,18 +24,30 @@ Ray runs one call at a time on this actor (no `max_concurrency`), so
 concurrent `add` calls from many runners are serialised and each batch lands
 as one contiguous block.
 
+**Surviving a crash.** `create_replay_actor(..., max_restarts=N)` lets Ray
+restart a dead actor (and retry the calls that were in flight, so callers see
+no error). A restarted actor reloads its newest snapshot (``snapshot_path``,
+written by `snapshot` or linked to a checkpoint's file by `link_snapshot`); the
+rows added since that snapshot are lost, and `status` tells the caller by how
+many. A *hung* actor (stopped, swapping) is not restarted by Ray: every caller
+waits through `call`, whose timeout turns the hang into one
+`ReplayUnavailableError` that names the actor.
+
 `ReplayActor` is a plain class; `create_replay_actor` makes it remote.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
 
-from drive_rllib.replay.storage import TRAIN, ReplayStorage
+from drive_rllib.replay.storage import TEMPORARY_MARK, TRAIN, ReplayStorage, fsync_directory
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
@@ -51,6 +63,10 @@ class ReplayActor:
         holdout_every: Every `k`-th position is held out of the train split;
             0 disables the holdout split.
         seed: Seed of the sampling generator; None draws fresh entropy.
+        snapshot_path: `.npz` file of this actor's snapshots; an actor that Ray
+            restarted after a crash reloads it. None: no snapshots.
+        bounds: ``max_abs_obs`` / ``max_abs_reward`` / ``max_abs_action`` of
+            `ReplayStorage`, the magnitude bounds `push` checks rows against.
     """
 
     def __init__(
@@ -60,14 +76,85 @@ class ReplayActor:
         action_dim: int,
         holdout_every: int = 10,
         seed: int | None = None,
+        snapshot_path: str | None = None,
+        **bounds: float | None,
     ) -> None:
         self._storage = ReplayStorage(
-            capacity, obs_dim, action_dim, holdout_every=holdout_every, seed=seed
+            capacity, obs_dim, action_dim, holdout_every=holdout_every, seed=seed, **bounds
         )
+        self._snapshot_path = snapshot_path
+        #: total_added of the snapshot a restarted actor reloaded (None: a fresh actor).
+        self._restored_total_added: int | None = None
+        if _was_restarted():
+            self._restored_total_added = 0
+            if snapshot_path is not None and os.path.isfile(snapshot_path):
+                try:
+                    self._storage.load(snapshot_path)
+                except (OSError, ValueError) as error:
+                    logger.error(
+                        "Restarted replay actor: cannot reload %s (%s); it starts empty.",
+                        snapshot_path,
+                        error,
+                    )
+                self._restored_total_added = self._storage.total_added
 
     def add(self, batch: dict[str, np.ndarray]) -> int:
-        """Adds `T` transitions; see `ReplayStorage.add`. Returns `T`."""
+        """Adds `T` transitions; see `ReplayStorage.add` (the whole batch or nothing). Returns `T`."""
         return self._storage.add(batch)
+
+    def push(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Adds the valid rows of a batch and drops the others; see `ReplayStorage.add_valid_rows`."""
+        return self._storage.add_valid_rows(batch)
+
+    def status(self) -> dict[str, Any]:
+        """Counters the driver reads every iteration (small; no rows).
+
+        Returns:
+            ``size``, ``num_train``, ``num_holdout``, ``total_added`` (rows
+            stored over the actor's lifetime, restored from a snapshot after a
+            restart), ``rows_rejected``, ``pid``, and ``restored_total_added``:
+            None for an actor that never crashed, else the ``total_added`` of
+            the snapshot it reloaded (0 when there was none).
+        """
+        storage = self._storage
+        return {
+            "size": storage.num_rows("all"),
+            "num_train": storage.num_rows("train"),
+            "num_holdout": storage.num_rows("holdout"),
+            "total_added": storage.total_added,
+            "rows_rejected": storage.rows_rejected,
+            "pid": os.getpid(),
+            "restored_total_added": self._restored_total_added,
+        }
+
+    def snapshot(self) -> int:
+        """Writes the contents to ``snapshot_path`` atomically; returns ``total_added`` saved."""
+        if self._snapshot_path is None:
+            raise ValueError("This replay actor was created without a snapshot_path.")
+        self._storage.save(self._snapshot_path)
+        return self._storage.total_added
+
+    def link_snapshot(self, path: str) -> bool:
+        """Makes a file `save` just wrote (a checkpoint's replay) the newest snapshot.
+
+        A hard link, so no second copy is written; False (nothing changed) when
+        there is no ``snapshot_path`` or the file is on another filesystem.
+        """
+        if self._snapshot_path is None:
+            return False
+        temporary = f"{self._snapshot_path}{TEMPORARY_MARK}link-{os.getpid()}"
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self._snapshot_path)), exist_ok=True)
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            os.link(path, temporary)
+            os.replace(temporary, self._snapshot_path)
+        except OSError:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            return False
+        fsync_directory(os.path.dirname(os.path.abspath(self._snapshot_path)))
+        return True
 
     def sample(self, batch_size: int, split: str = TRAIN) -> dict[str, np.ndarray]:
         """Samples `B` transitions of `split`; see `ReplayStorage.sample`."""
@@ -110,6 +197,73 @@ class ReplayActor:
         return os.getpid()
 
 
+def _was_restarted() -> bool:
+    """Whether this process is an actor that Ray restarted after a crash."""
+    if not ray.is_initialized():
+        return False
+    try:
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except (AssertionError, AttributeError, RuntimeError):  # not inside an actor
+        return False
+
+
+class ReplayUnavailableError(RuntimeError):
+    """The replay actor did not answer in time (hung or overloaded) or is dead for good."""
+
+
+def call(
+    actor: ActorHandle,
+    method: str,
+    *args: Any,
+    timeout: float | None,
+    name: str | None = None,
+) -> Any:
+    """``ray.get(actor.<method>.remote(*args), timeout=timeout)`` with one clear error.
+
+    Args:
+        actor: The replay actor.
+        method: The name of its method, e.g. "push".
+        *args: The method's arguments.
+        timeout: Seconds to wait (None: forever).
+        name: The actor's name, for the message.
+
+    Raises:
+        ReplayUnavailableError: no answer within ``timeout``, or the actor died
+            and Ray could not restart it.
+    """
+    try:
+        return ray.get(getattr(actor, method).remote(*args), timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        raise ReplayUnavailableError(timeout_message(actor, method, timeout, name)) from None
+    except ray.exceptions.RayActorError as error:
+        raise ReplayUnavailableError(died_message(actor, method, name, error)) from error
+
+
+def timeout_message(
+    actor: ActorHandle, method: str, timeout: float | None, name: str | None
+) -> str:
+    """The message of a replay call that did not return within ``timeout`` seconds."""
+    who = f"replay actor {name or actor._actor_id.hex()}"
+    return (
+        f"The {who} did not answer `{method}` within {timeout} s: it is hung (e.g. stopped "
+        "or swapping) or overloaded. Check its process (`ray list actors --detail`, its log "
+        "under the Ray session's logs/ folder) and the node's memory; if it is only slow, "
+        "raise config.training(replay_timeout_s=...)."
+    )
+
+
+def died_message(actor: ActorHandle, method: str, name: str | None, error: BaseException) -> str:
+    """The message of a replay call whose actor died and was not restarted."""
+    who = f"replay actor {name or actor._actor_id.hex()}"
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"The {who} died during `{method}` and Ray did not restart it (its restarts are "
+        f"used up, or its node is gone): {first_line}. Check the actor's log under the Ray "
+        "session's logs/ folder and the node's memory (an out-of-memory kill is the usual "
+        "cause); resume from the last checkpoint."
+    )
+
+
 def create_replay_actor(
     capacity: int,
     obs_dim: int,
@@ -120,6 +274,9 @@ def create_replay_actor(
     seed: int | None = None,
     resources: dict[str, float] | None = None,
     num_cpus: float = 0,
+    snapshot_path: str | None = None,
+    max_restarts: int = 0,
+    **bounds: float | None,
 ) -> ActorHandle:
     """Starts a `ReplayActor` in the connected Ray cluster.
 
@@ -137,6 +294,11 @@ def create_replay_actor(
             `{"head": 0.001}`.
         num_cpus: CPUs reserved for the actor. The default 0 needs no bundle
             in the algorithm's resource request; the actor only copies arrays.
+        snapshot_path: File of the actor's snapshots (see `ReplayActor`).
+        max_restarts: How often Ray restarts the actor after a crash (-1: no
+            limit). With restarts, the calls in flight are retried on the
+            restarted actor, so callers see no error.
+        **bounds: ``max_abs_obs``, ``max_abs_reward``, ``max_abs_action``.
 
     Returns:
         The actor handle. The actor lives as long as its owner (the process
@@ -147,9 +309,17 @@ def create_replay_actor(
         options["resources"] = dict(resources)
     if name is not None:
         options.update(name=name, get_if_exists=True)
+    if max_restarts:
+        options.update(max_restarts=max_restarts, max_task_retries=-1)
     remote_class = ray.remote(ReplayActor)
     return remote_class.options(**options).remote(
-        capacity, obs_dim, action_dim, holdout_every=holdout_every, seed=seed
+        capacity,
+        obs_dim,
+        action_dim,
+        holdout_every=holdout_every,
+        seed=seed,
+        snapshot_path=snapshot_path,
+        **bounds,
     )
 
 

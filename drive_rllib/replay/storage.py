@@ -36,6 +36,13 @@ FIELDS: tuple[str, ...] = (OBS, ACTION, REWARD, NEXT_OBS, TERMINATED, TRUNCATED)
 # Float fields must be finite; a NaN that enters the buffer poisons every
 # model trained on it long after the step that produced it.
 _FLOAT_FIELDS: tuple[str, ...] = (OBS, ACTION, REWARD, NEXT_OBS)
+# The magnitude bound of each float field: which constructor argument holds it.
+_BOUND_OF_FIELD: dict[str, str] = {
+    OBS: "max_abs_obs",
+    NEXT_OBS: "max_abs_obs",
+    REWARD: "max_abs_reward",
+    ACTION: "max_abs_action",
+}
 
 TRAIN = "train"
 HOLDOUT = "holdout"
@@ -43,6 +50,8 @@ ALL = "all"
 SPLITS: tuple[str, ...] = (TRAIN, HOLDOUT, ALL)
 
 _FORMAT_VERSION = 1
+#: `save` writes ``<path><TEMPORARY_MARK><pid>`` first, then renames it to ``<path>``.
+TEMPORARY_MARK = ".tmp-"
 _SCALAR_STATE_KEYS: tuple[str, ...] = (
     "capacity",
     "obs_dim",
@@ -52,6 +61,23 @@ _SCALAR_STATE_KEYS: tuple[str, ...] = (
     "cursor",
     "total_added",
 )
+#: Counters written by newer versions only (0 when an older file lacks them).
+_OPTIONAL_STATE_KEYS: tuple[str, ...] = ("rows_rejected",)
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Flushes a directory's entries (new names, renames) to disk; a no-op where the OS
+    cannot open directories (Windows)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def _check_split(split: str) -> None:
@@ -126,6 +152,10 @@ class ReplayStorage:
             out from training, e.g. for model validation. 0 disables the
             holdout split; 1 would hold out everything and is rejected.
         seed: Seed of the sampling generator; None draws fresh entropy.
+        max_abs_obs: `add_valid_rows` drops rows whose `obs` or `next_obs`
+            has an entry beyond this magnitude (None: no bound, only finiteness).
+        max_abs_reward: the same bound for `reward`.
+        max_abs_action: the same bound for `action`.
     """
 
     def __init__(
@@ -135,6 +165,9 @@ class ReplayStorage:
         action_dim: int,
         holdout_every: int = 10,
         seed: int | None = None,
+        max_abs_obs: float | None = None,
+        max_abs_reward: float | None = None,
+        max_abs_action: float | None = None,
     ) -> None:
         for name, value in (
             ("capacity", capacity),
@@ -153,6 +186,21 @@ class ReplayStorage:
                 f"holdout_every must be 0 (no holdout split) or an int >= 2 (hold out "
                 f"every k-th transition), got {holdout_every!r}."
             )
+        bounds = {
+            "max_abs_obs": max_abs_obs,
+            "max_abs_reward": max_abs_reward,
+            "max_abs_action": max_abs_action,
+        }
+        for name, bound in bounds.items():
+            if bound is not None and (
+                isinstance(bound, bool)
+                or not isinstance(bound, (int, float, np.floating, np.integer))
+                or not bound > 0
+            ):
+                raise ValueError(f"{name} must be None or a positive number, got {bound!r}.")
+        self._bounds = {
+            name: None if bound is None else float(bound) for name, bound in bounds.items()
+        }
         self._capacity = int(capacity)
         self._obs_dim = int(obs_dim)
         self._action_dim = int(action_dim)
@@ -169,6 +217,7 @@ class ReplayStorage:
         self._size = 0
         self._cursor = 0  # Position the next row is written to.
         self._total_added = 0
+        self._rows_rejected = 0
 
     # ------------------------------------------------------------------ info
     @property
@@ -185,6 +234,11 @@ class ReplayStorage:
     def total_added(self) -> int:
         """Number of transitions added over the storage's lifetime."""
         return self._total_added
+
+    @property
+    def rows_rejected(self) -> int:
+        """Rows `add_valid_rows` dropped over the storage's lifetime."""
+        return self._rows_rejected
 
     @property
     def obs_dim(self) -> int:
@@ -231,7 +285,64 @@ class ReplayStorage:
             ValueError: On missing or unexpected keys, wrong shapes, or NaN/inf
                 in a float field.
         """
-        arrays = self._validate_batch(batch)
+        return self._write(self._validate_batch(batch))
+
+    def add_valid_rows(self, batch: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Adds the rows of a batch that pass the row checks; drops and counts the others.
+
+        A row is dropped when one of its float fields holds NaN or inf, or an
+        entry beyond the storage's magnitude bound (``max_abs_obs`` for `obs`
+        and `next_obs`, ``max_abs_reward``, ``max_abs_action``). The other
+        rows of the batch are stored, in order, as `add` would store them. A
+        malformed batch (keys, shapes, dtypes) still raises: that is a bug of
+        the caller, not bad data.
+
+        Args:
+            batch: As for `add`.
+
+        Returns:
+            ``added`` (rows stored), ``rejected`` (rows dropped), and for the
+            first dropped row ``first_rejected`` (its index in the batch) and
+            ``reason`` (e.g. "reward is NaN or inf"); those two are None when
+            nothing was dropped.
+
+        Raises:
+            TypeError, ValueError: a malformed batch, as for `add`.
+        """
+        arrays = self._validate_batch(batch, check_finite=False)
+        num_rows = len(arrays[REWARD])
+        bad = np.zeros(num_rows, dtype=bool)
+        reasons: dict[int, str] = {}
+        for name in _FLOAT_FIELDS:
+            values = arrays[name].reshape(num_rows, -1)
+            bound = self._bounds[_BOUND_OF_FIELD[name]]
+            with np.errstate(invalid="ignore"):
+                not_finite = ~np.isfinite(values).all(axis=1)
+                too_large = (
+                    np.zeros(num_rows, dtype=bool)
+                    if bound is None
+                    else (np.abs(values) > bound).any(axis=1) & ~not_finite
+                )
+            exceeds = "" if bound is None else f"exceeds {bound:g}"
+            for mask, why in ((not_finite, "is NaN or inf"), (too_large, exceeds)):
+                first = np.flatnonzero(mask & ~bad)
+                if len(first):
+                    reasons.setdefault(int(first[0]), f"{name} {why}")
+                bad |= mask
+        num_bad = int(bad.sum())
+        if num_bad:
+            arrays = {name: array[~bad] for name, array in arrays.items()}
+            self._rows_rejected += num_bad
+        added = self._write(arrays)
+        first_rejected = min(reasons) if reasons else None
+        return {
+            "added": added,
+            "rejected": num_bad,
+            "first_rejected": first_rejected,
+            "reason": None if first_rejected is None else reasons[first_rejected],
+        }
+
+    def _write(self, arrays: dict[str, np.ndarray]) -> int:
         num_rows = len(arrays[REWARD])
         if num_rows == 0:
             return 0
@@ -251,7 +362,9 @@ class ReplayStorage:
         self._total_added += num_rows
         return num_rows
 
-    def _validate_batch(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _validate_batch(
+        self, batch: Mapping[str, np.ndarray], check_finite: bool = True
+    ) -> dict[str, np.ndarray]:
         if not isinstance(batch, Mapping):
             raise TypeError(
                 f"batch must be a dict with keys {list(FIELDS)}, got {type(batch).__name__}."
@@ -286,7 +399,7 @@ class ReplayStorage:
                 f"A={self._action_dim} and one T for all keys; got {wrong} "
                 f"(T taken from 'reward' = {num_rows if num_rows >= 0 else 'not 1-D'})."
             )
-        for name in _FLOAT_FIELDS:
+        for name in _FLOAT_FIELDS if check_finite else ():
             finite = np.isfinite(arrays[name])
             if not finite.all():
                 bad_rows = np.flatnonzero(~finite.reshape(num_rows, -1).all(axis=1))
@@ -381,7 +494,7 @@ class ReplayStorage:
         Returns:
             A dict of the arrays `FIELDS` (leading dim `size`), the ints
             `capacity`, `obs_dim`, `action_dim`, `holdout_every`, `size`,
-            `cursor`, `total_added`, and `rng_state` (the numpy bit generator
+            `cursor`, `total_added`, `rows_rejected`, and `rng_state` (the numpy bit generator
             state, a plain dict).
         """
         state: dict[str, Any] = {
@@ -395,6 +508,7 @@ class ReplayStorage:
             size=self._size,
             cursor=self._cursor,
             total_added=self._total_added,
+            rows_rejected=self._rows_rejected,
             rng_state=self._rng.bit_generator.state,
         )
         return state
@@ -462,6 +576,7 @@ class ReplayStorage:
         # filled and writing continues right after them.
         self._cursor = scalars["cursor"] % self._capacity if size == self._capacity else size
         self._total_added = scalars["total_added"]
+        self._rows_rejected = int(state.get("rows_rejected", 0))
         self._rng = rng
 
     def save(self, path: str | os.PathLike[str]) -> str:
@@ -481,12 +596,18 @@ class ReplayStorage:
         # The 128-bit generator state does not fit an integer array: store JSON.
         state["rng_state"] = np.array(json.dumps(state["rng_state"]))
         state["format_version"] = _FORMAT_VERSION
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        temporary = f"{path}.tmp-{os.getpid()}"
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        temporary = f"{path}{TEMPORARY_MARK}{os.getpid()}"
         try:
             with open(temporary, "wb") as file:
                 np.savez(file, **state)
+                # Durable before it is visible: a crash after the rename must not
+                # leave a file whose blocks never reached the disk.
+                file.flush()
+                os.fsync(file.fileno())
             os.replace(temporary, path)
+            fsync_directory(directory)
         finally:
             if os.path.exists(temporary):
                 os.remove(temporary)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import ray
+import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 
 from drive_rllib.algorithm import DRIVE
@@ -86,3 +87,113 @@ def assert_restored(algo, replay_state, module_state) -> None:
     assert set(restored_module) == set(module_state)
     for key, value in module_state.items():
         np.testing.assert_array_equal(restored_module[key], value, err_msg=key)
+
+
+def test_a_restored_run_continues_the_rngs_and_does_not_repeat_the_first_episode(
+    ray_instance, tiny_config, tmp_path
+):
+    algo = tiny_config(num_env_runners=0).build_algo()
+    try:
+        algo.train()
+        path = algo.save_to_path(tmp_path / "checkpoint")
+        # The local Learner lives in this process: its RNG state is torch's global one.
+        saved_rng = torch.get_rng_state().clone()
+    finally:
+        algo.stop()
+    torch.manual_seed(12345)
+
+    restored = Algorithm.from_checkpoint(path)
+    try:
+        assert torch.equal(torch.get_rng_state(), saved_rng)
+        restored.train()
+        obs = ray.get(restored.replay_actor.get_state.remote())["obs"]
+        # Row 0 is the run's first reset, row T the first reset after the restore: the same
+        # env seed would give the same initial state.
+        assert obs.shape[0] == 2 * T
+        assert not np.allclose(obs[T], obs[0])
+    finally:
+        restored.stop()
+
+
+CRASHING_SAVE = """
+import os, sys, time
+import ray
+from ray.rllib.algorithms.algorithm import Algorithm
+import drive_rllib.algorithm.drive as drive
+from tests.algorithm.conftest import TINY_TRAINING
+from drive_rllib.algorithm import DRIVEConfig
+
+part, first, second = sys.argv[1:4]
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+config = (
+    DRIVEConfig().environment("Pendulum-v1").debugging(seed=0).training(**TINY_TRAINING)
+)
+algo = config.build_algo()
+algo.train()
+algo.save_to_path(first)
+algo.train()
+
+def hang(where):
+    print("KILL ME", where, flush=True)
+    time.sleep(600)
+
+if part == "rllib":
+    rllib_save = Algorithm.save_to_path
+    def save_rllib_then_hang(self, path, **kwargs):
+        rllib_save(self, path, **kwargs)
+        hang(path)
+    Algorithm.save_to_path = save_rllib_then_hang
+else:
+    def write_half_a_replay_then_hang(replay, checkpoint, *args):
+        with open(os.path.join(checkpoint, "replay.npz"), "wb") as file:
+            file.write(b"PK half a file")
+        hang(checkpoint)
+    drive.save_replay = write_half_a_replay_then_hang
+algo.save_to_path(second)
+"""
+
+
+@pytest.mark.parametrize("part, into", [("rllib", "a new folder"), ("replay", "the same folder")])
+def test_a_save_killed_midway_leaves_the_previous_checkpoint_loadable(
+    ray_instance, tmp_path, part, into
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from drive_rllib.algorithm.checkpoint import newest_complete_checkpoint, read_marker
+    from tests.cli.conftest import REPO
+
+    first = tmp_path / "checkpoint_000001"
+    second = first if into == "the same folder" else tmp_path / "checkpoint_000002"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_SAVE, part, str(first), str(second)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("KILL ME"), f"the child ended before its save: {line!r}"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=120)
+
+    assert read_marker(str(first))["iteration"] == 1
+    assert not (tmp_path / "checkpoint_000002").exists()
+    assert newest_complete_checkpoint(str(tmp_path))[0] == str(first)
+    restored = Algorithm.from_checkpoint(str(first))
+    try:
+        assert ray.get(restored.replay_actor.size.remote()) == T
+        # Training continues from the complete checkpoint's rows and counters.
+        assert restored.train()["num_env_steps_sampled_lifetime"] == 2 * T
+    finally:
+        restored.stop()

@@ -129,6 +129,18 @@ def test_config_round_trips_through_a_dict():
         ({"target_entropy": "auto"}, "`target_entropy` must be a finite number or None"),
         ({"entropy_floor": 1}, "`entropy_floor` must be True or False"),
         ({"lr": 1e-3}, "DRIVE has one learning rate per component"),
+        # Values that passed validate() and broke the run later (issue 12).
+        ({"alpha": float("inf")}, "`alpha` must be a finite number"),
+        ({"value_lr": float("nan")}, "`value_lr` must be a finite number"),
+        ({"prior_lr": float("inf")}, "`prior_lr` must be a finite number"),
+        ({"sigma_min": 1e-6}, "`sigma_min` (1e-06) is below 0.0001"),
+        ({"target_entropy": 5.0}, "`target_entropy` (5.0) lies outside [-10 A, A] = [-10, 1]"),
+        ({"target_entropy": -11.0}, "lies outside [-10 A, A]"),
+        ({"replay_timeout_s": 0}, "`replay_timeout_s` must be a finite number > 0"),
+        ({"max_abs_value": float("inf")}, "`max_abs_value` must be a finite number > 0"),
+        ({"max_rejected_share": 1.5}, "`max_rejected_share` must lie in [0, 1]"),
+        ({"replay_snapshot_interval": -1}, "`replay_snapshot_interval` must be >= 0"),
+        ({"max_skipped_updates": 0}, "`max_skipped_updates` must be >= 1"),
         ({"horizon": tune.grid_search([1, 5])}, "unresolved search space"),
         ({"num_samples": tune.choice([1, 2])}, "unresolved search space"),
     ],
@@ -138,6 +150,12 @@ def test_validate_rejects_bad_values_with_a_hint(training, message):
     with pytest.raises(ValueError) as error:
         config.validate()
     assert message in str(error.value)
+
+
+def test_a_negative_number_of_env_runners_is_rejected():
+    config = pendulum().env_runners(num_env_runners=-1)
+    with pytest.raises(ValueError, match="`num_env_runners` must be >= 0"):
+        config.validate()
 
 
 def test_holdout_may_be_disabled_with_the_ranking():

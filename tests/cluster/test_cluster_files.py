@@ -291,3 +291,28 @@ def test_the_cli_accepts_the_cluster_experiment():
     )
     experiments.check_experiment(experiment, lines.where)
     assert notes == []
+
+
+def test_workers_are_launched_only_as_the_clusters_instance_types(aws):
+    policy = json.loads((CLUSTER_DIR / "iam" / "head-policy.json").read_text())
+    launches = [
+        statement
+        for statement in policy["Statement"]
+        if "ec2:RunInstances" in _as_list(statement["Action"])
+        and any(":instance/" in resource for resource in _as_list(statement["Resource"]))
+    ]
+    assert len(launches) == 1
+    allowed = launches[0]["Condition"]["StringEquals"]["ec2:InstanceType"]
+    node_types = {
+        node["node_config"]["InstanceType"] for node in aws["available_node_types"].values()
+    }
+    assert sorted(allowed) == sorted(node_types)
+
+
+def test_the_head_pins_boto3_and_the_token_is_private_before_it_is_copied(aws):
+    head = _setup_commands(aws)["head"]
+    assert any(re.fullmatch(r"pip install -q --no-cache-dir boto3==\d+\.\d+\.\d+", c) for c in head)
+    # file_mounts copy with rsync -a (modes kept): the token must be 600 on this machine.
+    assert "chmod 600 ~/.ray/auth_token" in AWS_YAML.read_text().split("file_mounts:")[0]
+    readme = (CLUSTER_DIR / "README.md").read_text()
+    assert "6379" in readme and "listen on all interfaces" in readme

@@ -9,15 +9,22 @@ from drive_rllib.core import DRIVENetworks, NetworkSpec
 
 def tiny_nets(obs_dim: int = 3, action_dim: int = 2, **kwargs) -> DRIVENetworks:
     defaults = {
-        "policy_hiddens": (16, 16), "value_hiddens": (16, 16), "model_hiddens": (16, 16),
-        "ensemble_size": 4, "num_elites": 3,
+        "policy_hiddens": (16, 16),
+        "value_hiddens": (16, 16),
+        "model_hiddens": (16, 16),
+        "ensemble_size": 4,
+        "num_elites": 3,
     }
     defaults.update(kwargs)
     return DRIVENetworks(obs_dim, action_dim, NetworkSpec(**defaults))
 
 
-def random_batch(batch_size: int = 8, obs_dim: int = 3, action_dim: int = 2,
-                 terminated: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def random_batch(
+    batch_size: int = 8,
+    obs_dim: int = 3,
+    action_dim: int = 2,
+    terminated: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     return {
         "obs": torch.randn(batch_size, obs_dim),
         "action": torch.rand(batch_size, action_dim) * 2 - 1,

@@ -40,8 +40,13 @@ def value_equals_state(obs, action):
 
 def run_toy(horizon, continue_prob=1.0, num_samples=1):
     return imagine(
-        torch.tensor([[1.0]]), torch.tensor([[0.5]]), horizon=horizon, num_samples=num_samples,
-        gamma=GAMMA, model_step=toy_step(continue_prob), policy=constant_policy,
+        torch.tensor([[1.0]]),
+        torch.tensor([[0.5]]),
+        horizon=horizon,
+        num_samples=num_samples,
+        gamma=GAMMA,
+        model_step=toy_step(continue_prob),
+        policy=constant_policy,
         value=value_equals_state,
     )
 
@@ -91,8 +96,7 @@ def test_value_target_with_networks_h1_uses_target_value_at_policy_action():
     normalize = nets.obs_normalizer.frozen()
     shared = imagination(nets, normalize, 6, torch.device("cpu"), spec)
     torch.manual_seed(7)
-    m, v = value_target(nets, shared, batch["reward"], batch["next_obs"],
-                        batch["terminated"], spec)
+    m, v = value_target(nets, shared, batch["reward"], batch["next_obs"], batch["terminated"], spec)
     torch.manual_seed(7)
     with torch.no_grad():
         next_action = tanh_gaussian_action(*nets.prior(normalize(batch["next_obs"])))
@@ -126,7 +130,8 @@ def test_ensemble_step_uses_the_assigned_member_per_row():
     order, inverse = balanced_member_assignment(5, 2, torch.device("cpu"))
     torch.manual_seed(1)
     next_obs, reward, continue_prob = ensemble_step(
-        model, params, normalize, obs, action, (order, inverse))
+        model, params, normalize, obs, action, (order, inverse)
+    )
     # recompute row by row with the member of that row's slot, and the same noise
     mean, log_std, logit = model(normalize(obs), action)  # all members: [E, 5, S+1]
     torch.manual_seed(1)
@@ -145,8 +150,9 @@ def test_ensemble_step_passes_gradient_to_inputs_not_model():
     obs = torch.randn(6, 3, requires_grad=True)
     action = (torch.rand(6, 2) * 2 - 1).requires_grad_()
     params = nets.model.layer_params(nets.model.elite_idx, frozen=True)
-    next_obs, reward, _ = ensemble_step(nets.model, params, nets.obs_normalizer.frozen(),
-                                        obs, action)
+    next_obs, reward, _ = ensemble_step(
+        nets.model, params, nets.obs_normalizer.frozen(), obs, action
+    )
     (next_obs.sum() + reward.sum()).backward()
     assert obs.grad.abs().sum() > 0 and action.grad.abs().sum() > 0
     assert all(p.grad is None for p in nets.model.parameters())
@@ -159,18 +165,24 @@ def test_ensemble_step_passes_gradient_to_inputs_not_model():
 def test_shapes(batch_size, horizon, num_samples, ensemble_size):
     nets = tiny_nets(ensemble_size=ensemble_size, num_elites=1)
     m, v = imagine(
-        torch.randn(batch_size, 3), None, horizon=horizon, num_samples=num_samples, gamma=GAMMA,
+        torch.randn(batch_size, 3),
+        None,
+        horizon=horizon,
+        num_samples=num_samples,
+        gamma=GAMMA,
         model_step=lambda o, a: (o + a.sum(-1, keepdim=True), o[:, 0], torch.ones_like(o[:, 0])),
         policy=lambda o: torch.zeros(o.shape[0], 2),
         value=lambda o, a: (o[:, 0], torch.ones_like(o[:, 0])),
     )
     assert m.shape == v.shape == (num_samples, batch_size)
     for update in ("joint", "distill"):
-        spec = UpdateSpec(horizon=horizon, num_samples=num_samples, gamma=GAMMA,
-                          policy_update=update)
+        spec = UpdateSpec(
+            horizon=horizon, num_samples=num_samples, gamma=GAMMA, policy_update=update
+        )
         terms, metrics = update_terms(nets, random_batch(batch_size), spec)
         assert all(term.shape == (batch_size,) for term in terms.values()), {
-            k: tuple(x.shape) for k, x in terms.items()}
+            k: tuple(x.shape) for k, x in terms.items()
+        }
         assert all(value.dim() == 0 for value in metrics.values())
 
 
@@ -178,7 +190,9 @@ def test_seeded_update_is_deterministic():
     def run():
         torch.manual_seed(3)
         nets = tiny_nets()
-        terms, _ = update_terms(nets, random_batch(8), UpdateSpec(horizon=3, num_samples=2, gamma=GAMMA))
+        terms, _ = update_terms(
+            nets, random_batch(8), UpdateSpec(horizon=3, num_samples=2, gamma=GAMMA)
+        )
         return terms
 
     first, second = run(), run()

@@ -40,8 +40,9 @@ def test_model_nll_by_hand_and_against_torch():
 def test_model_terms_sum_over_members():
     mean, log_std = torch.zeros(3, 4, 2), torch.zeros(3, 4, 2)
     target = torch.randn(3, 4, 2)
-    terms = model_terms(mean, log_std, torch.zeros(3, 4), target, torch.zeros(3, 4),
-                        learn_termination=False)
+    terms = model_terms(
+        mean, log_std, torch.zeros(3, 4), target, torch.zeros(3, 4), learn_termination=False
+    )
     assert set(terms) == {"model"} and terms["model"].shape == (4,)
     per_member = -Normal(0.0, 1.0).log_prob(target).sum(-1)  # [3, 4]
     torch.testing.assert_close(terms["model"], per_member.sum(0))
@@ -52,9 +53,15 @@ def test_eq6_terms_by_hand():
     # KL(N(2, 0.1^2) || N(1, 0.5^2)) = log(0.5 / 0.1) + (0.01 + 1) / (2 * 0.25) - 0.5 = 3.129438
     # KL(q || pi) per action dim: KL(N(0, 1) || N(1, 2^2)) = 0.443147, two dims
     terms = posterior_terms(
-        m=t(2.0).view(1, 1), v=t(0.0).view(1, 1), value_mu=t(1.0), value_sigma=t(0.5),
-        posterior_mean=t(0.0, 0.0).view(1, 2), posterior_std=t(1.0, 1.0).view(1, 2),
-        prior_mean=t(1.0, 1.0).view(1, 2), prior_std=t(2.0, 2.0).view(1, 2), sigma_min=0.1,
+        m=t(2.0).view(1, 1),
+        v=t(0.0).view(1, 1),
+        value_mu=t(1.0),
+        value_sigma=t(0.5),
+        posterior_mean=t(0.0, 0.0).view(1, 2),
+        posterior_std=t(1.0, 1.0).view(1, 2),
+        prior_mean=t(1.0, 1.0).view(1, 2),
+        prior_std=t(2.0, 2.0).view(1, 2),
+        sigma_min=0.1,
     )
     assert terms["return"].item() == pytest.approx(2.0)
     assert terms["kl_value"].item() == pytest.approx(3.129438, abs=1e-6)
@@ -65,9 +72,15 @@ def test_eq6_n_greater_than_one_uses_the_moment_matched_law():
     # components N(1, 1), N(3, 2) -> N(2, 2.5); KL(N(2, 2.5) || N(0, 1))
     # = log(1 / sqrt 2.5) + (2.5 + 4) / 2 - 0.5 = -0.458145 + 3.25 - 0.5 = 2.291855
     terms = posterior_terms(
-        m=t(1.0, 3.0).view(2, 1), v=t(1.0, 2.0).view(2, 1), value_mu=t(0.0), value_sigma=t(1.0),
-        posterior_mean=torch.zeros(1, 1), posterior_std=torch.ones(1, 1),
-        prior_mean=torch.zeros(1, 1), prior_std=torch.ones(1, 1), sigma_min=0.1,
+        m=t(1.0, 3.0).view(2, 1),
+        v=t(1.0, 2.0).view(2, 1),
+        value_mu=t(0.0),
+        value_sigma=t(1.0),
+        posterior_mean=torch.zeros(1, 1),
+        posterior_std=torch.ones(1, 1),
+        prior_mean=torch.zeros(1, 1),
+        prior_std=torch.ones(1, 1),
+        sigma_min=0.1,
     )
     assert terms["return"].item() == pytest.approx(2.0)
     assert terms["kl_value"].item() == pytest.approx(2.291855, abs=1e-6)
@@ -76,7 +89,9 @@ def test_eq6_n_greater_than_one_uses_the_moment_matched_law():
 
 def test_eq5_by_hand():
     # KL(pi || q) = KL(N(1, 2^2) || N(0, 1)) = log(1/2) + (4 + 1) / 2 - 1/2 = 1.306853
-    terms = distill_terms(t(1.0).view(1, 1), t(2.0).view(1, 1), t(0.0).view(1, 1), t(1.0).view(1, 1))
+    terms = distill_terms(
+        t(1.0).view(1, 1), t(2.0).view(1, 1), t(0.0).view(1, 1), t(1.0).view(1, 1)
+    )
     assert terms["distill"].item() == pytest.approx(1.306853, abs=1e-6)
 
 
@@ -84,8 +99,9 @@ def test_eq4_cross_entropy_is_the_per_component_closed_form_averaged():
     # components N(1, 0.5) and N(3, 0) against p_psi = N(0, 2^2):
     # CE_1 = log 2 + 0.5 log 2pi + (1 + 0.5) / 8 = 1.799586
     # CE_2 = log 2 + 0.5 log 2pi + 9 / 8          = 2.737086; mean 2.268336
-    terms = value_terms(t(1.0, 3.0).view(2, 1), t(0.5, 0.0).view(2, 1), t(0.0), t(2.0),
-                        value_loss="cross_entropy")
+    terms = value_terms(
+        t(1.0, 3.0).view(2, 1), t(0.5, 0.0).view(2, 1), t(0.0), t(2.0), value_loss="cross_entropy"
+    )
     assert terms["value"].item() == pytest.approx(2.268336, abs=1e-6)
 
 
@@ -124,8 +140,9 @@ def test_entropy_floor_terms_by_hand():
     terms = entropy_floor_terms(log_prob, log_weight.exp(), log_weight, torch.tensor(2.0))
     torch.testing.assert_close(terms["entropy"], torch.tensor([-2.0, -6.0]), check_dtype=False)
     # -log 2 * (log_prob + target) = -0.693147 * (-1 + 2, -3 + 2)
-    torch.testing.assert_close(terms["entropy_weight"].detach(),
-                               torch.tensor([-1.0, 1.0]) * math.log(2.0))
+    torch.testing.assert_close(
+        terms["entropy_weight"].detach(), torch.tensor([-1.0, 1.0]) * math.log(2.0)
+    )
     terms["entropy_weight"].sum().backward()
     # mean entropy -mean(log_prob) = 2 equals the target: the weight's gradient is zero
     assert log_weight.grad.item() == pytest.approx(0.0, abs=1e-6)
@@ -133,7 +150,8 @@ def test_entropy_floor_terms_by_hand():
     # entropy 2 above a target of 0: the weight's gradient is positive (the weight shrinks)
     log_weight.grad = None
     entropy_floor_terms(log_prob, log_weight.exp(), log_weight, torch.tensor(0.0))[
-        "entropy_weight"].sum().backward()
+        "entropy_weight"
+    ].sum().backward()
     assert log_weight.grad.item() == pytest.approx(4.0)
 
 
@@ -153,8 +171,14 @@ def test_combine_terms_checks_names_and_finiteness():
 @pytest.mark.parametrize("entropy_floor", [True, False])
 def test_weights_name_exactly_the_terms_of_an_update(policy_update, value_loss, entropy_floor):
     nets = tiny_nets(entropy_floor=entropy_floor)
-    spec = UpdateSpec(horizon=2, num_samples=1, gamma=0.9, alpha=2.0,
-                      policy_update=policy_update, value_loss=value_loss)
+    spec = UpdateSpec(
+        horizon=2,
+        num_samples=1,
+        gamma=0.9,
+        alpha=2.0,
+        policy_update=policy_update,
+        value_loss=value_loss,
+    )
     terms, _ = update_terms(nets, random_batch(), spec)
     weights = loss_weights(spec, NetworkSpec(entropy_floor=entropy_floor))
     assert set(terms) == set(weights)

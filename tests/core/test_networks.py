@@ -37,16 +37,18 @@ def test_ensemble_reaches_the_noise_floor_with_calibrated_variances():
     train, held_out = linear_system(4000, generator), linear_system(2000, generator)
     normalizer = RunningNormalizer(3)
     normalizer.update(train[0])
-    model = DynamicsEnsemble(3, 2, num_members=3, num_elites=2, hiddens=(64, 64),
-                             learn_termination=False)
+    model = DynamicsEnsemble(
+        3, 2, num_members=3, num_elites=2, hiddens=(64, 64), learn_termination=False
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     obs, action, reward, next_obs = train
     target = torch.cat([next_obs - obs, reward.unsqueeze(-1)], -1)
     for _ in range(1500):
         boot = torch.randint(4000, (3, 256), generator=generator)
         mean, log_std, logit = model(normalizer(obs)[boot], action[boot])
-        loss = model_terms(mean, log_std, logit, target[boot], torch.zeros(3, 256),
-                           learn_termination=False)["model"].mean()
+        loss = model_terms(
+            mean, log_std, logit, target[boot], torch.zeros(3, 256), learn_termination=False
+        )["model"].mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -76,14 +78,27 @@ def test_layer_normed_silu_ensemble_on_standardised_targets_reaches_the_noise_fl
     normalizer, target_normalizer = RunningNormalizer(3), RunningNormalizer(4)
     normalizer.update(obs)
     target_normalizer.update(torch.cat([next_obs - obs, reward.unsqueeze(-1)], -1))
-    model = DynamicsEnsemble(3, 2, num_members=3, num_elites=2, hiddens=(64, 64),
-                             learn_termination=False, layer_norm=True, activation="silu")
+    model = DynamicsEnsemble(
+        3,
+        2,
+        num_members=3,
+        num_elites=2,
+        hiddens=(64, 64),
+        learn_termination=False,
+        layer_norm=True,
+        activation="silu",
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     affine = target_normalizer.affine()
     for _ in range(1500):
         rows = torch.randint(4000, (256,), generator=generator)
-        batch = {"obs": obs[rows], "action": action[rows], "reward": reward[rows],
-                 "next_obs": next_obs[rows], "terminated": torch.zeros(256)}
+        batch = {
+            "obs": obs[rows],
+            "action": action[rows],
+            "reward": reward[rows],
+            "next_obs": next_obs[rows],
+            "terminated": torch.zeros(256),
+        }
         loss = model_fit(model, normalizer(batch["obs"]), batch, affine)["model"].mean()
         opt.zero_grad()
         loss.backward()
@@ -111,7 +126,9 @@ def test_batched_members_equal_each_member_alone():
 def test_log_std_is_bounded_even_for_extreme_inputs():
     model = DynamicsEnsemble(3, 2, num_members=2, num_elites=1, hiddens=(8,))
     _, log_std, _ = model(1e4 * torch.randn(50, 3), torch.randn(50, 2))
-    assert (log_std >= model.log_std_min - 1e-5).all() and (log_std <= model.log_std_max + 1e-5).all()
+    assert (log_std >= model.log_std_min - 1e-5).all() and (
+        log_std <= model.log_std_max + 1e-5
+    ).all()
 
 
 def test_num_elites_must_fit_the_ensemble():
@@ -158,8 +175,9 @@ def test_polyak_and_acting():
 
 
 def test_parameter_groups_are_disjoint_and_complete():
-    spec = NetworkSpec(policy_hiddens=(8,), value_hiddens=(8,), model_hiddens=(8,),
-                       ensemble_size=2, num_elites=1)
+    spec = NetworkSpec(
+        policy_hiddens=(8,), value_hiddens=(8,), model_hiddens=(8,), ensemble_size=2, num_elites=1
+    )
     nets = DRIVENetworks(3, 2, spec)
     groups = nets.parameter_groups()
     ids = [id(p) for params in groups.values() for p in params]

@@ -38,7 +38,8 @@ def groups_reached(policy_update: str, which: str) -> set[str]:
     loss = sum(weights[name] * terms[name].mean() for name in TERM_GROUPS[which])
     loss.backward()
     reached = {
-        group for group, params in nets.parameter_groups().items()
+        group
+        for group, params in nets.parameter_groups().items()
         if any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
     }
     assert all(p.grad is None for p in nets.target_value.parameters())
@@ -66,6 +67,7 @@ def test_each_loss_reaches_only_its_parameters(policy_update, which, expected):
 
 def test_one_backward_of_the_sum_equals_the_per_group_gradients():
     """The gradient each group gets from the combined loss equals the one from its own terms."""
+
     def grads(names: tuple[str, ...] | None) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
         nets = tiny_nets()
@@ -100,8 +102,17 @@ def test_eq6_reaches_posterior_through_the_value_at_a_t_but_never_psi():
     mean, std = nets.posterior(obs_n)
     action, _ = tanh_gaussian_rsample(mean, std)
     mu, sigma = aggregate_heads(*frozen_call(nets.value, obs_n, action), "mean")
-    terms = posterior_terms(torch.zeros(1, 8), torch.ones(1, 8), mu, sigma, mean, std,
-                            mean.detach(), std.detach(), sigma_min=0.1)
+    terms = posterior_terms(
+        torch.zeros(1, 8),
+        torch.ones(1, 8),
+        mu,
+        sigma,
+        mean,
+        std,
+        mean.detach(),
+        std.detach(),
+        sigma_min=0.1,
+    )
     terms["kl_value"].sum().backward()
     assert all(p.grad is None for p in nets.value.parameters())
     assert sum(p.grad.abs().sum() for p in nets.posterior.parameters()) > 0

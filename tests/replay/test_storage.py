@@ -400,3 +400,49 @@ def test_storage_and_package_import_neither_ray_nor_torch() -> None:
         "bad = {'ray', 'torch'} & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+# ---------------------------------------------------------------- quarantine
+
+
+def test_add_valid_rows_keeps_the_good_rows_of_a_batch_and_counts_the_bad() -> None:
+    storage = ReplayStorage(10, S, A, holdout_every=0, max_abs_obs=100.0, max_abs_reward=1e6)
+    batch = make_batch([0, 1, 2, 3, 4, 5])
+    batch["obs"][1, 0] = np.nan
+    batch["reward"][3] = 1e30  # finite, but beyond max_abs_reward
+    batch["next_obs"][4, 2] = 1e3  # beyond max_abs_obs
+    batch["action"][5, 1] = -np.inf
+
+    report = storage.add_valid_rows(batch)
+
+    assert report == {"added": 2, "rejected": 4, "first_rejected": 1, "reason": "obs is NaN or inf"}
+    np.testing.assert_array_equal(stored_ids(storage), [0, 2])
+    assert storage.rows_rejected == 4 and storage.total_added == 2
+    # A clean batch stores everything; the counter survives a save and a load.
+    assert storage.add_valid_rows(make_batch([6, 7]))["rejected"] == 0
+    restored = ReplayStorage(10, S, A, holdout_every=0)
+    path = storage.save(Path(__file__).parent / "_quarantine_state.npz")
+    try:
+        restored.load(path)
+    finally:
+        Path(path).unlink()
+    assert restored.rows_rejected == 4
+    np.testing.assert_array_equal(stored_ids(restored), [0, 2, 6, 7])
+
+
+def test_add_valid_rows_reports_the_first_bad_row_by_position_not_by_field() -> None:
+    storage = ReplayStorage(10, S, A, holdout_every=0, max_abs_reward=10.0)
+    batch = make_batch([0, 1, 2])
+    batch["reward"][1] = 50.0
+    batch["next_obs"][2, 0] = np.inf
+    report = storage.add_valid_rows(batch)
+    assert report["first_rejected"] == 1 and report["reason"] == "reward exceeds 10"
+    assert report["added"] == 1
+
+
+def test_add_valid_rows_still_raises_on_a_malformed_batch() -> None:
+    storage = ReplayStorage(10, S, A)
+    with pytest.raises(ValueError, match="batch shapes must be"):
+        storage.add_valid_rows({**make_batch([0, 1]), "reward": np.zeros(3, np.float32)})
+    with pytest.raises(ValueError, match="max_abs_obs must be None or a positive number"):
+        ReplayStorage(10, S, A, max_abs_obs=0)
