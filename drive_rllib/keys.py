@@ -119,6 +119,10 @@ MODEL_HOLDOUT_ERROR = _declare(
 MODEL_HOLDOUT_ERROR_ALL = _declare(
     "model/holdout_error_all_members", "held-out one-step MSE of f_hat's mean, over all members"
 )
+UPDATES_SKIPPED_NON_FINITE = _declare(
+    "training/updates_skipped_non_finite",
+    "update steps whose optimizer steps were skipped: a gradient was NaN or infinite",
+)
 
 # --- Driver (DRIVE.training_step) ------------------------------------------------------------
 

@@ -80,9 +80,13 @@ from drive_rllib.algorithm.checkpoint import (
     save_replay,
 )
 from drive_rllib.algorithm.env_runner import DRIVEEnvRunner
-from drive_rllib.algorithm.learner import DRIVETorchLearner
+from drive_rllib.algorithm.learner import (
+    GRADIENT_CHECKS,
+    OPTIMIZER_IMPLEMENTATIONS,
+    DRIVETorchLearner,
+)
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
-from drive_rllib.core.spec import Check, DRIVESpec, integer, positive_number
+from drive_rllib.core.spec import Check, DRIVESpec, flag, integer, positive_number
 from drive_rllib.replay.actor import create_replay_actor
 
 logger = logging.getLogger(__name__)
@@ -105,6 +109,9 @@ LEARNER_SETTINGS = (
     "tau",
     "model_eval_interval",
     "model_eval_batch_size",
+    "flush_denormals",
+    "optimizer_implementation",
+    "gradient_check",
 )
 LOOP_SETTINGS = (
     "updates_per_iteration",
@@ -164,6 +171,10 @@ class DRIVEConfig(AlgorithmConfig):
         self.train_batch_size_per_learner = 256
         self.model_eval_interval = 250
         self.model_eval_batch_size = 1024
+        # The update's cost (results unchanged but for rounding; see DRIVETorchLearner).
+        self.flush_denormals = True
+        self.optimizer_implementation = "fused"
+        self.gradient_check = "global"
         # Algorithm 1.
         self.updates_per_iteration = 100  # C
         self.env_steps_per_iteration = 100  # T
@@ -209,6 +220,9 @@ class DRIVEConfig(AlgorithmConfig):
         tau: float | None = NotProvided,
         model_eval_interval: int | None = NotProvided,
         model_eval_batch_size: int | None = NotProvided,
+        flush_denormals: bool | None = NotProvided,
+        optimizer_implementation: str | None = NotProvided,
+        gradient_check: str | None = NotProvided,
         updates_per_iteration: int | None = NotProvided,
         env_steps_per_iteration: int | None = NotProvided,
         num_warmup_steps: int | None = NotProvided,
@@ -268,6 +282,18 @@ class DRIVEConfig(AlgorithmConfig):
                 first ``num_elites`` members). Default 250.
             model_eval_batch_size: held-out rows each Learner draws per ranking.
                 Default 1024.
+            flush_denormals: flush subnormal floats to zero on the CPU thread of
+                each Learner's update (``torch.set_flush_denormal``; Adam's moments
+                decay into subnormals, which x86 CPUs compute slowly). Process-wide
+                for that thread: with ``num_learners=0`` it is the driver's. Default True.
+            optimizer_implementation: "fused" (one fused Adam kernel per component
+                where the device has one, else "foreach"), "foreach" or "for_loop"
+                (torch's own default on CPU). Default "fused".
+            gradient_check: "global" (one NaN / inf check over all gradients;
+                a non-finite one skips the whole update step, counted under
+                ``training/updates_skipped_non_finite``), "per_parameter" (RLlib's
+                own ``apply_gradients``, with ``torch_skip_nan_gradients``) or "off"
+                (only the loss is checked, by ``combine_terms``). Default "global".
             updates_per_iteration: C >= 1, update steps per iteration on every
                 Learner, each on ``train_batch_size_per_learner`` rows. Default 100.
             env_steps_per_iteration: T >= 1, env steps per iteration over all
@@ -376,6 +402,16 @@ class DRIVEConfig(AlgorithmConfig):
         self._check_value("model_eval_interval", integer(minimum=0))
         self._check_value("model_eval_batch_size", integer(minimum=1))
         self._check_value("train_batch_size_per_learner", integer(minimum=1))
+        self._check_value("flush_denormals", flag)
+        for name, choices in (
+            ("optimizer_implementation", OPTIMIZER_IMPLEMENTATIONS),
+            ("gradient_check", GRADIENT_CHECKS),
+        ):
+            if getattr(self, name) not in choices:
+                self._value_error(
+                    f"`{name}` must be one of {choices}, got {getattr(self, name)!r}: e.g. "
+                    f"config.training({name}={choices[0]!r})."
+                )
 
     def _check_loop_settings(self) -> None:
         """Algorithm 1's T, C and warm-up; the replay's capacity, holdout and resources."""

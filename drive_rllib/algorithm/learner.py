@@ -19,10 +19,26 @@ One update step (one minibatch of ``train_batch_size_per_learner`` rows):
 Steps 1 and 4 run per minibatch in ``_update``: RLlib's
 ``after_gradient_based_update`` runs once per ``update()`` call, i.e. once per
 ``updates_per_iteration`` steps, which would slow psi_bar down by that factor.
+
+Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
+
+- ``flush_denormals``: subnormal floats are flushed to zero on the CPU thread
+  that runs the update (``torch.set_flush_denormal``). Adam's moments decay
+  into subnormals, and x86 CPUs take a slow path for every one of them.
+- ``optimizer_implementation``: "fused" Adam kernels (one kernel per
+  component, where the device has one; "foreach" otherwise), "foreach" or
+  "for_loop" (torch's default on CPU).
+- ``gradient_check``: "global" checks all gradients for NaN / inf at once and
+  skips the whole update step if one is not finite (``combine_terms`` has
+  already checked the loss); "per_parameter" is RLlib's own
+  ``apply_gradients`` (two checks per parameter); "off" checks nothing more.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Iterable
 from typing import Any
 
 import ray
@@ -38,6 +54,47 @@ from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModu
 from drive_rllib.core import combine_terms, loss_weights
 from drive_rllib.replay.storage import OBS
 
+logger = logging.getLogger(__name__)
+
+#: ``DRIVEConfig.optimizer_implementation`` choices.
+OPTIMIZER_IMPLEMENTATIONS = ("fused", "foreach", "for_loop")
+#: ``DRIVEConfig.gradient_check`` choices.
+GRADIENT_CHECKS = ("global", "per_parameter", "off")
+
+
+def adam_options(implementation: str, params: Iterable[torch.Tensor]) -> dict[str, bool]:
+    """Keywords of ``torch.optim.Adam`` (or ``AdamW``) for ``implementation`` on the params' devices.
+
+    "fused" falls back to "foreach" where a device has no fused Adam kernel.
+    """
+    if implementation not in OPTIMIZER_IMPLEMENTATIONS:
+        raise ValueError(
+            f"optimizer_implementation must be one of {OPTIMIZER_IMPLEMENTATIONS}, "
+            f"got {implementation!r}"
+        )
+    if implementation == "fused":
+        if {p.device.type for p in params} <= _fused_adam_devices():
+            return {"fused": True}
+        implementation = "foreach"
+    return {"foreach": implementation == "foreach"}
+
+
+def _fused_adam_devices() -> set[str]:
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # a torch without the helper: the two devices fused Adam always had
+        return {"cpu", "cuda"}
+    return set(_get_fused_kernels_supported_devices())
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether every element of every tensor is finite: one fused max-abs pass, one sync."""
+    tensors = [t for t in tensors if t is not None]
+    if not tensors:
+        return True
+    # The inf-norm is a max, so it cannot overflow as a sum of squares could.
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, norm_type=math.inf)))
+
 
 class DRIVETorchLearner(TorchLearner):
     """Torch Learner of DRIVE (see the module docstring for one update step)."""
@@ -46,6 +103,9 @@ class DRIVETorchLearner(TorchLearner):
     def build(self) -> None:
         super().build()
         self._replay: ray.actor.ActorHandle | None = None
+        self._flush_denormals = bool(self.config.flush_denormals)
+        self._gradient_check = self.config.gradient_check
+        self.num_updates_skipped = 0
         # The weight of every loss term, per module, from the module's own spec.
         self._loss_weights: dict[str, dict[str, float]] = {}
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
@@ -78,10 +138,52 @@ class DRIVETorchLearner(TorchLearner):
             self.register_optimizer(
                 module_id=module_id,
                 optimizer_name=name,
-                optimizer=torch.optim.Adam(params),
+                optimizer=torch.optim.Adam(
+                    params, **adam_options(config.optimizer_implementation, params)
+                ),
                 params=params,
                 lr_or_lr_schedule=learning_rates[name],
             )
+
+    @override(Learner)
+    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        """Flushes denormals on the thread that runs this ``update()`` (see the module docstring)."""
+        super().before_gradient_based_update(timesteps=timesteps)
+        if self._flush_denormals and not torch.set_flush_denormal(True):
+            logger.info("this CPU cannot flush denormals (no SSE3); flush_denormals does nothing")
+            self._flush_denormals = False
+
+    @override(TorchLearner)
+    def apply_gradients(self, gradients_dict: dict[Any, torch.Tensor]) -> None:
+        """Steps every optimizer; NaN / inf gradients skip the step (``gradient_check``).
+
+        With a grad scaler or learning-rate scheduler classes (RLlib's own
+        mechanisms), or ``gradient_check="per_parameter"``, RLlib's
+        ``apply_gradients`` runs instead.
+        """
+        if (
+            self._gradient_check == "per_parameter"
+            or self._grad_scalers is not None
+            or self._lr_scheduler_classes is not None
+        ):
+            super().apply_gradients(gradients_dict)
+            return
+        for param_ref, grad in gradients_dict.items():
+            self._params[param_ref].grad = grad
+        if self._gradient_check == "global" and not all_finite(gradients_dict.values()):
+            self.num_updates_skipped += 1
+            logger.warning(
+                "a NaN or infinite gradient: update step skipped (%d so far)",
+                self.num_updates_skipped,
+            )
+            for module_id in self._module_optimizers:
+                self.metrics.log_value(
+                    (module_id, keys.UPDATES_SKIPPED_NON_FINITE), 1, reduce="sum"
+                )
+            return
+        for module_id, optimizer_names in self._module_optimizers.items():
+            for optimizer_name in optimizer_names:
+                self.get_optimizer(module_id, optimizer_name).step()
 
     @override(Learner)
     def compute_loss_for_module(
