@@ -120,6 +120,7 @@ LOOP_SETTINGS = (
     "replay_capacity",
     "holdout_every",
     "replay_actor_resources",
+    "lean_collection",
 )
 DRIVE_SETTINGS = CORE_SETTINGS + LEARNER_SETTINGS + LOOP_SETTINGS
 #: How long setup() waits for the replay actor to be scheduled.
@@ -182,6 +183,7 @@ class DRIVEConfig(AlgorithmConfig):
         self.replay_capacity = 1_000_000
         self.holdout_every = 10
         self.replay_actor_resources = None  # e.g. {"head": 0.01} on a cluster
+        self.lean_collection = True  # DRIVEEnvRunner's own sampling loop
 
         # RLlib settings DRIVE needs.
         self.env_runner_cls = DRIVEEnvRunner
@@ -229,6 +231,7 @@ class DRIVEConfig(AlgorithmConfig):
         replay_capacity: int | None = NotProvided,
         holdout_every: int | None = NotProvided,
         replay_actor_resources: dict[str, float] | None = NotProvided,
+        lean_collection: bool | None = NotProvided,
         **kwargs: Any,
     ) -> DRIVEConfig:
         """Sets DRIVE's training settings (and RLlib's, e.g. ``gamma``, via ``kwargs``).
@@ -313,6 +316,13 @@ class DRIVEConfig(AlgorithmConfig):
                 Algorithm's resource request gains one bundle with them, so the
                 actor also fits inside a Tune trial's placement group. Default
                 None: no custom resource, the actor takes 0 CPUs anywhere.
+            lean_collection: training EnvRunners step their
+                ``num_envs_per_env_runner`` vectorised envs in DRIVEEnvRunner's own
+                loop (one batched forward of pi_theta per vector step, one push per
+                ``sample()`` call) instead of RLlib's connector pipelines and episode
+                objects; RLlib's loop still runs with custom connectors, episode
+                callbacks, ``batch_mode="complete_episodes"`` and on evaluation
+                runners. Default True.
             **kwargs: RLlib's own training settings (``gamma`` default 0.99,
                 ``train_batch_size_per_learner`` default 256, ``grad_clip``, ...).
 
@@ -420,6 +430,7 @@ class DRIVEConfig(AlgorithmConfig):
         self._check_value("num_warmup_steps", integer(minimum=0))
         self._check_value("replay_capacity", integer(minimum=1))
         self._check_value("holdout_every", integer(minimum=0))
+        self._check_value("lean_collection", flag)
         self._check_replay_actor_resources()
         self._check_holdout()
         if (
