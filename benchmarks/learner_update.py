@@ -21,7 +21,9 @@ move them): E 7 (5 elites) of 4x200, 256x256 policy/posterior/value, B 256,
 H 5, N 1. ``--prewarm`` updates run first (not timed), on random-action
 HalfCheetah data, so that Adam's moments hold what a running Learner's do
 (subnormals included); ``--state FILE`` saves that Learner state once and
-reuses it.
+reuses it. ``--init-state FILE`` starts instead from the networks and Adam
+moments that ``update_step.py --prewarm U --save-state FILE`` wrote (the
+same sizes; the quicker way on a loaded machine).
 
 Variants (``--wins``), each toggled on the one live Learner:
 ``all`` (every win, the defaults), ``no_flush`` (denormals not flushed),
@@ -117,6 +119,15 @@ def batch_fetch_ms(algo: Any, rows: int) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def apply_gradients_ms(learner: Any, repeats: int = 10) -> float:
+    """Mean wall ms of the Learner's apply_gradients on the last update's gradients."""
+    grads = {ref: param.grad for ref, param in learner._params.items() if param.grad is not None}
+    start = time.perf_counter()
+    for _ in range(repeats):
+        learner.apply_gradients(grads)
+    return (time.perf_counter() - start) * 1000 / repeats
+
+
 def set_variant(learner: Any, flush: bool, fused: bool, gradient_check: str) -> None:
     learner._flush_denormals = flush
     torch.set_flush_denormal(flush)
@@ -152,6 +163,16 @@ def sac_update(algo: Any, batch: int, updates: int) -> float:
         algo.learner_group.update(episodes=episodes)
         total += time.perf_counter() - start
     return total * 1000 / updates
+
+
+def load_core_state(learner: Any, path: str) -> str:
+    """Networks and Adam moments saved by ``update_step.py --save-state`` (same sizes)."""
+    saved = torch.load(path, weights_only=False)
+    module = learner.module["default_policy"].unwrapped()
+    module.nets.load_state_dict(saved["nets"])
+    for name, optimizer in learner.get_optimizers_for_module("default_policy"):
+        optimizer.load_state_dict(saved["optimizers"][name])
+    return f"core state of {saved['updates']} updates loaded from {path}"
 
 
 def prewarm(algo: Any, updates: int, state_file: str | None) -> str:
@@ -194,6 +215,10 @@ def main() -> None:
     parser.add_argument("--sac-updates", type=int, default=10, help="SAC updates per round")
     parser.add_argument("--prewarm", type=int, default=1000)
     parser.add_argument("--state", help="save / load the prewarmed Learner state here")
+    parser.add_argument(
+        "--init-state",
+        help="instead of --prewarm: networks and Adam moments from update_step.py --save-state",
+    )
     parser.add_argument("--wins", action="store_true", help="time every variant, not only 'all'")
     parser.add_argument("--no-sac", action="store_true")
     parser.add_argument("--peers", type=pathlib.Path, default=DEFAULT_PEERS)
@@ -214,13 +239,17 @@ def main() -> None:
     )
     drive = drive_algo(args.env, args.recipe, args.updates, args.seed)
     learner = drive.learner_group._learner
-    note = prewarm(drive, args.prewarm, args.state)
+    if args.init_state:
+        note = load_core_state(learner, args.init_state)
+    else:
+        note = prewarm(drive, args.prewarm, args.state)
     batch = drive.config.train_batch_size_per_learner
     sac = None if args.no_sac else sac_algo(args.peers, args.env, batch, args.seed)
     variants = list(VARIANTS) if args.wins else ["all"]
     names = variants + ([] if sac is None else ["sac"])
 
     times: dict[str, list[float]] = {name: [] for name in names}
+    applies: dict[str, list[float]] = {name: [] for name in variants}
     fetch: list[float] = []
     for round_index in range(args.rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
@@ -231,6 +260,7 @@ def main() -> None:
             else:
                 set_variant(learner, *VARIANTS[name])
                 times[name].append(drive_update(drive, args.updates))
+                applies[name].append(apply_gradients_ms(learner))
         fetch.append(batch_fetch_ms(drive, args.updates * batch))
         print(
             f"round {round_index + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f}" for n in names),
@@ -251,8 +281,9 @@ def main() -> None:
         f"({statistics.median(fetch) / args.updates:.2f} ms per update step)\n"
     )
     print("ratios: median over rounds of the per-round ratio\n")
-    print("| variant | ms per update step (median) | x RLlib SAC | x all |")
-    print("|---|---|---|---|")
+    print("| variant | ms per update step (median) | x RLlib SAC | x all | apply_gradients "
+          "alone, ms | x all |")
+    print("|---|---|---|---|---|---|")
     rows = {}
     for name in names:
         median = statistics.median(times[name])
@@ -269,7 +300,16 @@ def main() -> None:
             "rounds": times[name],
         }
         label = "RLlib SAC" if name == "sac" else name
-        print(f"| {label} | {median:.1f} | {ratio:.2f} | {vs_all:.2f} |")
+        line = f"| {label} | {median:.1f} | {ratio:.2f} | {vs_all:.2f} |"
+        if name in applies:
+            apply_vs_all = statistics.median(
+                a / b for a, b in zip(applies[name], applies["all"])
+            )
+            rows[name]["apply_gradients_ms"] = applies[name]
+            line += f" {statistics.median(applies[name]):.2f} | {apply_vs_all:.2f} |"
+        else:
+            line += " | |"
+        print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
