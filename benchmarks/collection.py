@@ -15,7 +15,8 @@ and measures:
   pre-drawn uniform actions, measured right before every configuration.
 
 The ratio is rate / (max(K, 1) x raw): 1.0 is every runner stepping as fast as
-a bare env in a loop.
+a bare env in a loop. For K >= 1 the raw rate is measured in a Ray worker,
+whose niceness (Ray's default 15, ``--worker-niceness``) the runners share.
 
     python benchmarks/collection.py                        # the README table
     python benchmarks/collection.py --configs 0:8:lean 1:8:lean --learning --steps 4000
@@ -62,6 +63,13 @@ def raw_env_rate(env_id: str, steps: int, seed: int = 0) -> float:
     rate = steps / (time.perf_counter() - start)
     env.close()
     return rate
+
+
+def raw_env_rate_in_worker(env_id: str, steps: int) -> float:
+    """``raw_env_rate`` in a Ray worker process: the niceness and placement EnvRunners get."""
+    import ray
+
+    return ray.get(ray.remote(num_cpus=0)(raw_env_rate).remote(env_id, steps))
 
 
 def build(env_id: str, runners: int, envs: int, lean: bool, steps: int, updates: int) -> Any:
@@ -127,6 +135,13 @@ def main() -> None:
     parser.add_argument("--learning", action="store_true", help="also measure with learning on")
     parser.add_argument("--updates", type=int, default=20, help="C per iteration (learning on)")
     parser.add_argument("--raw-steps", type=int, default=5000)
+    parser.add_argument(
+        "--worker-niceness",
+        type=int,
+        help="niceness of Ray's worker processes (Ray's default is 15, which starves "
+        "EnvRunners on a machine busy with other jobs; the raw rate is measured in a "
+        "worker of the same niceness either way)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -134,6 +149,8 @@ def main() -> None:
     import torch
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args.worker_niceness is not None:
+        os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
     torch.set_num_threads(1)
     ray.init(
         address="local",
@@ -146,11 +163,13 @@ def main() -> None:
     for spec in args.configs:
         runners, envs, loop = spec.split(":")
         runners, envs = int(runners), int(envs)
-        raw = raw_env_rate(args.env, args.raw_steps)
+        # The raw rate where the runners step: this process for K = 0, a Ray worker else.
+        measure_raw = raw_env_rate if runners == 0 else raw_env_rate_in_worker
+        raw = measure_raw(args.env, args.raw_steps)
         algo = build(args.env, runners, envs, loop == "lean", args.steps, args.updates)
         sample_rate(algo, args.steps)  # first reset, module and env warm-up
         rates = [sample_rate(algo, args.steps) for _ in range(args.rounds)]
-        raw = statistics.median([raw, raw_env_rate(args.env, args.raw_steps)])
+        raw = statistics.median([raw, measure_raw(args.env, args.raw_steps)])
         row = {
             "runners": runners,
             "envs": envs,

@@ -36,6 +36,7 @@ import os
 import statistics
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -151,7 +152,9 @@ def compare_wins(args, state: dict | None) -> None:
                                        warmup=1))
             if name != "sac":  # the last step's gradients are still in .grad
                 optimizers = steps[name].optimizers.values()
-                adam[name].append(time_ms(lambda: [o.step() for o in optimizers], 1, 10))
+                adam[name].append(
+                    time_ms(lambda opts=optimizers: [o.step() for o in opts], 1, 10)
+                )
     torch.set_flush_denormal(False)
     print(f"core step, H 5, N 1, batch {args.batch}, E {args.ensemble} of "
           f"{'x'.join(map(str, hiddens))}, {args.rounds} rounds x {args.steps} steps, "
@@ -242,6 +245,52 @@ def time_ms(step, repeats: int, steps: int, warmup: int = 3) -> float:
     return statistics.median(samples)
 
 
+def phase_times(args, hiddens, state) -> dict[str, float]:
+    """Wall ms per named step of ``update_terms`` (wrapped here, the core is unchanged),
+    the backward and the optimizer steps, at H=5, N=1."""
+    from drive_rllib.core import update as core_update
+
+    spent: dict[str, list[float]] = {}
+    originals = {}
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            start = time.perf_counter()
+            out = fn(*a, **k)
+            spent.setdefault(name, []).append((time.perf_counter() - start) * 1000)
+            return out
+        return wrapper
+
+    for name in ("model_fit", "imagination", "posterior_step", "entropy_floor_step",
+                 "value_step", "update_diagnostics"):
+        originals[name] = getattr(core_update, name)
+        setattr(core_update, name, timed(name, originals[name]))
+    try:
+        step = drive_step_fn(5, 1, args.batch, args.ensemble, hiddens, state=state)
+        nets, optimizers = step.nets, step.optimizers
+        network_spec = NetworkSpec(ensemble_size=args.ensemble, num_elites=5,
+                                   model_hiddens=hiddens)
+        update_spec = UpdateSpec(horizon=5, num_samples=1)
+        weights = loss_weights(update_spec, network_spec)
+        batch = random_batch(args.batch)
+        for i in range(args.steps + 2):
+            terms, _ = core_update.update_terms(nets, batch, update_spec)
+            loss = combine_terms(terms, weights)
+            for opt in optimizers.values():
+                opt.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            loss.backward()
+            spent.setdefault("backward", []).append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            for opt in optimizers.values():
+                opt.step()
+            spent.setdefault("optimizer steps", []).append((time.perf_counter() - start) * 1000)
+    finally:
+        for name, fn in originals.items():
+            setattr(core_update, name, fn)
+    return {name: statistics.median(values[2:]) for name, values in spent.items()}
+
+
 def profile_parts(batch_size: int, ensemble_size: int, steps: int,
                   hiddens: tuple[int, ...] = (200, 200, 200)) -> dict[str, float]:
     """Share of the H=5, N=1 step per part, from torch.profiler record_function ranges."""
@@ -280,6 +329,8 @@ def main() -> None:
     parser.add_argument("--wins", action="store_true", help="each cheap win on/off (H 5, N 1)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--phases", action="store_true",
+                        help="wall ms of each named step of update_terms at H=5, N=1")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     global DEVICE
@@ -312,23 +363,52 @@ def main() -> None:
         compare_wins(args, state)
         return
 
-    sac_ms = time_ms(sac_step_fn(args.batch), args.repeats, args.steps)
+    # Denormals flushed as the Learner does by default (flush_denormals=True).
+    torch.set_flush_denormal(True)
+    configs = [(h, n) for n in args.samples for h in args.horizons]
+    steps = {"sac": sac_step_fn(args.batch)}
+    for horizon, num_samples in configs:
+        steps[(horizon, num_samples)] = drive_step_fn(
+            horizon, num_samples, args.batch, args.ensemble, hiddens, state=state
+        )
+    # Interleaved: every round times every configuration once (rotated order).
+    times = {name: [] for name in steps}
+    names = list(steps)
+    for round_index in range(args.repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(time_ms(steps[name], 1, args.steps, warmup=1))
+    sac_ms = statistics.median(times["sac"])
     rows = []
-    for num_samples in args.samples:
-        for horizon in args.horizons:
-            ms = time_ms(drive_step_fn(horizon, num_samples, args.batch, args.ensemble,
-                                       hiddens, state=state),
-                         args.repeats, args.steps)
-            rows.append({"H": horizon, "N": num_samples, "ms": ms, "ratio_to_sac": ms / sac_ms})
+    for horizon, num_samples in configs:
+        series = times[(horizon, num_samples)]
+        rows.append({"H": horizon, "N": num_samples, "ms": statistics.median(series),
+                     "ratio_to_sac": statistics.median(
+                         a / b for a, b in zip(series, times["sac"]))})
 
-    print(f"device {DEVICE}, batch {args.batch}, E={args.ensemble} of {'x'.join(map(str, hiddens))}, obs {OBS_DIM}, action {ACTION_DIM}, "
-          f"1 torch thread, median of {args.repeats} x {args.steps} steps, "
-          f"loadavg {os.getloadavg()[0]:.2f}")
+    print(f"device {DEVICE}, batch {args.batch}, E={args.ensemble} of "
+          f"{'x'.join(map(str, hiddens))}, obs {OBS_DIM}, action {ACTION_DIM}, "
+          f"1 torch thread, fused Adam, denormals flushed, median of {args.repeats} "
+          f"interleaved rounds x {args.steps} steps, loadavg {os.getloadavg()[0]:.2f}")
     print(f"\nplain-torch SAC update: {sac_ms:.1f} ms\n")
-    print("| H | N | DRIVE ms/step | x SAC |")
+    print("| H | N | DRIVE ms/step | x SAC (median of per-round ratios) |")
     print("|---|---|---|---|")
     for row in rows:
         print(f"| {row['H']} | {row['N']} | {row['ms']:.1f} | {row['ratio_to_sac']:.2f} |")
+    slopes = {}
+    for name, key, fixed, value in (("ms per horizon step (N=1)", "H", "N", 1),
+                                    ("ms per sample (H=5)", "N", "H", 5)):
+        points = [(r[key], r["ms"]) for r in rows if r[fixed] == value]
+        if len(points) >= 2:
+            x, y = np.array(points, dtype=float).T
+            slope, intercept = np.polyfit(x, y, 1)
+            slopes[name] = {"slope": slope, "intercept": intercept}
+            print(f"\n{name}: {slope:.2f} (least squares over {key} = "
+                  f"{', '.join(str(int(v)) for v in x)}; intercept {intercept:.1f} ms)")
+    if args.phases:
+        print("\nDRIVE H=5 N=1, ms per step by phase (wall, median over steps):")
+        for phase, ms in phase_times(args, hiddens, state).items():
+            print(f"  {phase:28s} {ms:7.2f}")
     if args.profile:
         print("\nDRIVE H=5 N=1, ms per step by op (self+children, overlapping):")
         for key, ms in sorted(profile_parts(args.batch, args.ensemble, args.steps, hiddens).items(),
@@ -336,7 +416,7 @@ def main() -> None:
             print(f"  {key:32s} {ms:7.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"sac_ms": sac_ms, "rows": rows, "batch": args.batch,
+            json.dump({"sac_ms": sac_ms, "rows": rows, "slopes": slopes, "batch": args.batch,
                        "ensemble": args.ensemble, "loadavg": os.getloadavg()}, f, indent=1)
 
 
