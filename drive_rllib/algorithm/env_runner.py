@@ -234,9 +234,10 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
             if state.obs is None:
                 self._lean_reset(state)
             chunk = LeanChunk(num_timesteps + num_envs, state.obs.shape[1], self._action_dim())
+            act = self._lean_policy(explore, random_actions)
             num_episodes = 0
             while chunk.size < num_timesteps:
-                action = self._lean_actions(state.obs, explore, random_actions)
+                action = act(state.obs)
                 results = self._try_env_step(self._to_env_bounds(action))
                 if results == ENV_STEP_FAILURE:
                     self._lean_reset(state)
@@ -285,18 +286,30 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
     def _action_dim(self) -> int:
         return int(np.prod(self.env.single_action_space.shape))
 
-    def _lean_actions(self, obs: np.ndarray, explore: bool, random_actions: bool) -> np.ndarray:
-        """[E, A] actions in module space [-1, 1]: uniform, pi_theta's sample or its mean."""
-        module = self.module
+    def _lean_policy(self, explore: bool, random_actions: bool):
+        """obs [E, S] (numpy) -> actions [E, A] in module space [-1, 1] (numpy float32)."""
+        action_dim = self._action_dim()
         if random_actions:
-            return np.random.uniform(-1.0, 1.0, (obs.shape[0], self._action_dim())).astype(
+            return lambda obs: np.random.uniform(-1.0, 1.0, (obs.shape[0], action_dim)).astype(
                 np.float32
             )
+        module = self.module
         device = next(module.parameters()).device
-        batch = {Columns.OBS: torch.from_numpy(obs).to(device)}
         with torch.no_grad():
-            out = module.forward_exploration(batch) if explore else module.forward_inference(batch)
-        return out[Columns.ACTIONS].cpu().numpy().astype(np.float32, copy=False)
+            if hasattr(module, "acting_policy"):  # DRIVE's module: one MLP forward per step
+                policy = module.acting_policy(explore)
+            else:
+                forward = module.forward_exploration if explore else module.forward_inference
+
+                def policy(obs: torch.Tensor) -> torch.Tensor:
+                    return forward({Columns.OBS: obs})[Columns.ACTIONS]
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                action = policy(torch.from_numpy(obs).to(device))
+            return action.cpu().numpy().astype(np.float32, copy=False)
+
+        return act
 
     def _to_env_bounds(self, action: np.ndarray) -> np.ndarray:
         """Module space [-1, 1] -> the env's bounds, as RLlib's NormalizeAndClipActions does."""

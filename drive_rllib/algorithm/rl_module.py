@@ -23,6 +23,7 @@ needs: the normaliser and pi_theta (and q_phi when it is the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from ray.rllib.utils.annotations import override
 
 from drive_rllib.algorithm.batch import core_batch
 from drive_rllib.core import DRIVENetworks, DRIVESpec, InferencePolicy, update_terms
+from drive_rllib.core.distributions import tanh_gaussian_rsample
 
 #: The key of ``model_config`` that holds ``DRIVESpec.to_dict()``.
 SPEC_KEY = "drive_spec"
@@ -181,6 +183,21 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             else:
                 action = self.nets.act(obs, deterministic=False)
         return {Columns.ACTIONS: action}
+
+    def acting_policy(self, explore: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        """raw obs [B, S] -> actions [B, A] in [-1, 1], as ``forward_exploration`` (explore)
+        or ``forward_inference`` compute them, for one stretch of sampling.
+
+        The normaliser's statistics are read once (only a weight sync changes them), and
+        RLlib's per-call wrapper is skipped: what DRIVEEnvRunner's lean loop calls once per
+        vector step. Call it under ``torch.no_grad()``.
+        """
+        normalize = self.nets.obs_normalizer.frozen(torch.float32)
+        if explore:
+            prior = self.nets.prior
+            return lambda obs: tanh_gaussian_rsample(*prior(normalize(obs)))[0]
+        policy = self.nets.posterior if self._acts_with_posterior() else self.nets.prior
+        return lambda obs: torch.tanh(policy(normalize(obs))[0])
 
     @override(RLModule)
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
