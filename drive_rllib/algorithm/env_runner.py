@@ -305,7 +305,7 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
                     return forward({Columns.OBS: obs})[Columns.ACTIONS]
 
         def act(obs: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
+            with torch.inference_mode():
                 action = policy(torch.from_numpy(obs).to(device))
             return action.cpu().numpy().astype(np.float32, copy=False)
 

@@ -36,7 +36,7 @@ from ray.rllib.utils.annotations import override
 
 from drive_rllib.algorithm.batch import core_batch
 from drive_rllib.core import DRIVENetworks, DRIVESpec, InferencePolicy, update_terms
-from drive_rllib.core.distributions import tanh_gaussian_rsample
+from drive_rllib.core.distributions import tanh_gaussian_action
 
 #: The key of ``model_config`` that holds ``DRIVESpec.to_dict()``.
 SPEC_KEY = "drive_spec"
@@ -190,12 +190,12 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
         The normaliser's statistics are read once (only a weight sync changes them), and
         RLlib's per-call wrapper is skipped: what DRIVEEnvRunner's lean loop calls once per
-        vector step. Call it under ``torch.no_grad()``.
+        vector step (no log-probability). Call it under ``torch.inference_mode()``.
         """
         normalize = self.nets.obs_normalizer.frozen(torch.float32)
         if explore:
             prior = self.nets.prior
-            return lambda obs: tanh_gaussian_rsample(*prior(normalize(obs)))[0]
+            return lambda obs: tanh_gaussian_action(*prior(normalize(obs)))
         policy = self.nets.posterior if self._acts_with_posterior() else self.nets.prior
         return lambda obs: torch.tanh(policy(normalize(obs))[0])
 

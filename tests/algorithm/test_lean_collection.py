@@ -92,3 +92,23 @@ def test_episode_callbacks_keep_rllib_loop():
     )
     assert not DRIVEEnvRunner(config=config).lean_collection()
     assert not runner(lean_collection=False).lean_collection()
+
+
+@pytest.mark.parametrize("inference_policy", ["prior", "posterior"])
+def test_acting_policy_acts_as_forward_exploration_and_inference(inference_policy):
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    env_runner = runner(inference_policy=inference_policy)
+    module = env_runner.module
+    module.nets.obs_normalizer.update(torch.randn(50, 2) * 3 + 1)
+    obs = torch.randn(5, 2)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        explored = module.forward_exploration({Columns.OBS: obs})[Columns.ACTIONS]
+        torch.manual_seed(3)
+        lean_explored = module.acting_policy(explore=True)(obs)
+        inferred = module.forward_inference({Columns.OBS: obs})[Columns.ACTIONS]
+        lean_inferred = module.acting_policy(explore=False)(obs)
+    torch.testing.assert_close(lean_explored, explored)
+    torch.testing.assert_close(lean_inferred, inferred)
