@@ -36,9 +36,10 @@ import gymnasium as gym
 import numpy as np
 import ray
 import torch
+from gymnasium.wrappers.vector import DictInfoToList
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
-from ray.rllib.env.env_runner import ENV_STEP_FAILURE
+from ray.rllib.env.env_runner import ENV_STEP_FAILURE, NUM_ENV_STEP_FAILURES_LIFETIME
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.utils.annotations import override
@@ -235,10 +236,11 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
                 self._lean_reset(state)
             chunk = LeanChunk(num_timesteps + num_envs, state.obs.shape[1], self._action_dim())
             act = self._lean_policy(explore, random_actions)
-            num_episodes = 0
+            num_episodes = num_vector_steps = 0
             while chunk.size < num_timesteps:
                 action = act(state.obs)
-                results = self._try_env_step(self._to_env_bounds(action))
+                results = self._lean_env_step(self._to_env_bounds(action))
+                num_vector_steps += 1
                 if results == ENV_STEP_FAILURE:
                     self._lean_reset(state)
                     continue
@@ -267,10 +269,26 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
                 state.episode_start[state.resetting] = now
                 state.resetting = done
                 state.obs = next_obs
+        self._log_env_steps(metric=self._metrics_num_try_env_step, num_steps=num_vector_steps)
         self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=chunk.size)
         self._increase_sampled_metrics(chunk.size, num_episodes)
         self._time_after_sampling = time.perf_counter()
         return chunk.transitions()
+
+    def _lean_env_step(self, actions: np.ndarray) -> Any:
+        """``_try_env_step`` without its per-step timer and counter (counted per chunk), and
+        past RLlib's ``DictInfoToList`` wrapper: the lean loop reads no infos."""
+        env = self.env.env if isinstance(self.env, DictInfoToList) else self.env
+        try:
+            return env.step(actions)
+        except Exception as error:
+            self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
+            if self.config.restart_failed_sub_environments:
+                logger.exception("environment step failed; recreating the env(s)")
+                self.make_env()
+                return ENV_STEP_FAILURE
+            logger.exception("environment step failed and restart_failed_sub_environments is False")
+            raise RuntimeError from error
 
     def _lean_reset(self, state: LeanState) -> None:
         seed = self._seed if self._needs_initial_reset else None

@@ -112,3 +112,30 @@ def test_acting_policy_acts_as_forward_exploration_and_inference(inference_polic
         lean_inferred = module.acting_policy(explore=False)(obs)
     torch.testing.assert_close(lean_explored, explored)
     torch.testing.assert_close(lean_inferred, inferred)
+
+
+class FailingOnceEnv(CountingEnv):
+    """CountingEnv whose 5th step (over all instances) raises once."""
+
+    steps = 0
+
+    def step(self, action):
+        FailingOnceEnv.steps += 1
+        if FailingOnceEnv.steps == 5:
+            raise RuntimeError("simulator blew up")
+        return super().step(action)
+
+
+def test_a_failed_env_step_recreates_the_env_and_keeps_what_was_collected():
+    config = (
+        DRIVEConfig()
+        .environment(FailingOnceEnv)
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+        .fault_tolerance(restart_failed_sub_environments=True)
+        .training(**TINY_NETWORKS)
+    )
+    env_runner = DRIVEEnvRunner(config=config)
+    batch = env_runner._lean_sample(10, None, True, False)
+    assert len(batch["reward"]) >= 10
+    np.testing.assert_array_equal(batch["next_obs"][:, 0], batch["obs"][:, 0] + 1)
+    assert env_runner.get_metrics()["num_env_step_failures"].peek() == 1
