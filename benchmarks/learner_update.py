@@ -220,6 +220,7 @@ def main() -> None:
         help="instead of --prewarm: networks and Adam moments from update_step.py --save-state",
     )
     parser.add_argument("--wins", action="store_true", help="time every variant, not only 'all'")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="these variants")
     parser.add_argument("--no-sac", action="store_true")
     parser.add_argument("--peers", type=pathlib.Path, default=DEFAULT_PEERS)
     parser.add_argument("--seed", type=int, default=0)
@@ -245,7 +246,9 @@ def main() -> None:
         note = prewarm(drive, args.prewarm, args.state)
     batch = drive.config.train_batch_size_per_learner
     sac = None if args.no_sac else sac_algo(args.peers, args.env, batch, args.seed)
-    variants = list(VARIANTS) if args.wins else ["all"]
+    variants = args.variants or (list(VARIANTS) if args.wins else ["all"])
+    if "all" not in variants:
+        variants = ["all", *variants]
     names = variants + ([] if sac is None else ["sac"])
 
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -281,8 +284,10 @@ def main() -> None:
         f"({statistics.median(fetch) / args.updates:.2f} ms per update step)\n"
     )
     print("ratios: median over rounds of the per-round ratio\n")
-    print("| variant | ms per update step (median) | x RLlib SAC | x all | apply_gradients "
-          "alone, ms | x all |")
+    print(
+        "| variant | ms per update step (median) | x RLlib SAC | x all | apply_gradients "
+        "alone, ms | x all |"
+    )
     print("|---|---|---|---|---|---|")
     rows = {}
     for name in names:
@@ -302,9 +307,7 @@ def main() -> None:
         label = "RLlib SAC" if name == "sac" else name
         line = f"| {label} | {median:.1f} | {ratio:.2f} | {vs_all:.2f} |"
         if name in applies:
-            apply_vs_all = statistics.median(
-                a / b for a, b in zip(applies[name], applies["all"])
-            )
+            apply_vs_all = statistics.median(a / b for a, b in zip(applies[name], applies["all"]))
             rows[name]["apply_gradients_ms"] = applies[name]
             line += f" {statistics.median(applies[name]):.2f} | {apply_vs_all:.2f} |"
         else:

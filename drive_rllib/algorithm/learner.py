@@ -145,6 +145,21 @@ class DRIVETorchLearner(TorchLearner):
                 lr_or_lr_schedule=learning_rates[name],
             )
 
+    @override(TorchLearner)
+    def _set_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Loads the optimizers' state, keeping this config's ``optimizer_implementation``.
+
+        ``load_state_dict`` takes each param group's flags from the state, so a checkpoint
+        written by a for-loop Adam would turn the fused optimizers back into for-loop ones.
+        """
+        super()._set_optimizer_state(state)
+        implementation = self.config.optimizer_implementation
+        for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
+            for _, optimizer in self.get_optimizers_for_module(module_id):
+                for group in optimizer.param_groups:
+                    group.update(fused=None, foreach=None)
+                    group.update(adam_options(implementation, group["params"]))
+
     @override(Learner)
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         """Flushes denormals on the thread that runs this ``update()`` (see the module docstring)."""

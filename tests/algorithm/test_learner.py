@@ -109,3 +109,16 @@ def test_update_flushes_denormals_on_its_thread(tiny_config):
             assert (tiny * 1.0).item() == 0.0
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_restored_optimizer_state_keeps_the_configured_implementation(tiny_config):
+    old = local_learner(tiny_config, optimizer_implementation="for_loop")
+    old.apply_gradients(gradients_of(old, 0.01))
+    learner = local_learner(tiny_config)
+    learner._set_optimizer_state(old._get_optimizer_state())
+    for _, optimizer in learner.get_optimizers_for_module(MODULE_ID):
+        assert optimizer.param_groups[0]["fused"]
+        assert optimizer.state  # the moments came with the state
+    before = parameters(learner)
+    learner.apply_gradients(gradients_of(learner, 0.01))
+    assert all(not torch.equal(before[n], p) for n, p in parameters(learner).items())
