@@ -251,6 +251,11 @@ def main() -> None:
         variants = ["all", *variants]
     names = variants + ([] if sac is None else ["sac"])
 
+    # Untimed first calls: the replay actor imports the batch code, RLlib builds its
+    # minibatch iterator and metrics (on a loaded machine that took minutes once).
+    drive_update(drive, args.updates)
+    if sac is not None:
+        sac_update(sac, batch, 1)
     times: dict[str, list[float]] = {name: [] for name in names}
     applies: dict[str, list[float]] = {name: [] for name in variants}
     fetch: list[float] = []

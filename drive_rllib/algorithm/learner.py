@@ -37,7 +37,6 @@ Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -88,12 +87,13 @@ def _fused_adam_devices() -> set[str]:
 
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
-    """Whether every element of every tensor is finite: one fused max-abs pass, one sync."""
-    tensors = [t for t in tensors if t is not None]
-    if not tensors:
-        return True
-    # The inf-norm is a max, so it cannot overflow as a sum of squares could.
-    return bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors, norm_type=math.inf)))
+    """Whether every element of every tensor is finite: one min/max pass each, one sync.
+
+    Min and max propagate NaN and see +-inf, and cannot overflow as a sum could; on CPU
+    this is several times faster than ``torch.nn.utils.get_total_norm(..., inf)``.
+    """
+    extremes = [torch.stack(torch.aminmax(t)) for t in tensors if t is not None and t.numel()]
+    return not extremes or bool(torch.isfinite(torch.cat(extremes)).all())
 
 
 class DRIVETorchLearner(TorchLearner):
