@@ -20,8 +20,8 @@ one push of the whole chunk to the replay actor. It skips what DRIVE does not
 use: RLlib's connector pipelines, the episode objects and the per-episode
 callbacks. It logs RLlib's EnvRunner metrics (env steps, episodes, episode
 return / length / duration). RLlib's own loop runs instead where the lean one
-would change behaviour: on evaluation runners, with user connectors or
-episode callbacks, with ``num_episodes`` or ``batch_mode="complete_episodes"``,
+would change behaviour: on evaluation runners, with user connectors,
+episode callbacks or ``on_sample_end``, with ``num_episodes`` or ``batch_mode="complete_episodes"``,
 and with an env that does not autoreset on the next step.
 """
 
@@ -47,11 +47,13 @@ from ray.rllib.utils.metrics import SAMPLE_TIMER, WEIGHTS_SEQ_NO
 
 logger = logging.getLogger(__name__)
 
-_EPISODE_CALLBACKS = (
+#: Callbacks RLlib's sampling loop makes and the lean loop does not.
+_SAMPLING_CALLBACKS = (
     "on_episode_created",
     "on_episode_start",
     "on_episode_step",
     "on_episode_end",
+    "on_sample_end",
 )
 
 
@@ -199,9 +201,9 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
                 and getattr(cls, name, None) is not getattr(RLlibCallback, name)
                 for cls in classes
             )
-            for name in _EPISODE_CALLBACKS
+            for name in _SAMPLING_CALLBACKS
         ):
-            why_not.append("episode callbacks")
+            why_not.append("episode or sample callbacks")
         if config.batch_mode != "truncate_episodes":
             why_not.append(f"batch_mode={config.batch_mode!r}")
         autoreset = getattr(self.env, "metadata", {}).get("autoreset_mode")
