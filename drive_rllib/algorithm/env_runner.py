@@ -21,8 +21,9 @@ use: RLlib's connector pipelines, the episode objects and the per-episode
 callbacks. It logs RLlib's EnvRunner metrics (env steps, episodes, episode
 return / length / duration). RLlib's own loop runs instead where the lean one
 would change behaviour: on evaluation runners, with user connectors,
-episode callbacks or ``on_sample_end``, with ``num_episodes`` or ``batch_mode="complete_episodes"``,
-and with an env that does not autoreset on the next step.
+episode callbacks or ``on_sample_end``, with ``num_episodes`` or
+``batch_mode="complete_episodes"``, and with an env that does not autoreset
+on the next step.
 """
 
 from __future__ import annotations
