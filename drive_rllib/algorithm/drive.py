@@ -87,7 +87,11 @@ from drive_rllib.algorithm.checkpoint import (
 )
 from drive_rllib.algorithm.checkpoint import restore_replay as restore_replay_file
 from drive_rllib.algorithm.env_runner import DRIVEEnvRunner, observation_scale
-from drive_rllib.algorithm.learner import DRIVETorchLearner
+from drive_rllib.algorithm.learner import (
+    GRADIENT_CHECKS,
+    OPTIMIZER_IMPLEMENTATIONS,
+    DRIVETorchLearner,
+)
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
 from drive_rllib.core.spec import (
     Check,
@@ -135,6 +139,9 @@ LEARNER_SETTINGS = (
     "model_eval_batch_size",
     "model_weight_decay",
     "max_skipped_updates",
+    "flush_denormals",
+    "optimizer_implementation",
+    "gradient_check",
 )
 LOOP_SETTINGS = (
     "updates_per_iteration",
@@ -148,6 +155,7 @@ LOOP_SETTINGS = (
     "replay_snapshot_interval",
     "max_abs_value",
     "max_rejected_share",
+    "lean_collection",
 )
 DRIVE_SETTINGS = CORE_SETTINGS + LEARNER_SETTINGS + LOOP_SETTINGS
 #: How long setup() waits for the replay actor to be scheduled.
@@ -210,6 +218,10 @@ class DRIVEConfig(AlgorithmConfig):
         self.model_eval_batch_size = 1024
         self.model_weight_decay = 1e-4  # AdamW's decoupled weight decay of f_hat
         self.max_skipped_updates = 10
+        # The update's cost (results unchanged but for rounding; see DRIVETorchLearner).
+        self.flush_denormals = True
+        self.optimizer_implementation = "fused"
+        self.gradient_check = "global"
         # Algorithm 1.
         self.updates_per_iteration = 100  # C
         self.env_steps_per_iteration = 100  # T
@@ -223,6 +235,7 @@ class DRIVEConfig(AlgorithmConfig):
         self.replay_snapshot_interval = 10
         self.max_abs_value = 1e6
         self.max_rejected_share = 0.01
+        self.lean_collection = True  # DRIVEEnvRunner's own sampling loop
 
         # RLlib settings DRIVE needs.
         self.env_runner_cls = DRIVEEnvRunner
@@ -278,6 +291,9 @@ class DRIVEConfig(AlgorithmConfig):
         model_eval_batch_size: int | None = NotProvided,
         model_weight_decay: float | None = NotProvided,
         max_skipped_updates: int | None = NotProvided,
+        flush_denormals: bool | None = NotProvided,
+        optimizer_implementation: str | None = NotProvided,
+        gradient_check: str | None = NotProvided,
         updates_per_iteration: int | None = NotProvided,
         env_steps_per_iteration: int | None = NotProvided,
         num_warmup_steps: int | None = NotProvided,
@@ -289,6 +305,7 @@ class DRIVEConfig(AlgorithmConfig):
         replay_snapshot_interval: int | None = NotProvided,
         max_abs_value: float | None = NotProvided,
         max_rejected_share: float | None = NotProvided,
+        lean_collection: bool | None = NotProvided,
         **kwargs: Any,
     ) -> DRIVEConfig:
         """Sets DRIVE's training settings (and RLlib's, e.g. ``gamma``, via ``kwargs``).
@@ -383,6 +400,18 @@ class DRIVEConfig(AlgorithmConfig):
                 is skipped (weights, optimizer states and normaliser stay as they
                 were; counted as ``training/skipped_steps``); K consecutive
                 skipped steps fail the trial. Default 10.
+            flush_denormals: flush subnormal floats to zero on the CPU thread of
+                each Learner's update (``torch.set_flush_denormal``; Adam's moments
+                decay into subnormals, which x86 CPUs compute slowly). Process-wide
+                for that thread: with ``num_learners=0`` it is the driver's. Default True.
+            optimizer_implementation: "fused" (one fused Adam kernel per component
+                where the device has one, else "foreach"), "foreach" or "for_loop"
+                (torch's own default on CPU). Default "fused".
+            gradient_check: "global" (one NaN / inf check over all gradients;
+                a non-finite one skips the whole update step as a NaN loss does,
+                see ``max_skipped_updates``), "per_parameter" (RLlib's
+                own ``apply_gradients``, with ``torch_skip_nan_gradients``) or "off"
+                (only the loss is checked, by ``combine_terms``). Default "global".
             updates_per_iteration: C >= 1, update steps per iteration on every
                 Learner, each on ``train_batch_size_per_learner`` rows. Default 100.
             env_steps_per_iteration: T >= 1, env steps per iteration over all
@@ -424,6 +453,13 @@ class DRIVEConfig(AlgorithmConfig):
             max_rejected_share: the run fails when more than this share of the
                 rows pushed so far were rejected (checked from 1,000 rows on).
                 Default 0.01.
+            lean_collection: training EnvRunners step their
+                ``num_envs_per_env_runner`` vectorised envs in DRIVEEnvRunner's own
+                loop (one batched forward of pi_theta per vector step, one push per
+                ``sample()`` call) instead of RLlib's connector pipelines and episode
+                objects; RLlib's loop still runs with custom connectors, episode
+                callbacks, ``batch_mode="complete_episodes"`` and on evaluation
+                runners. Default True.
             **kwargs: RLlib's own training settings (``gamma`` default 0.99,
                 ``train_batch_size_per_learner`` default 256, ``grad_clip``, ...).
 
@@ -557,6 +593,16 @@ class DRIVEConfig(AlgorithmConfig):
         self._check_value("model_eval_batch_size", integer(minimum=1))
         self._check_value("train_batch_size_per_learner", integer(minimum=1))
         self._check_value("model_weight_decay", non_negative_number)
+        self._check_value("flush_denormals", flag)
+        for name, choices in (
+            ("optimizer_implementation", OPTIMIZER_IMPLEMENTATIONS),
+            ("gradient_check", GRADIENT_CHECKS),
+        ):
+            if getattr(self, name) not in choices:
+                self._value_error(
+                    f"`{name}` must be one of {choices}, got {getattr(self, name)!r}: e.g. "
+                    f"config.training({name}={choices[0]!r})."
+                )
 
     def _check_loop_settings(self) -> None:
         """Algorithm 1's T, C and warm-up; the replay's capacity, holdout and resources."""
@@ -566,6 +612,7 @@ class DRIVEConfig(AlgorithmConfig):
         self._check_value("warmup_catch_up", flag)
         self._check_value("replay_capacity", integer(minimum=1))
         self._check_value("holdout_every", integer(minimum=0))
+        self._check_value("lean_collection", flag)
         self._check_replay_actor_resources()
         self._check_holdout()
         self._check_reliability_settings()

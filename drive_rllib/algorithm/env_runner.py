@@ -21,13 +21,28 @@ values and keeps the others (``push``); the runner logs the first dropped row
 A remote runner whose push times out logs the error and returns: the driver
 reports the hung replay actor (one clear error), and RLlib does not restart a
 healthy runner for it. The local runner (``num_env_runners=0``) raises directly.
+
+Lean collection (``DRIVEConfig.lean_collection``, default on): a training
+runner steps its ``num_envs_per_env_runner`` vectorised envs (RLlib's own
+gymnasium vector env) in a loop of its own: one batched forward of pi_theta
+per vector step, the actions rescaled to the env's bounds as RLlib's
+connector does, the transitions written into preallocated numpy arrays, and
+one push of the whole chunk to the replay actor. It skips what DRIVE does not
+use: RLlib's connector pipelines, the episode objects and the per-episode
+callbacks. It logs RLlib's EnvRunner metrics (env steps, episodes, episode
+return / length / duration). RLlib's own loop runs instead where the lean one
+would change behaviour: on evaluation runners, with user connectors,
+episode callbacks or ``on_sample_end``, with ``num_episodes`` or
+``batch_mode="complete_episodes"``, and with an env that does not autoreset
+on the next step.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 from unittest import mock
 
@@ -35,15 +50,29 @@ import gymnasium as gym
 import numpy as np
 import ray
 import torch
+from gymnasium.wrappers.vector import DictInfoToList
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core.columns import Columns
+from ray.rllib.env.env_runner import ENV_STEP_FAILURE, NUM_ENV_STEP_FAILURES_LIFETIME
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.utils.annotations import override
+from ray.rllib.utils.metrics import SAMPLE_TIMER, WEIGHTS_SEQ_NO
 
 from drive_rllib import keys
 from drive_rllib.mujoco_log import redirect_mujoco_warnings
 from drive_rllib.replay.actor import ReplayUnavailableError, call
 
 logger = logging.getLogger(__name__)
+
+#: Callbacks RLlib's sampling loop makes and the lean loop does not.
+_SAMPLING_CALLBACKS = (
+    "on_episode_created",
+    "on_episode_start",
+    "on_episode_step",
+    "on_episode_end",
+    "on_sample_end",
+)
 
 #: Seed distance between the generations of a restored run's EnvRunners (RLlib's runners
 #: of one generation are `worker_index * 10000` apart).
@@ -160,6 +189,7 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         self.num_transitions_pushed = 0
         self.num_transitions_rejected = 0
         self._rejection_logged = False
+        self._lean: LeanState | None = None
         super().__init__(config=config, **kwargs)
 
     def set_replay_actor(
@@ -247,6 +277,10 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
                 "setup() and after restoring a failed runner; call set_replay_actor() when "
                 "using the runner outside DRIVE."
             )
+        if self._replay is not None and num_episodes is None and self.lean_collection():
+            transitions = self._lean_sample(num_timesteps, explore, random_actions, force_reset)
+            self._push(transitions, self._lean.chunk_origin)
+            return []
         module = self.module
         if random_actions:
             module.act_uniformly = True
@@ -263,14 +297,15 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
             module.act_uniformly = False
         if self._replay is None:
             return episodes
-        transitions = episodes_to_transitions(episodes)
-        if transitions:
-            self._push(episodes, transitions)
+        self._push(episodes_to_transitions(episodes), lambda row: row_origin(episodes, row))
         return []
 
     def _push(
-        self, episodes: Sequence[SingleAgentEpisode], transitions: dict[str, np.ndarray]
+        self, transitions: dict[str, np.ndarray], origin: Callable[[int], tuple[str, int]]
     ) -> None:
+        """Pushes the rows to the replay actor; ``origin(row)`` is (episode, env step) of a row."""
+        if not transitions or not len(transitions["reward"]):
+            return
         # Wait for the push: once sample() returns, the data is in the replay, so the
         # driver's next learner batch (and its replay size) includes it.
         try:
@@ -294,7 +329,7 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
             self.num_transitions_rejected += report["rejected"]
             if not self._rejection_logged:
                 self._rejection_logged = True
-                episode_id, step = row_origin(episodes, report["first_rejected"])
+                episode_id, step = origin(report["first_rejected"])
                 logger.warning(
                     "EnvRunner %d: the replay dropped %d of %d rows; the first: episode %s, "
                     "env step %d (%s). Rows with NaN/inf or beyond max_abs_value are dropped "
@@ -306,3 +341,231 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
                     step,
                     report["reason"],
                 )
+
+    # -- lean collection ----------------------------------------------------------------------
+
+    def lean_collection(self) -> bool:
+        """Whether ``sample`` runs the lean loop (see the module docstring)."""
+        config = self.config
+        if not getattr(config, "lean_collection", False) or config.in_evaluation:
+            return False
+        why_not = []
+        if config._env_to_module_connector is not None or config._module_to_env_connector:
+            why_not.append("custom connectors")
+        if not (
+            config.add_default_connectors_to_env_to_module_pipeline
+            and config.add_default_connectors_to_module_to_env_pipeline
+        ):
+            why_not.append("connector pipelines without RLlib's defaults")
+        callbacks = config.callbacks_class
+        classes = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+        if any(
+            getattr(config, f"callbacks_{name}", None) is not None
+            or any(
+                isinstance(cls, type)
+                and getattr(cls, name, None) is not getattr(RLlibCallback, name)
+                for cls in classes
+            )
+            for name in _SAMPLING_CALLBACKS
+        ):
+            why_not.append("episode or sample callbacks")
+        if config.batch_mode != "truncate_episodes":
+            why_not.append(f"batch_mode={config.batch_mode!r}")
+        autoreset = getattr(self.env, "metadata", {}).get("autoreset_mode")
+        if autoreset is not None and autoreset != gym.vector.AutoresetMode.NEXT_STEP:
+            why_not.append(f"autoreset mode {autoreset}")
+        if why_not:
+            if self._lean is None:
+                logger.info("lean collection off (%s): RLlib's sampling loop runs", why_not)
+                self._lean = LeanState(active=False)
+            return False
+        return True
+
+    def _lean_sample(
+        self,
+        num_timesteps: int | None,
+        explore: bool | None,
+        random_actions: bool,
+        force_reset: bool,
+    ) -> dict[str, np.ndarray]:
+        """At least ``num_timesteps`` env steps over the vector env, as flat transitions."""
+        config = self.config
+        num_envs = self.num_envs
+        if num_timesteps is None:
+            num_timesteps = config.get_rollout_fragment_length(self.worker_index) * num_envs
+        explore = config.explore if explore is None else explore
+        if self._lean is None or not self._lean.active or force_reset:
+            self._lean = LeanState(active=True)
+        state = self._lean
+        self.metrics.log_value(WEIGHTS_SEQ_NO, self._weights_seq_no, window=1)
+        with self.metrics.log_time(SAMPLE_TIMER):
+            if state.obs is None or self._needs_initial_reset:
+                self._lean_reset(state)
+            chunk = LeanChunk(num_timesteps + num_envs, state.obs.shape[1], self._action_dim())
+            act = self._lean_policy(explore, random_actions)
+            num_episodes = num_vector_steps = 0
+            while chunk.size < num_timesteps:
+                action = act(state.obs)
+                results = self._lean_env_step(self._to_env_bounds(action))
+                num_vector_steps += 1
+                if results == ENV_STEP_FAILURE:
+                    self._lean_reset(state)
+                    continue
+                next_obs, reward, terminated, truncated, _ = results
+                next_obs = np.asarray(next_obs, dtype=np.float32).reshape(num_envs, -1)
+                reward = np.asarray(reward, dtype=np.float32)
+                terminated = np.asarray(terminated, dtype=bool)
+                truncated = np.asarray(truncated, dtype=bool)
+                # NEXT_STEP autoreset: envs that ended an episode on the last step were
+                # reset by this one (their reward and action mean nothing).
+                stepped = ~state.resetting
+                chunk.append(stepped, state.obs, action, reward, next_obs, terminated, truncated)
+                chunk.note_origin(stepped, state.episode_length)
+                state.episode_return[stepped] += reward[stepped]
+                state.episode_length[stepped] += 1
+                done = stepped & (terminated | truncated)
+                now = time.perf_counter()
+                for index in np.flatnonzero(done):
+                    self._log_episode_metrics(
+                        int(state.episode_length[index]),
+                        float(state.episode_return[index]),
+                        now - state.episode_start[index],
+                    )
+                    num_episodes += 1
+                state.episode_return[state.resetting] = 0.0
+                state.episode_length[state.resetting] = 0
+                state.episode_start[state.resetting] = now
+                state.resetting = done
+                state.obs = next_obs
+        self._log_env_steps(metric=self._metrics_num_try_env_step, num_steps=num_vector_steps)
+        self._log_env_steps(metric=self._metrics_num_env_steps_sampled, num_steps=chunk.size)
+        self._increase_sampled_metrics(chunk.size, num_episodes)
+        self._time_after_sampling = time.perf_counter()
+        state.chunk = chunk
+        return chunk.transitions()
+
+    def _lean_env_step(self, actions: np.ndarray) -> Any:
+        """``_try_env_step`` without its per-step timer and counter (counted per chunk), and
+        past RLlib's ``DictInfoToList`` wrapper: the lean loop reads no infos."""
+        env = self.env.env if isinstance(self.env, DictInfoToList) else self.env
+        try:
+            return env.step(actions)
+        except Exception as error:
+            self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
+            if self.config.restart_failed_sub_environments:
+                logger.exception("environment step failed; recreating the env(s)")
+                self.make_env()
+                return ENV_STEP_FAILURE
+            logger.exception("environment step failed and restart_failed_sub_environments is False")
+            raise RuntimeError from error
+
+    def _lean_reset(self, state: LeanState) -> None:
+        seed = self._seed if self._needs_initial_reset else None
+        obs, _ = self._try_env_reset(seed=seed, options=None)
+        self._needs_initial_reset = False
+        num_envs = self.num_envs
+        state.obs = np.asarray(obs, dtype=np.float32).reshape(num_envs, -1)
+        state.resetting = np.zeros(num_envs, dtype=bool)
+        state.episode_return = np.zeros(num_envs, dtype=np.float64)
+        state.episode_length = np.zeros(num_envs, dtype=np.int64)
+        state.episode_start = np.full(num_envs, time.perf_counter())
+
+    def _action_dim(self) -> int:
+        return int(np.prod(self.env.single_action_space.shape))
+
+    def _lean_policy(self, explore: bool, random_actions: bool):
+        """obs [E, S] (numpy) -> actions [E, A] in module space [-1, 1] (numpy float32)."""
+        action_dim = self._action_dim()
+        if random_actions:
+            return lambda obs: np.random.uniform(-1.0, 1.0, (obs.shape[0], action_dim)).astype(
+                np.float32
+            )
+        module = self.module
+        device = next(module.parameters()).device
+        with torch.no_grad():
+            if hasattr(module, "acting_policy"):  # DRIVE's module: one MLP forward per step
+                policy = module.acting_policy(explore)
+            else:
+                forward = module.forward_exploration if explore else module.forward_inference
+
+                def policy(obs: torch.Tensor) -> torch.Tensor:
+                    return forward({Columns.OBS: obs})[Columns.ACTIONS]
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                action = policy(torch.from_numpy(obs).to(device))
+            return action.cpu().numpy().astype(np.float32, copy=False)
+
+        return act
+
+    def _to_env_bounds(self, action: np.ndarray) -> np.ndarray:
+        """Module space [-1, 1] -> the env's bounds, as RLlib's NormalizeAndClipActions does."""
+        space = self.env.single_action_space
+        if self.config.normalize_actions:
+            return space.low + (action + 1.0) * (space.high - space.low) / 2.0
+        if self.config.clip_actions:
+            return np.clip(action, space.low, space.high)
+        return action
+
+
+class LeanState:
+    """The lean loop's view of the vector env between ``sample`` calls."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.obs: np.ndarray | None = None  # [E, S], the current observations
+        self.resetting: np.ndarray | None = None  # [E], reset by the next step (NEXT_STEP)
+        self.episode_return: np.ndarray | None = None
+        self.episode_length: np.ndarray | None = None
+        self.episode_start: np.ndarray | None = None
+        self.chunk: LeanChunk | None = None  # the last sample call's
+
+    def chunk_origin(self, row: int) -> tuple[str, int]:
+        """(episode, env step) of row ``row`` of the last chunk, for the rejection log."""
+        env_index, step = self.chunk.origin(row)
+        return f"of sub-env {env_index}", step
+
+
+class LeanChunk:
+    """Preallocated flat transitions of one ``sample`` call, filled one vector step at a time."""
+
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int) -> None:
+        self.size = 0
+        # Per row: the sub-env and its episode's step (for the log of a rejected row).
+        self._env_index = np.empty(capacity, dtype=np.int64)
+        self._episode_step = np.empty(capacity, dtype=np.int64)
+        self._arrays = {
+            "obs": np.empty((capacity, obs_dim), dtype=np.float32),
+            "action": np.empty((capacity, action_dim), dtype=np.float32),
+            "reward": np.empty(capacity, dtype=np.float32),
+            "next_obs": np.empty((capacity, obs_dim), dtype=np.float32),
+            "terminated": np.empty(capacity, dtype=bool),
+            "truncated": np.empty(capacity, dtype=bool),
+        }
+
+    def append(self, rows: np.ndarray, *columns: np.ndarray) -> None:
+        """Appends the ``rows`` (a bool mask over envs) of obs, action, ..., truncated."""
+        count = int(rows.sum())
+        if count == 0:
+            return
+        end = self.size + count
+        all_rows = count == rows.shape[0]
+        for array, column in zip(self._arrays.values(), columns):
+            array[self.size : end] = column if all_rows else column[rows]
+        self.size = end
+
+    def note_origin(self, rows: np.ndarray, episode_length: np.ndarray) -> None:
+        """Records sub-env and episode step of the rows `append` just added (call after it)."""
+        index = np.flatnonzero(rows)
+        start = self.size - len(index)
+        self._env_index[start : self.size] = index
+        # episode_length is updated after the append: the step of these rows is its value.
+        self._episode_step[start : self.size] = episode_length[index]
+
+    def origin(self, row: int) -> tuple[int, int]:
+        """(sub-env, env step of its episode) of row ``row``."""
+        return int(self._env_index[row]), int(self._episode_step[row])
+
+    def transitions(self) -> dict[str, np.ndarray]:
+        """The filled rows, in the replay actor's batch format."""
+        return {name: array[: self.size] for name, array in self._arrays.items()}

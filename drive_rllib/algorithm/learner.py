@@ -34,13 +34,26 @@ the normaliser's sums are put back, psi_bar and the update counter do not
 move, and ``training/skipped_steps`` counts it (all Learners skip together
 under DDP). ``max_skipped_updates`` consecutive skips fail the trial with
 ``combine_terms``' message.
+
+Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
+
+- ``flush_denormals``: subnormal floats are flushed to zero on the CPU thread
+  that runs the update (``torch.set_flush_denormal``). Adam's moments decay
+  into subnormals, and x86 CPUs take a slow path for every one of them.
+- ``optimizer_implementation``: "fused" Adam kernels (one kernel per
+  component, where the device has one; "foreach" otherwise), "foreach" or
+  "for_loop" (torch's default on CPU).
+- ``gradient_check``: "global" checks all gradients for NaN / inf at once (a
+  non-finite one skips the step as above; ``combine_terms`` has already
+  checked the loss); "per_parameter" is RLlib's own ``apply_gradients`` (two
+  checks per parameter); "off" checks nothing more.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import numpy as np
@@ -64,6 +77,46 @@ logger = logging.getLogger(__name__)
 #: The Learner state's entry of the torch and numpy RNG states (restored with it).
 RNG_STATE = "drive_rng_state"
 
+#: ``DRIVEConfig.optimizer_implementation`` choices.
+OPTIMIZER_IMPLEMENTATIONS = ("fused", "foreach", "for_loop")
+#: ``DRIVEConfig.gradient_check`` choices.
+GRADIENT_CHECKS = ("global", "per_parameter", "off")
+
+
+def adam_options(implementation: str, params: Iterable[torch.Tensor]) -> dict[str, bool]:
+    """Keywords of ``torch.optim.Adam`` (or ``AdamW``) for ``implementation`` on the params' devices.
+
+    "fused" falls back to "foreach" where a device has no fused Adam kernel.
+    """
+    if implementation not in OPTIMIZER_IMPLEMENTATIONS:
+        raise ValueError(
+            f"optimizer_implementation must be one of {OPTIMIZER_IMPLEMENTATIONS}, "
+            f"got {implementation!r}"
+        )
+    if implementation == "fused":
+        if {p.device.type for p in params} <= _fused_adam_devices():
+            return {"fused": True}
+        implementation = "foreach"
+    return {"foreach": implementation == "foreach"}
+
+
+def _fused_adam_devices() -> set[str]:
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # a torch without the helper: the two devices fused Adam always had
+        return {"cpu", "cuda"}
+    return set(_get_fused_kernels_supported_devices())
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether every element of every tensor is finite: one min/max pass each, one sync.
+
+    Min and max propagate NaN and see +-inf, and cannot overflow as a sum could; on CPU
+    this is several times faster than ``torch.nn.utils.get_total_norm(..., inf)``.
+    """
+    extremes = [torch.stack(torch.aminmax(t)) for t in tensors if t is not None and t.numel()]
+    return not extremes or bool(torch.isfinite(torch.cat(extremes)).all())
+
 
 class DRIVETorchLearner(TorchLearner):
     """Torch Learner of DRIVE (see the module docstring for one update step)."""
@@ -81,6 +134,8 @@ class DRIVETorchLearner(TorchLearner):
         self._skip_step = False
         self.num_skipped_steps = 0
         self._consecutive_skips = 0
+        self._flush_denormals = bool(self.config.flush_denormals)
+        self._gradient_check = self.config.gradient_check
         # The weight of every loss term, per module, from the module's own spec.
         self._loss_weights: dict[str, dict[str, float]] = {}
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
@@ -143,10 +198,13 @@ class DRIVETorchLearner(TorchLearner):
         if unknown:
             raise KeyError(f"no learning rate for the core's parameter groups {sorted(unknown)}")
         for name, params in groups.items():
+            options = adam_options(config.optimizer_implementation, params)
             if name == "model" and config.model_weight_decay:
-                optimizer = torch.optim.AdamW(params, weight_decay=config.model_weight_decay)
+                optimizer = torch.optim.AdamW(
+                    params, weight_decay=config.model_weight_decay, **options
+                )
             else:
-                optimizer = torch.optim.Adam(params)
+                optimizer = torch.optim.Adam(params, **options)
             self.register_optimizer(
                 module_id=module_id,
                 optimizer_name=name,
@@ -154,6 +212,29 @@ class DRIVETorchLearner(TorchLearner):
                 params=params,
                 lr_or_lr_schedule=learning_rates[name],
             )
+
+    @override(TorchLearner)
+    def _set_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Loads the optimizers' state, keeping this config's ``optimizer_implementation``.
+
+        ``load_state_dict`` takes each param group's flags from the state, so a checkpoint
+        written by a for-loop Adam would turn the fused optimizers back into for-loop ones.
+        """
+        super()._set_optimizer_state(state)
+        implementation = self.config.optimizer_implementation
+        for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
+            for _, optimizer in self.get_optimizers_for_module(module_id):
+                for group in optimizer.param_groups:
+                    group.update(fused=None, foreach=None)
+                    group.update(adam_options(implementation, group["params"]))
+
+    @override(Learner)
+    def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
+        """Flushes denormals on the thread that runs this ``update()`` (see the module docstring)."""
+        super().before_gradient_based_update(timesteps=timesteps)
+        if self._flush_denormals and not torch.set_flush_denormal(True):
+            logger.info("this CPU cannot flush denormals (no SSE3); flush_denormals does nothing")
+            self._flush_denormals = False
 
     @override(Learner)
     def compute_loss_for_module(
@@ -187,13 +268,19 @@ class DRIVETorchLearner(TorchLearner):
         return loss
 
     @override(TorchLearner)
-    def apply_gradients(self, gradients_dict: dict[Any, Any]) -> None:
-        """Applies the gradients, or none of them when the loss or a gradient is non-finite."""
-        finite = self._nonfinite_error is None and all(
-            bool(torch.isfinite(gradient).all())
-            for gradient in gradients_dict.values()
-            if gradient is not None
-        )
+    def apply_gradients(self, gradients_dict: dict[Any, torch.Tensor]) -> None:
+        """Steps every optimizer, or none when the loss or a gradient is non-finite.
+
+        A non-finite step is skipped as a whole (``_skip`` then counts it). The loss
+        was checked by ``combine_terms``; ``gradient_check="global"`` checks all the
+        gradients in one pass (`all_finite`) and steps the optimizers directly;
+        "per_parameter" runs RLlib's own ``apply_gradients`` (its per-parameter
+        checks), as do a grad scaler or learning-rate scheduler classes; "off" checks
+        only the loss.
+        """
+        finite = self._nonfinite_error is None
+        if finite and self._gradient_check == "global":
+            finite = all_finite(gradients_dict.values())
         if self.distributed:
             flag = torch.tensor(float(finite), device=self._device)
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
@@ -203,7 +290,18 @@ class DRIVETorchLearner(TorchLearner):
             if self._nonfinite_error is None:
                 self._nonfinite_error = "non-finite gradients (the loss itself was finite)"
             return
-        super().apply_gradients(gradients_dict)
+        if (
+            self._gradient_check == "per_parameter"
+            or self._grad_scalers is not None
+            or self._lr_scheduler_classes is not None
+        ):
+            super().apply_gradients(gradients_dict)
+            return
+        for param_ref, grad in gradients_dict.items():
+            self._params[param_ref].grad = grad
+        for module_id, optimizer_names in self._module_optimizers.items():
+            for optimizer_name in optimizer_names:
+                self.get_optimizer(module_id, optimizer_name).step()
 
     @override(TorchLearner)
     def _update(self, batch: dict[str, Any], **kwargs: Any) -> tuple[Any, Any, Any]:

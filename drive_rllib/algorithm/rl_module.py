@@ -46,6 +46,7 @@ own bounds, so rescale them with ``unsquash_action`` as RLlib's connectors do
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,7 @@ from drive_rllib.core import (
     tanh_gaussian_rsample,
     update_terms,
 )
-from drive_rllib.core.distributions import aggregate_heads
+from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
 from drive_rllib.core.spec import Aggregate
 
 #: The key of ``model_config`` that holds ``DRIVESpec.to_dict()``.
@@ -256,6 +257,21 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             Columns.ACTIONS: action,
             Columns.ACTION_DIST_INPUTS: torch.cat([mean, std.log()], dim=-1),
         }
+
+    def acting_policy(self, explore: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+        """raw obs [B, S] -> actions [B, A] in [-1, 1], as ``forward_exploration`` (explore)
+        or ``forward_inference`` compute them, for one stretch of sampling.
+
+        The normaliser's statistics are read once (only a weight sync changes them), and
+        RLlib's per-call wrapper is skipped: what DRIVEEnvRunner's lean loop calls once per
+        vector step (no log-probability). Call it under ``torch.inference_mode()``.
+        """
+        normalize = self.nets.obs_normalizer.frozen(torch.float32)
+        if explore:
+            prior = self.nets.prior
+            return lambda obs: tanh_gaussian_action(*prior(normalize(obs)))
+        policy = self.nets.posterior if self._acts_with_posterior() else self.nets.prior
+        return lambda obs: torch.tanh(policy(normalize(obs))[0])
 
     @override(RLModule)
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# GPU check of DRIVE's update (issue 11, item 4): under 5 minutes on a machine with CUDA.
+#
+#   bash benchmarks/gpu_check.sh            # from the repository root, in the project's venv
+#
+# 1. benchmarks/update_step.py on cuda: the core update step at headline sizes (E 7 of
+#    4x200, 256x256 nets, H 5, N 1) next to a plain-torch SAC step, batch 256 and 1,024;
+# 2. three DRIVE iterations on HalfCheetah-v5 at headline sizes with one local Learner on
+#    the GPU (num_gpus_per_learner=1): ms per update step from RLlib's learner timer, and
+#    an assertion that every tensor of the Learner's RLModule and of its optimizers lives
+#    on cuda (and that the EnvRunner's copy acts on the CPU).
+# Without a CUDA device it prints "no CUDA device" and exits 0 (nothing to check).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python -c "import torch, drive_rllib" 2>/dev/null; then
+    echo "gpu_check: ERROR: python cannot import torch and drive_rllib; activate the project's venv." >&2
+    exit 2
+fi
+if ! python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "gpu_check: SKIPPED: no CUDA device (torch $(python -c 'import torch; print(torch.__version__)')," \
+         "torch.cuda.is_available() is False); nothing was checked."
+    exit 0
+fi
+python -c "import torch; print('gpu_check: device', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
+
+for batch in 256 1024; do
+    timeout 120 python benchmarks/update_step.py --device cuda --batch "$batch" \
+        --model-hiddens 200 200 200 200 --horizons 5 --samples 1 --repeats 5 --steps 20
+done
+
+timeout 180 python - <<'PY'
+import os
+import time
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+import ray
+import torch
+
+from drive_rllib.algorithm import DRIVEConfig
+
+ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False,
+         configure_logging=False, log_to_driver=False)
+updates = 200
+config = (
+    DRIVEConfig()
+    .environment("HalfCheetah-v5")
+    .env_runners(num_env_runners=1, num_envs_per_env_runner=8)
+    .learners(num_learners=0, num_gpus_per_learner=1)
+    .training(
+        ensemble_size=7, num_elites=5, model_hiddens=[200, 200, 200, 200],
+        policy_hiddens=[256, 256], value_hiddens=[256, 256], train_batch_size_per_learner=256,
+        horizon=5, num_samples=1, env_steps_per_iteration=1000, num_warmup_steps=1000,
+        updates_per_iteration=updates, model_eval_interval=100,
+    )
+)
+algo = config.build_algo()
+for iteration in range(3):
+    start = time.perf_counter()
+    result = algo.train()
+    wall = time.perf_counter() - start
+    update_s = result["timers"]["learner_update_timer"]
+    print(f"gpu_check: iteration {iteration + 1}: {wall:.1f} s, learner update "
+          f"{update_s * 1000 / updates:.2f} ms per update step "
+          f"(C {updates}, B 256, H 5, N 1), replay {result['replay/size']}")
+
+
+def devices(learner):
+    module = learner.module["default_policy"].unwrapped()
+    found = {str(t.device) for t in module.state_dict().values()}
+    for _, optimizer in learner.get_optimizers_for_module("default_policy"):
+        for state in optimizer.state.values():
+            found |= {str(v.device) for v in state.values() if torch.is_tensor(v)}
+    return found
+
+
+learner_devices = algo.learner_group.foreach_learner(devices)[0].get()
+assert all(d.startswith("cuda") for d in learner_devices), learner_devices
+runner_devices = algo.env_runner_group.foreach_env_runner(
+    lambda runner: {str(p.device) for p in runner.module.parameters()}, local_env_runner=False
+)
+print(f"gpu_check: learner tensors on {sorted(learner_devices)}; env runner module on "
+      f"{sorted(set().union(*runner_devices))}")
+print("gpu_check: OK")
+algo.stop()
+ray.shutdown()
+PY

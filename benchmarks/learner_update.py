@@ -1,0 +1,342 @@
+"""DRIVE's update step through RLlib (``learner_group.update``) next to RLlib SAC's, interleaved.
+
+One DRIVE update step here is what ``DRIVE.training_step`` runs: the replay
+actor builds one C x B learner batch, ``learner_group.update(batch_refs=...,
+minibatch_size=B)`` resolves it and runs C update steps (normaliser, forward,
+one backward, the optimizers, Polyak, the periodic ensemble ranking, RLlib's
+metrics); ms per update step = wall time / C. RLlib SAC's figure is the
+peers' harness (``../shared/peers/rllib_sac.py update-time``): one
+``learner_group.update(episodes=...)`` of B rows drawn from its filled buffer,
+HalfCheetah-v5, as RLlib ships it (denormals not flushed). Both learners are
+local (``num_learners=0``), in this process, on one torch thread, so the
+figures of one round see the same machine load; variants run in a rotated
+order every round, and ratios are taken round by round, then the median.
+
+    python benchmarks/learner_update.py --rounds 7                 # ratio to RLlib SAC
+    python benchmarks/learner_update.py --rounds 7 --wins          # each cheap win on/off
+    python benchmarks/learner_update.py --rounds 5 --recipe defaults   # DRIVEConfig's defaults
+
+Sizes (``--recipe headline``, passed explicitly so that default changes do not
+move them): E 7 (5 elites) of 4x200, 256x256 policy/posterior/value, B 256,
+H 5, N 1. ``--prewarm`` updates run first (not timed), on random-action
+HalfCheetah data, so that Adam's moments hold what a running Learner's do
+(subnormals included); ``--state FILE`` saves that Learner state once and
+reuses it. ``--init-state FILE`` starts instead from the networks and Adam
+moments that ``update_step.py --prewarm U --save-state FILE`` wrote (the
+same sizes; the quicker way on a loaded machine).
+
+Variants (``--wins``), each toggled on the one live Learner:
+``all`` (every win, the defaults), ``no_flush`` (denormals not flushed),
+``no_fused`` (torch's default for-loop Adam), ``per_parameter`` (RLlib's own
+``apply_gradients``), ``none`` (all three off, the code before issue 11).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import pickle
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+HEADLINE = {
+    "ensemble_size": 7,
+    "num_elites": 5,
+    "model_hiddens": [200, 200, 200, 200],
+    "policy_hiddens": [256, 256],
+    "value_hiddens": [256, 256],
+    "train_batch_size_per_learner": 256,
+    "horizon": 5,
+    "num_samples": 1,
+}
+#: Learner attributes / optimizer flags of each variant: (flush, fused, gradient_check).
+VARIANTS = {
+    "all": (True, True, "global"),
+    "no_flush": (False, True, "global"),
+    "no_fused": (True, False, "global"),
+    "per_parameter": (True, True, "per_parameter"),
+    "none": (False, False, "per_parameter"),
+}
+DEFAULT_PEERS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers" / "rllib_sac.py"
+
+
+def drive_algo(env: str, recipe: str, updates: int, seed: int) -> Any:
+    from drive_rllib.algorithm import DRIVEConfig
+
+    sizes = HEADLINE if recipe == "headline" else {}
+    config = (
+        DRIVEConfig()
+        .environment(env)
+        .env_runners(num_env_runners=0)
+        .learners(num_learners=0)
+        .debugging(seed=seed)
+        .training(
+            **sizes,
+            updates_per_iteration=updates,
+            env_steps_per_iteration=1000,
+            num_warmup_steps=10**9,  # train() only collects (random actions)
+        )
+    )
+    algo = config.build_algo()
+    for _ in range(3):
+        algo.train()
+    return algo
+
+
+def drive_update(algo: Any, updates: int) -> float:
+    """Wall ms of one training_step's learner update of ``updates`` steps, per step."""
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    from drive_rllib.algorithm.batch import sample_learner_batch
+
+    batch_size = algo.config.train_batch_size_per_learner
+    start = time.perf_counter()
+    ref = algo.replay_actor.__ray_call__.remote(sample_learner_batch, updates * batch_size)
+    algo.learner_group.update(
+        batch_refs=[ref],
+        minibatch_size=batch_size,
+        num_epochs=1,
+        timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 3000},
+    )
+    return (time.perf_counter() - start) * 1000 / updates
+
+
+def batch_fetch_ms(algo: Any, rows: int) -> float:
+    """Wall ms of building one C x B learner batch in the replay actor and ray.get of it."""
+    import ray
+
+    from drive_rllib.algorithm.batch import sample_learner_batch
+
+    start = time.perf_counter()
+    ray.get(algo.replay_actor.__ray_call__.remote(sample_learner_batch, rows))
+    return (time.perf_counter() - start) * 1000
+
+
+def apply_gradients_ms(learner: Any, repeats: int = 10) -> float:
+    """Mean wall ms of the Learner's apply_gradients on the last update's gradients."""
+    grads = {ref: param.grad for ref, param in learner._params.items() if param.grad is not None}
+    start = time.perf_counter()
+    for _ in range(repeats):
+        learner.apply_gradients(grads)
+    return (time.perf_counter() - start) * 1000 / repeats
+
+
+def set_variant(learner: Any, flush: bool, fused: bool, gradient_check: str) -> None:
+    learner._flush_denormals = flush
+    torch.set_flush_denormal(flush)
+    learner._gradient_check = gradient_check
+    for _, optimizer in learner.get_optimizers_for_module("default_policy"):
+        for group in optimizer.param_groups:
+            group["fused"] = fused
+            group["foreach"] = None if not fused else False
+
+
+def sac_algo(peers: pathlib.Path, env: str, batch: int, seed: int) -> Any:
+    spec = importlib.util.spec_from_file_location("rllib_sac_peer", peers)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.make_config(env, "generic", seed).training(
+        train_batch_size_per_learner=batch, num_steps_sampled_before_learning_starts=10**9
+    )
+    algo = config.build_algo()
+    for _ in range(20):  # fill the buffer without learning (as the harness does)
+        algo.train()
+    return algo
+
+
+def sac_update(algo: Any, batch: int, updates: int) -> float:
+    """Mean wall ms of ``updates`` RLlib SAC learner updates (sampling not timed), as the harness."""
+    buffer = algo.local_replay_buffer
+    total = 0.0
+    for _ in range(updates):
+        episodes = buffer.sample(
+            num_items=batch, n_step=1, gamma=0.99, beta=0.4, sample_episodes=True
+        )
+        start = time.perf_counter()
+        algo.learner_group.update(episodes=episodes)
+        total += time.perf_counter() - start
+    return total * 1000 / updates
+
+
+def load_core_state(learner: Any, path: str) -> str:
+    """Networks and Adam moments saved by ``update_step.py --save-state`` (same sizes)."""
+    saved = torch.load(path, weights_only=False)
+    module = learner.module["default_policy"].unwrapped()
+    module.nets.load_state_dict(saved["nets"])
+    for name, optimizer in learner.get_optimizers_for_module("default_policy"):
+        optimizer.load_state_dict(saved["optimizers"][name])
+    return f"core state of {saved['updates']} updates loaded from {path}"
+
+
+def prewarm(algo: Any, updates: int, state_file: str | None) -> str:
+    group = algo.learner_group
+    if state_file and os.path.exists(state_file):
+        with open(state_file, "rb") as f:
+            group.set_state(pickle.load(f))
+        return f"Learner state loaded from {state_file}"
+    done = 0
+    while done < updates:
+        chunk = min(100, updates - done)
+        drive_update(algo, chunk)
+        done += chunk
+    if state_file:
+        with open(state_file, "wb") as f:
+            pickle.dump(group.get_state(), f)
+    return f"{updates} prewarm updates" + (f", state saved to {state_file}" if state_file else "")
+
+
+def subnormals(learner: Any) -> dict[str, int]:
+    counts = {}
+    for name, optimizer in learner.get_optimizers_for_module("default_policy"):
+        count = 0
+        for state in optimizer.state.values():
+            for key in ("exp_avg", "exp_avg_sq"):
+                t = state[key]
+                count += int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum())
+        counts[name] = count
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--recipe", choices=["headline", "defaults"], default="headline")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--updates", type=int, default=10, help="C: DRIVE update steps per round")
+    parser.add_argument("--sac-updates", type=int, default=10, help="SAC updates per round")
+    parser.add_argument("--prewarm", type=int, default=1000)
+    parser.add_argument("--state", help="save / load the prewarmed Learner state here")
+    parser.add_argument(
+        "--init-state",
+        help="instead of --prewarm: networks and Adam moments from update_step.py --save-state",
+    )
+    parser.add_argument("--wins", action="store_true", help="time every variant, not only 'all'")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="these variants")
+    parser.add_argument("--no-sac", action="store_true")
+    parser.add_argument("--peers", type=pathlib.Path, default=DEFAULT_PEERS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    torch.set_num_threads(1)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+    )
+    drive = drive_algo(args.env, args.recipe, args.updates, args.seed)
+    learner = drive.learner_group._learner
+    if args.init_state:
+        note = load_core_state(learner, args.init_state)
+    else:
+        note = prewarm(drive, args.prewarm, args.state)
+    batch = drive.config.train_batch_size_per_learner
+    sac = None if args.no_sac else sac_algo(args.peers, args.env, batch, args.seed)
+    variants = args.variants or (list(VARIANTS) if args.wins else ["all"])
+    if "all" not in variants:
+        variants = ["all", *variants]
+    names = variants + ([] if sac is None else ["sac"])
+
+    # Untimed first calls: the replay actor imports the batch code, RLlib builds its
+    # minibatch iterator and metrics (on a loaded machine that took minutes once).
+    drive_update(drive, args.updates)
+    if sac is not None:
+        sac_update(sac, batch, 1)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    applies: dict[str, list[float]] = {name: [] for name in variants}
+    fetch: list[float] = []
+    for round_index in range(args.rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            if name == "sac":
+                torch.set_flush_denormal(False)  # RLlib SAC as it ships
+                times[name].append(sac_update(sac, batch, args.sac_updates))
+            else:
+                set_variant(learner, *VARIANTS[name])
+                times[name].append(drive_update(drive, args.updates))
+                applies[name].append(apply_gradients_ms(learner))
+        fetch.append(batch_fetch_ms(drive, args.updates * batch))
+        print(
+            f"round {round_index + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f}" for n in names),
+            flush=True,
+        )
+    set_variant(learner, *VARIANTS["all"])
+
+    sizes = {k: getattr(drive.config, k) for k in HEADLINE}
+    print(
+        f"\n{args.env}, recipe {args.recipe}: {json.dumps(sizes)}; C {args.updates} per round, "
+        f"{args.rounds} rounds, 1 torch thread; {note}; loadavg "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    print(f"subnormal floats in Adam's moments after the rounds: {subnormals(learner)}")
+    print(
+        f"replay: one C x B = {args.updates * batch}-row learner batch built and fetched "
+        f"(ray.get): median {statistics.median(fetch):.1f} ms "
+        f"({statistics.median(fetch) / args.updates:.2f} ms per update step)\n"
+    )
+    print("ratios: median over rounds of the per-round ratio\n")
+    print(
+        "| variant | ms per update step (median) | x RLlib SAC | x all | apply_gradients "
+        "alone, ms | x all |"
+    )
+    print("|---|---|---|---|---|---|")
+    rows = {}
+    for name in names:
+        median = statistics.median(times[name])
+        ratio = (
+            statistics.median(a / b for a, b in zip(times[name], times["sac"]))
+            if sac is not None
+            else float("nan")
+        )
+        vs_all = statistics.median(a / b for a, b in zip(times[name], times["all"]))
+        rows[name] = {
+            "ms": median,
+            "ratio_to_sac": ratio,
+            "ratio_to_all": vs_all,
+            "rounds": times[name],
+        }
+        label = "RLlib SAC" if name == "sac" else name
+        line = f"| {label} | {median:.1f} | {ratio:.2f} | {vs_all:.2f} |"
+        if name in applies:
+            apply_vs_all = statistics.median(a / b for a, b in zip(applies[name], applies["all"]))
+            rows[name]["apply_gradients_ms"] = applies[name]
+            line += f" {statistics.median(applies[name]):.2f} | {apply_vs_all:.2f} |"
+        else:
+            line += " | |"
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "rows": rows,
+                    "fetch_ms": fetch,
+                    "sizes": sizes,
+                    "loadavg": os.getloadavg(),
+                    "subnormals": subnormals(learner),
+                },
+                f,
+                indent=1,
+            )
+    drive.stop()
+    if sac is not None:
+        sac.stop()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

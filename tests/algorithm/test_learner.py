@@ -1,0 +1,128 @@
+"""The Learner's cost switches: fused Adam, the one global gradient check that skips a
+NaN step, denormals flushed. Ray-free helpers first, then one local Learner (no Ray)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from drive_rllib.algorithm.learner import adam_options, all_finite
+
+MODULE_ID = "default_policy"
+
+
+def test_adam_options_fused_on_cpu_and_the_others_as_asked():
+    params = [torch.zeros(3, requires_grad=True)]
+    assert adam_options("fused", params) == {"fused": True}
+    assert adam_options("foreach", params) == {"foreach": True}
+    assert adam_options("for_loop", params) == {"foreach": False}
+    with pytest.raises(ValueError, match="optimizer_implementation"):
+        adam_options("apex", params)
+
+
+def test_adam_options_fall_back_to_foreach_without_a_fused_kernel():
+    params = [torch.zeros(3, device="meta", requires_grad=True)]
+    assert adam_options("fused", params) == {"foreach": True}
+
+
+def test_all_finite_finds_one_bad_element_among_many():
+    tensors = [torch.ones(1000), torch.zeros(7, 5), None]
+    assert all_finite(tensors)
+    for bad in (math.nan, math.inf, -math.inf):
+        spoiled = [t.clone() if t is not None else None for t in tensors]
+        spoiled[1][3, 2] = bad
+        assert not all_finite(spoiled), bad
+    # Huge but finite: a max, not a sum of squares, so no overflow.
+    assert all_finite([torch.full((10,), 3e38)])
+
+
+def local_learner(tiny_config, **training):
+    """A built DRIVETorchLearner in this process (Pendulum's spaces, tiny networks)."""
+    import gymnasium as gym
+
+    config = tiny_config(**training)
+    env = gym.make("Pendulum-v1")
+    try:
+        return config.build_learner(env=env)
+    finally:
+        env.close()
+
+
+def parameters(learner):
+    module = learner.module[MODULE_ID].unwrapped()
+    return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+
+
+def gradients_of(learner, fill):
+    """A gradient for every parameter (``fill`` 0.01), one element NaN when asked."""
+    grads = {}
+    for ref, param in learner._params.items():
+        grads[ref] = torch.full_like(param, 0.01)
+    if math.isnan(fill):
+        next(iter(grads.values())).view(-1)[0] = math.nan
+    return grads
+
+
+@pytest.mark.parametrize("implementation", ["fused", "foreach", "for_loop"])
+def test_learner_builds_the_asked_optimizers(tiny_config, implementation):
+    learner = local_learner(tiny_config, optimizer_implementation=implementation)
+    for _, optimizer in learner.get_optimizers_for_module(MODULE_ID):
+        group = optimizer.param_groups[0]
+        assert bool(group["fused"]) == (implementation == "fused")
+        if implementation != "fused":
+            assert group["foreach"] == (implementation == "foreach")
+
+
+def test_a_nan_gradient_skips_the_whole_step(tiny_config):
+    # One NaN among all gradients (the loss was finite): no optimizer steps, and the step
+    # is marked for ``_skip`` (counted there: tests/algorithm/test_skipped_update.py).
+    learner = local_learner(tiny_config)
+    before = parameters(learner)
+    learner.apply_gradients(gradients_of(learner, math.nan))
+    after = parameters(learner)
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert learner._skip_step
+    assert "non-finite gradients" in learner._nonfinite_error
+    # No optimizer took a step: none holds state yet.
+    assert all(not opt.state for _, opt in learner.get_optimizers_for_module(MODULE_ID))
+    learner._nonfinite_error, learner._skip_step = None, False
+    learner.apply_gradients(gradients_of(learner, 0.01))
+    after = parameters(learner)
+    assert all(not torch.equal(before[name], after[name]) for name in before)
+    assert not learner._skip_step
+
+
+def test_rllib_per_parameter_checks_still_zero_nan_gradients(tiny_config):
+    learner = local_learner(tiny_config, gradient_check="per_parameter")
+    learner.apply_gradients(gradients_of(learner, math.nan))
+    after = parameters(learner)
+    assert all(torch.isfinite(p).all() for p in after.values())
+    assert not learner._skip_step
+
+
+def test_update_flushes_denormals_on_its_thread(tiny_config):
+    learner = local_learner(tiny_config)
+    tiny = torch.tensor([1e-40])
+    try:
+        torch.set_flush_denormal(False)
+        assert tiny.item() != 0.0
+        learner.before_gradient_based_update(timesteps={})
+        if learner._flush_denormals:  # False only on a CPU without SSE3
+            assert (tiny * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_restored_optimizer_state_keeps_the_configured_implementation(tiny_config):
+    old = local_learner(tiny_config, optimizer_implementation="for_loop")
+    old.apply_gradients(gradients_of(old, 0.01))
+    learner = local_learner(tiny_config)
+    learner._set_optimizer_state(old._get_optimizer_state())
+    for _, optimizer in learner.get_optimizers_for_module(MODULE_ID):
+        assert optimizer.param_groups[0]["fused"]
+        assert optimizer.state  # the moments came with the state
+    before = parameters(learner)
+    learner.apply_gradients(gradients_of(learner, 0.01))
+    assert all(not torch.equal(before[n], p) for n, p in parameters(learner).items())
