@@ -251,9 +251,12 @@ def plot(run_dirs: list[str], out: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
+    names = [Path(run_dir).name for run_dir in run_dirs]
     for index, run_dir in enumerate(run_dirs):
         rows = read_diagnostics(run_dir)
-        label = Path(run_dir).name
+        # Runs of the same name (e.g. two DRIVE_s0) are told apart by their grandparent folder.
+        path = Path(run_dir).resolve()
+        label = path.name if names.count(path.name) == 1 else f"{path.parents[1].name}/{path.name}"
         color = f"C{index}"
         steps = [r["env_steps"] for r in rows]
         ax = axes[0]

@@ -104,9 +104,11 @@ def test_rllib_per_parameter_checks_still_zero_nan_gradients(tiny_config):
 
 def test_update_flushes_denormals_on_its_thread(tiny_config):
     learner = local_learner(tiny_config)
-    tiny = torch.tensor([1e-40])
     try:
+        # Off first: an earlier local Learner's update may have left it on in this thread,
+        # and a subnormal literal is flushed when the tensor is made.
         torch.set_flush_denormal(False)
+        tiny = torch.tensor([1e-40])
         assert tiny.item() != 0.0
         learner.before_gradient_based_update(timesteps={})
         if learner._flush_denormals:  # False only on a CPU without SSE3

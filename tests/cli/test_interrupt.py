@@ -14,13 +14,18 @@ import time
 
 import pytest
 
+from drive_rllib import keys
 from drive_rllib.algorithm.checkpoint import newest_complete_checkpoint
 from tests.cli.conftest import REPO, rllib
 from tests.cli.test_commands import TINY
 
 pytestmark = pytest.mark.ray
 
-T = TINY["env_steps_per_iteration"]
+#: TINY with iterations long enough (about a second each on a quiet 2-core machine) for
+#: the SIGINT to land mid-run: with TINY's 5 updates all 8 iterations can end before
+#: Tune's result.json shows the second one.
+CONFIG = {**TINY, "updates_per_iteration": 150}
+T = CONFIG["env_steps_per_iteration"]
 ITERATIONS = 8
 
 
@@ -39,7 +44,7 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_continues_the_history(tmp_path):
         "--env",
         "Pendulum-v1",
         "--config",
-        json.dumps(TINY),
+        json.dumps(CONFIG),
         "--stop",
         json.dumps({"training_iteration": ITERATIONS}),
         "--storage-path",
@@ -105,5 +110,5 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_continues_the_history(tmp_path):
     assert [row["num_env_steps_sampled_lifetime"] for row in history] == [
         T * (i + 1) for i in range(ITERATIONS)
     ]
-    assert [row["replay"]["size"] for row in history] == [T * (i + 1) for i in range(ITERATIONS)]
+    assert [row[keys.REPLAY_SIZE] for row in history] == [T * (i + 1) for i in range(ITERATIONS)]
     print(f"\nCtrl-C after {interrupted_at} iterations: checkpoint at {interrupted_at}, 0 lost")
