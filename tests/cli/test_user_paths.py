@@ -151,11 +151,6 @@ def tiny_run(folder: pathlib.Path, env: str) -> Run:
 
 
 @pytest.mark.ray
-@pytest.mark.xfail(
-    reason="issue 13 item 6, unfinished: a module:EnvId training run did not finish within "
-    "500 s on the loaded 2-core machine (cause not found yet)",
-    run=False,
-)
 def test_train_takes_a_module_env_id_and_is_quiet(user_folder):
     user_run = tiny_run(user_folder, ENV_ID)
     assert user_run.returncode == 0, user_run.describe()
