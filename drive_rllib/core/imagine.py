@@ -96,7 +96,9 @@ def balanced_member_assignment(
     """
     rows_per_member = -(-num_rows // num_members)
     perm = torch.randperm(rows_per_member * num_members, device=device)
-    order = torch.where(perm < num_rows, perm, perm - num_rows)
+    # Padding slots repeat a row (any row: their outputs are discarded); the modulo also
+    # covers more padding than rows (fewer rows than members).
+    order = torch.where(perm < num_rows, perm, perm % num_rows)
     inverse = torch.argsort(perm)[:num_rows]
     return order, inverse
 

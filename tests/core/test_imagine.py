@@ -120,6 +120,27 @@ def test_balanced_member_assignment_is_uniform_over_members():
     assert (freq - 1 / 3).abs().max() < 0.04
 
 
+def test_balanced_member_assignment_with_fewer_rows_than_members():
+    # 3 rows, 8 members: 1 slot each, 5 of the 8 slots padding (more padding than rows).
+    for _ in range(50):
+        order, inverse = balanced_member_assignment(3, 8, torch.device("cpu"))
+        assert order.shape == (8,)
+        assert 0 <= order.min() and order.max() < 3
+        torch.testing.assert_close(order[inverse], torch.arange(3))
+        assert len(set(inverse.tolist())) == 3  # three different slots, so three members
+
+
+def test_ensemble_step_takes_fewer_rows_than_members():
+    nets = tiny_nets(ensemble_size=4, num_elites=4)
+    params = nets.model.layer_params(nets.model.elite_idx, frozen=True)
+    obs, action = torch.randn(1, 3), torch.rand(1, 2) * 2 - 1
+    next_obs, reward, continue_prob = ensemble_step(
+        nets.model, params, nets.obs_normalizer.frozen(), obs, action
+    )
+    assert next_obs.shape == (1, 3) and reward.shape == (1,) and continue_prob.shape == (1,)
+    assert torch.isfinite(next_obs).all()
+
+
 def test_ensemble_step_uses_the_assigned_member_per_row():
     nets = tiny_nets(ensemble_size=4, num_elites=2)
     model = nets.model
