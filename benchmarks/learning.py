@@ -305,7 +305,7 @@ def plot(root: str, out: str) -> None:
 
     runs = sorted(p for p in Path(root).iterdir() if (p / "episodes.jsonl").exists())
     envs = sorted({p.name.split("_")[1] for p in runs})
-    fig, axes = plt.subplots(1, len(envs), figsize=(6.5 * len(envs), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(6.5 * len(envs), 9), 4.5), squeeze=False)
     colors = {"drive": plt.cm.Blues, "sac": plt.cm.Oranges}
     for ax, env in zip(axes[0], envs):
         env_runs = [r for r in runs if r.name.split("_")[1] == env]
