@@ -479,10 +479,7 @@ class DRIVETorchLearner(TorchLearner):
             timeout=self._replay_timeout_s,
             name=self._replay_name,
         )
-        errors = module.holdout_errors(holdout)
-        if self.distributed:
-            dist.all_reduce(errors, op=dist.ReduceOp.SUM)
-            errors /= dist.get_world_size()
+        errors = self._mean_over_learners(module.holdout_errors(holdout))
         if not bool(torch.isfinite(errors).all()):
             # Replay rows are checked before they are stored, so this takes a model that
             # diverged on them: keep the elites rather than rank on NaN/inf.
