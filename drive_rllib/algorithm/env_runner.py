@@ -95,10 +95,18 @@ def observation_scale(observation_space: gym.Space) -> float:
 
 
 def observation_ok(observation: Any, bound: float) -> bool:
-    """Whether an observation is finite and within ``bound`` in every entry."""
-    values = np.asarray(observation, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return bool(np.isfinite(values).all() and (np.abs(values) <= bound).all())
+    """Whether an observation is finite and within ``bound`` in every entry.
+
+    One reduction per call (it runs on every env step): the largest magnitude is NaN when
+    an entry is NaN (and NaN <= bound is False), and inf when an entry is inf.
+    """
+    values = np.asarray(observation)
+    if values.dtype.kind not in "fc":
+        values = values.astype(np.float64)
+    if values.size == 0:
+        return True
+    largest = float(np.max(np.abs(values)))
+    return largest <= bound and largest < math.inf
 
 
 class EndEpisodeOnBadObservation(gym.Wrapper):
@@ -406,7 +414,7 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
             num_episodes = num_vector_steps = 0
             while chunk.size < num_timesteps:
                 action = act(state.obs)
-                results = self._lean_env_step(self._to_env_bounds(action))
+                results = self._lean_env_step(self._to_env_bounds(action), state.resetting)
                 num_vector_steps += 1
                 if results == ENV_STEP_FAILURE:
                     self._lean_reset(state)
@@ -444,11 +452,16 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         state.chunk = chunk
         return chunk.transitions()
 
-    def _lean_env_step(self, actions: np.ndarray) -> Any:
+    def _lean_env_step(self, actions: np.ndarray, resetting: np.ndarray) -> Any:
         """``_try_env_step`` without its per-step timer and counter (counted per chunk), and
-        past RLlib's ``DictInfoToList`` wrapper: the lean loop reads no infos."""
+        past RLlib's ``DictInfoToList`` wrapper: the lean loop reads no infos.
+
+        A `gymnasium.vector.SyncVectorEnv` has its sub-envs stepped here directly
+        (``step_sub_envs``), without building the infos nobody reads."""
         env = self.env.env if isinstance(self.env, DictInfoToList) else self.env
         try:
+            if type(env) is gym.vector.SyncVectorEnv:
+                return step_sub_envs(env, actions, resetting)
             return env.step(actions)
         except Exception as error:
             self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
@@ -506,6 +519,40 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         if self.config.clip_actions:
             return np.clip(action, space.low, space.high)
         return action
+
+
+def step_sub_envs(
+    env: gym.vector.SyncVectorEnv, actions: np.ndarray, resetting: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, None]:
+    """One step of every sub-env of ``env``, as ``env.step`` (NEXT_STEP autoreset) returns
+    it but with no infos (None): a sub-env whose episode ended on the last step is reset
+    (reward 0, not terminated, not truncated), the others step with their action.
+
+    ``resetting`` [E] is which sub-envs ended an episode on the last step; the vector
+    env's own record of that (``_autoreset_envs``) is kept in step, so ``env.step`` may
+    follow. ``SyncVectorEnv.step`` builds an infos dict per sub-env and step, which costs
+    about as much as the policy's forward here.
+    """
+    num_envs = len(env.envs)
+    observations = [None] * num_envs
+    reward = np.zeros(num_envs, dtype=np.float64)
+    terminated = np.zeros(num_envs, dtype=bool)
+    truncated = np.zeros(num_envs, dtype=bool)
+    for index, sub_env in enumerate(env.envs):
+        if resetting[index]:
+            observations[index], _ = sub_env.reset()
+        else:
+            observations[index], reward[index], terminated[index], truncated[index], _ = (
+                sub_env.step(actions[index])
+            )
+    env._autoreset_envs = terminated | truncated
+    return (
+        np.stack([np.asarray(o).reshape(-1) for o in observations]),
+        reward,
+        terminated,
+        truncated,
+        None,
+    )
 
 
 class LeanState:

@@ -7,12 +7,14 @@ every episode terminates after 3 steps.
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 from drive_rllib.algorithm import DRIVEConfig
-from drive_rllib.algorithm.env_runner import DRIVEEnvRunner
+from drive_rllib.algorithm.env_runner import DRIVEEnvRunner, observation_ok, step_sub_envs
 from tests.tiny import TINY_NETWORKS
 
 EPISODE_LENGTH = 3
@@ -139,3 +141,57 @@ def test_a_failed_env_step_recreates_the_env_and_keeps_what_was_collected():
     assert len(batch["reward"]) >= 10
     np.testing.assert_array_equal(batch["next_obs"][:, 0], batch["obs"][:, 0] + 1)
     assert env_runner.get_metrics()["num_env_step_failures"].peek() == 1
+
+
+@pytest.mark.parametrize(
+    ("values", "ok"),
+    [
+        ([0.0, -2.0, 2.0], True),
+        ([0.0, 2.5], False),  # beyond the bound
+        ([np.nan, 0.0], False),
+        ([0.0, np.inf], False),
+        ([-np.inf], False),
+        ([], True),
+    ],
+)
+def test_observation_ok_limit_cases(values, ok):
+    assert observation_ok(np.array(values), 2.0) is ok
+    assert observation_ok(np.array(values, dtype=np.float32), 2.0) is ok
+    assert observation_ok(np.array([np.inf]), math.inf) is False
+
+
+class RandomLengthEnv(CountingEnv):
+    """CountingEnv whose episodes end at a random step (drawn from the env's own seeded rng),
+    terminated or truncated, and whose obs carry a random number."""
+
+    def step(self, action):
+        self.t += 1
+        obs = np.array([self.t, self.np_random.normal()], np.float32)
+        ended = self.np_random.random() < 0.3
+        return obs, float(action[0]), ended and self.t % 2 == 0, ended and self.t % 2 == 1, {}
+
+
+def test_stepping_sub_envs_directly_matches_the_vector_env_step():
+    def vector_env():
+        env = gym.vector.SyncVectorEnv([RandomLengthEnv for _ in range(3)])
+        env.reset(seed=7)
+        return env
+
+    direct, reference = vector_env(), vector_env()
+    actions = np.random.default_rng(0).uniform(0.0, 4.0, (40, 3, 1)).astype(np.float32)
+    resetting = np.zeros(3, dtype=bool)
+    ended = {"terminated": 0, "truncated": 0}
+    for step, action in enumerate(actions):
+        obs, reward, terminated, truncated, infos = step_sub_envs(direct, action, resetting)
+        ref_obs, ref_reward, ref_terminated, ref_truncated, _ = reference.step(action)
+        np.testing.assert_array_equal(obs, ref_obs, err_msg=f"step {step}")
+        np.testing.assert_array_equal(reward, ref_reward)
+        np.testing.assert_array_equal(terminated, ref_terminated)
+        np.testing.assert_array_equal(truncated, ref_truncated)
+        assert infos is None
+        resetting = terminated | truncated
+        ended["terminated"] += int(terminated.sum())
+        ended["truncated"] += int(truncated.sum())
+    assert min(ended.values()) > 0  # both ends, so the reset branch ran
+    # The vector env's own autoreset record followed: a plain step continues identically.
+    np.testing.assert_array_equal(direct.step(actions[0])[0], reference.step(actions[0])[0])
