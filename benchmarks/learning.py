@@ -274,6 +274,7 @@ def run(args: argparse.Namespace, seed: int) -> dict:
         "s_per_iteration": round(wall / max(algo.iteration, 1), 3),
         "iterations": algo.iteration,
         "loadavg_end": os.getloadavg(),
+        "code": CODE_VERSION,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     keep_results(args, out, seed)
@@ -283,6 +284,31 @@ def run(args: argparse.Namespace, seed: int) -> dict:
     algo.stop()
     ray.shutdown()
     return summary
+
+
+def code_version() -> str | None:
+    """The checkout's commit (short hash, "-dirty" with uncommitted changes to the code or
+    the tuned examples), so a result file says which code produced it; None outside git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*arguments: str) -> str:
+        done = subprocess.run(
+            ["git", *arguments], cwd=root, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "drive_rllib", "benchmarks", "tuned_examples")
+    except OSError:
+        return None
+    return (commit + ("-dirty" if dirty else "")) or None
+
+
+#: Read when the module is imported, before any run: the code the runs use.
+CODE_VERSION = code_version()
 
 
 def keep_results(args: argparse.Namespace, out: Path, seed: int) -> None:
