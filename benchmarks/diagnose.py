@@ -17,7 +17,11 @@ batch:
 (d) the scale of each Eq. 6 term (-J_U / alpha, J_KL1, J_KL2) on a replay batch and
     the norm of its gradient into q_phi and into pi_theta;
 (e) the entropy of pi_theta and the share of action dims in tanh saturation
-    (|a| > 0.99) in the two episodes.
+    (|a| > 0.99) in the two episodes;
+(f) with a learned termination head: its P(terminated) on 8,192 replayed rows, at the
+    rows that terminated and at the others; and from every state of the sampling
+    episode the imagined probability of a termination within H steps against the
+    real share of states that were at most H steps before the episode's end.
 
     python benchmarks/learning.py --env HalfCheetah-v5 ...   # calls diagnose() at every evaluation
     python benchmarks/diagnose.py --summarise runs/learning/drive_HalfCheetah-v5_s0
@@ -42,6 +46,7 @@ from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
 from drive_rllib.core.update import imagination, posterior_step, start_states
 
 CALIBRATION_STEPS = 500
+TERMINATION_ROWS = 8192
 
 
 def _module(algo: Any):
@@ -66,7 +71,9 @@ def _episode(nets, env: gym.Env, seed: int, deterministic: bool) -> dict[str, np
         rows["reward"].append(reward)
         done = terminated or truncated
     rows["obs"].append(obs)
-    return {key: np.asarray(value, dtype=np.float32) for key, value in rows.items()}
+    episode = {key: np.asarray(value, dtype=np.float32) for key, value in rows.items()}
+    episode["terminated"] = np.asarray(terminated)
+    return episode
 
 
 def _discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -144,6 +151,51 @@ def _exploitation(nets, episode: dict[str, np.ndarray], horizon: int, gamma: flo
     return {"imagined_h_step": float(imagined.mean()), "real_h_step": float(real.mean())}
 
 
+@torch.no_grad()
+def _falls_within_h(nets, episode: dict[str, np.ndarray], horizon: int) -> dict[str, float]:
+    """From every state of the episode: the imagined probability of a termination within H
+    steps under pi_theta (product of f_hat's continue probabilities) against the real share
+    of states whose episode terminated at most H steps later."""
+    model = nets.model
+    params = model.layer_params(model.elite_idx, frozen=True)
+    normalize = nets.obs_normalizer.frozen()
+    from drive_rllib.core.imagine import ensemble_step
+
+    num_steps = len(episode["reward"])
+    state = torch.as_tensor(episode["obs"][:num_steps])
+    survival = torch.ones(num_steps)
+    for _ in range(horizon):
+        action = tanh_gaussian_action(*nets.prior(normalize(state)))
+        state, _, continue_prob = ensemble_step(
+            model, params, normalize, state, action, None, nets.target_affine()
+        )
+        survival = survival * continue_prob
+    real = np.zeros(num_steps, dtype=bool)
+    if episode["terminated"]:  # the last transition (index num_steps - 1) terminated
+        real[max(0, num_steps - horizon) :] = True
+    return {"imagined": float(1.0 - survival.mean()), "real": float(real.mean())}
+
+
+@torch.no_grad()
+def _termination(nets, rows: dict[str, torch.Tensor]) -> dict[str, float] | None:
+    """f_hat's termination head on replayed real rows: the elites' mean P(terminated) at the
+    rows that did terminate (falls) and at the others, and the share of each above 1/2.
+    None when the model does not learn termination."""
+    model = nets.model
+    if not model.learn_termination:
+        return None
+    params = model.layer_params(model.elite_idx, frozen=True)
+    _, _, logit = model(nets.obs_normalizer(rows["obs"]), rows["action"], params)
+    p_fall = torch.sigmoid(logit).mean(0)
+    fell = rows["terminated"] > 0.5
+    out = {"falls": int(fell.sum()), "rows": int(fell.numel())}
+    for name, mask in (("at_falls", fell), ("elsewhere", ~fell)):
+        if mask.any():
+            out[f"p_fall_{name}"] = float(p_fall[mask].mean())
+            out[f"above_half_{name}"] = float((p_fall[mask] > 0.5).float().mean())
+    return out
+
+
 def _eq6_scales(nets, spec, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     """Batch mean of each Eq. 6 term and the norm of its gradient into q_phi and pi_theta."""
     obs = batch["obs"]
@@ -188,6 +240,13 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
     batch = {
         key: torch.as_tensor(np.asarray(value), dtype=torch.float32) for key, value in rows.items()
     }
+    # Falls are rare (about one row in 140 on Hopper): the termination head gets more rows.
+    termination_rows = {
+        key: torch.as_tensor(np.asarray(value), dtype=torch.float32)
+        for key, value in ray.get(
+            algo.replay_actor.sample.remote(TERMINATION_ROWS, "train")
+        ).items()
+    }
     with torch.no_grad():
         prior_mean, prior_std = nets.prior(nets.obs_normalizer(batch["obs"]))
     from drive_rllib.core.distributions import tanh_gaussian_rsample
@@ -203,6 +262,10 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
         "saturation_sampled": float((np.abs(sampled["action"]) > 0.99).mean()),
         "saturation_mean_action": float((np.abs(mean_action["action"]) > 0.99).mean()),
         "return_range": [float(nets.return_range.low), float(nets.return_range.high)],
+        "termination": _termination(nets, termination_rows),
+        "falls_within_h": _falls_within_h(nets, sampled, spec.horizon)
+        if nets.model.learn_termination
+        else None,
     }
 
 
@@ -226,7 +289,8 @@ def summarise(run_dir: str) -> None:
         "-J_U/alpha, KL1, KL2 | grad q_phi: J_U, KL1, KL2 | saturation |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for d in read_diagnostics(run_dir):
+    rows = read_diagnostics(run_dir)
+    for d in rows:
         cm, cs = d["calibration_mean_action"], d["calibration_sampled"]
         err = np.mean(d["model_error_by_step"], axis=0)
         ex, eq6 = d["exploitation"], d["eq6"]
@@ -239,6 +303,21 @@ def summarise(run_dir: str) -> None:
             f"{eq6['return/grad_posterior']:.2g}, {eq6['kl_prior/grad_posterior']:.2g}, "
             f"{eq6['kl_value/grad_posterior']:.2g} | {d['saturation_sampled']:.2f} |"
         )
+    termination = [d for d in rows if d.get("termination")]
+    if termination:
+        print(
+            "\n| env steps | falls / replayed rows | P(fall) at falls / elsewhere | "
+            "share > 1/2 at falls / elsewhere | fall within H: imagined / real |"
+        )
+        print("|---|---|---|---|---|")
+        for d in termination:
+            t, f = d["termination"], d["falls_within_h"]
+            print(
+                f"| {int(d['env_steps']):,} | {t['falls']} / {t['rows']} | "
+                f"{t.get('p_fall_at_falls', float('nan')):.2f} / {t['p_fall_elsewhere']:.2f} | "
+                f"{t.get('above_half_at_falls', float('nan')):.2f} / "
+                f"{t['above_half_elsewhere']:.2f} | {f['imagined']:.2f} / {f['real']:.2f} |"
+            )
 
 
 def plot(run_dirs: list[str], out: str) -> None:
