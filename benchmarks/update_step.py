@@ -342,6 +342,53 @@ def phase_times(args, hiddens, state) -> dict[str, float]:
     return {name: statistics.median(values[2:]) for name, values in spent.items()}
 
 
+def step_flops(step) -> int:
+    """FLOPs of one call of ``step`` (after one uncounted call)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step()
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def phase_flops(args, hiddens, state) -> dict[str, int]:
+    """FLOPs of each named step of ``update_terms`` (forward), of the backward and of the
+    optimizer steps, at H=5, N=1 (as ``phase_times``, counted instead of timed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from drive_rllib.core import update as core_update
+
+    counted: dict[str, int] = {}
+    originals = {}
+
+    def counting(name, fn):
+        def wrapper(*a, **k):
+            with FlopCounterMode(display=False) as counter:
+                out = fn(*a, **k)
+            counted[name] = counted.get(name, 0) + counter.get_total_flops()
+            return out
+
+        return wrapper
+
+    for name in ("model_fit", "posterior_step", "entropy_floor_step", "value_step"):
+        originals[name] = getattr(core_update, name)
+        setattr(core_update, name, counting(name, originals[name]))
+    try:
+        step = drive_step_fn(5, 1, args.batch, args.ensemble, hiddens, state=state)
+        network_spec = NetworkSpec(ensemble_size=args.ensemble, num_elites=5, model_hiddens=hiddens)
+        update_spec = UpdateSpec(horizon=5, num_samples=1, gamma=0.99, alpha=1.0)
+        terms, _ = core_update.update_terms(step.nets, random_batch(args.batch), update_spec)
+        loss = combine_terms(terms, loss_weights(update_spec, network_spec))
+        with FlopCounterMode(display=False) as counter:
+            loss.backward()
+        counted["backward"] = counter.get_total_flops()
+    finally:
+        for name, fn in originals.items():
+            setattr(core_update, name, fn)
+    return counted
+
+
 def profile_parts(
     batch_size: int, ensemble_size: int, steps: int, hiddens: tuple[int, ...] = (200, 200, 200)
 ) -> dict[str, float]:
@@ -396,6 +443,12 @@ def main() -> None:
         "--phases",
         action="store_true",
         help="wall ms of each named step of update_terms at H=5, N=1",
+    )
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="floating-point operations per step (torch's FlopCounterMode: matmuls, the "
+        "bulk of the work) for every configuration and SAC, and per phase at H=5, N=1",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
@@ -487,6 +540,24 @@ def main() -> None:
                 f"\n{name}: {slope:.2f} (least squares over {key} = "
                 f"{', '.join(str(int(v)) for v in x)}; intercept {intercept:.1f} ms)"
             )
+    if args.flops:
+        counts = {name: step_flops(step) for name, step in steps.items()}
+        print(
+            "\n| step | GFLOP per step | x SAC's FLOPs | x SAC's ms | achieved GFLOP/s |"
+            "\n|---|---|---|---|---|"
+        )
+        sac_gflop = counts["sac"] / 1e9
+        print(f"| SAC | {sac_gflop:.3f} | 1 | 1 | {sac_gflop / sac_ms * 1e3:.1f} |")
+        for row in rows:
+            gflop = counts[(row["H"], row["N"])] / 1e9
+            row["gflop"] = gflop
+            print(
+                f"| DRIVE H {row['H']} N {row['N']} | {gflop:.2f} | {gflop / sac_gflop:.1f} | "
+                f"{row['ratio_to_sac']:.1f} | {gflop / row['ms'] * 1e3:.1f} |"
+            )
+        print("\nDRIVE H=5 N=1, GFLOP per step by phase:")
+        for phase, flops in phase_flops(args, hiddens, state).items():
+            print(f"  {phase:28s} {flops / 1e9:7.3f}")
     if args.phases:
         print("\nDRIVE H=5 N=1, ms per step by phase (wall, median over steps):")
         for phase, ms in phase_times(args, hiddens, state).items():
