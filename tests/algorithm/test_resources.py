@@ -15,7 +15,12 @@ import tempfile
 
 import pytest
 
-from drive_rllib.algorithm.drive import DRIVEConfig, resource_request, resource_shortfall
+from drive_rllib.algorithm.drive import (
+    DRIVEConfig,
+    replay_start_error,
+    resource_request,
+    resource_shortfall,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -121,3 +126,12 @@ def test_build_algo_that_does_not_fit_fails_at_once_instead_of_waiting(tmp_path)
         completed.stderr[-3000:]
     )
     assert "lower num_env_runners" in last
+
+
+def test_replay_start_error_says_what_to_change():
+    # No custom resources: the only cause is a worker that did not get to run.
+    plain = replay_start_error(None)
+    assert "RAY_worker_niceness=0" in plain and "no node offers" not in plain
+    pinned = replay_start_error({"head": 0.01})
+    assert "{'head': 0.01}" in pinned and "replay_actor_resources" in pinned
+    assert "RAY_worker_niceness=0" in pinned
