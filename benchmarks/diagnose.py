@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import Tensor
 
 from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
 from drive_rllib.core.update import imagination, posterior_step, start_states
@@ -127,49 +129,51 @@ def _model_error(nets, episode: dict[str, np.ndarray], horizon: int) -> list[lis
 
 
 @torch.no_grad()
+def _imagined_rollout(nets, start_obs: np.ndarray, horizon: int) -> tuple[Tensor, Tensor]:
+    """H model steps from ``start_obs`` [M, S] under pi_theta through f_hat's elites (a
+    random elite per row and step): the rewards and continue probabilities, each [H, M]."""
+    from drive_rllib.core.imagine import ensemble_step
+
+    normalize = nets.obs_normalizer.frozen()
+    model = nets.model
+    params = model.layer_params(model.elite_idx, frozen=True)
+    state = torch.as_tensor(start_obs)
+    rewards, continue_probs = [], []
+    for _ in range(horizon):
+        action = tanh_gaussian_action(*nets.prior(normalize(state)))
+        state, reward, continue_prob = ensemble_step(
+            model, params, normalize, state, action, None, nets.target_affine()
+        )
+        rewards.append(reward)
+        continue_probs.append(continue_prob)
+    return torch.stack(rewards), torch.stack(continue_probs)
+
+
+@torch.no_grad()
 def _exploitation(nets, episode: dict[str, np.ndarray], horizon: int, gamma: float) -> dict:
     """Imagined vs real H-step discounted reward from the same states, under pi_theta."""
     rewards = episode["reward"]
     starts = np.arange(0, len(rewards) - horizon, 10)
     discounts = gamma ** np.arange(horizon)
     real = np.array([(rewards[t : t + horizon] * discounts).sum() for t in starts])
-    normalize = nets.obs_normalizer.frozen()
-    model = nets.model
-    params = model.layer_params(model.elite_idx, frozen=True)
-    from drive_rllib.core.imagine import ensemble_step
-
-    state = torch.as_tensor(episode["obs"][starts])
-    imagined = torch.zeros(len(starts))
-    weight = 1.0
-    for _ in range(horizon):
-        action = tanh_gaussian_action(*nets.prior(normalize(state)))
-        state, reward, _continue_prob = ensemble_step(
-            model, params, normalize, state, action, None, nets.target_affine()
-        )
-        imagined += weight * reward
-        weight = weight * gamma
+    imagined_rewards, _ = _imagined_rollout(nets, episode["obs"][starts], horizon)
+    imagined = (
+        torch.as_tensor(discounts, dtype=imagined_rewards.dtype)[:, None] * imagined_rewards
+    ).sum(0)
     return {"imagined_h_step": float(imagined.mean()), "real_h_step": float(real.mean())}
 
 
 @torch.no_grad()
-def _falls_within_h(nets, episode: dict[str, np.ndarray], horizon: int) -> dict[str, float]:
+def _falls_within_h(nets, episode: dict[str, np.ndarray], horizon: int) -> dict[str, float] | None:
     """From every state of the episode: the imagined probability of a termination within H
     steps under pi_theta (product of f_hat's continue probabilities) against the real share
-    of states whose episode terminated at most H steps later."""
-    model = nets.model
-    params = model.layer_params(model.elite_idx, frozen=True)
-    normalize = nets.obs_normalizer.frozen()
-    from drive_rllib.core.imagine import ensemble_step
-
+    of states whose episode terminated at most H steps later. None when the model does not
+    learn termination."""
+    if not nets.model.learn_termination:
+        return None
     num_steps = len(episode["reward"])
-    state = torch.as_tensor(episode["obs"][:num_steps])
-    survival = torch.ones(num_steps)
-    for _ in range(horizon):
-        action = tanh_gaussian_action(*nets.prior(normalize(state)))
-        state, _, continue_prob = ensemble_step(
-            model, params, normalize, state, action, None, nets.target_affine()
-        )
-        survival = survival * continue_prob
+    _, continue_probs = _imagined_rollout(nets, episode["obs"][:num_steps], horizon)
+    survival = continue_probs.prod(0)
     real = np.zeros(num_steps, dtype=bool)
     if episode["terminated"]:  # the last transition (index num_steps - 1) terminated
         real[max(0, num_steps - horizon) :] = True
@@ -177,13 +181,15 @@ def _falls_within_h(nets, episode: dict[str, np.ndarray], horizon: int) -> dict[
 
 
 @torch.no_grad()
-def _termination(nets, rows: dict[str, torch.Tensor]) -> dict[str, float] | None:
-    """f_hat's termination head on replayed real rows: the elites' mean P(terminated) at the
-    rows that did terminate (falls) and at the others, and the share of each above 1/2.
-    None when the model does not learn termination."""
+def _termination(nets, replay_rows: Callable[[int], dict[str, Tensor]]) -> dict[str, float] | None:
+    """f_hat's termination head on ``TERMINATION_ROWS`` replayed real rows (falls are rare:
+    about one row in 140 on Hopper): the elites' mean P(terminated) at the rows that did
+    terminate (falls) and at the others, and the share of each above 1/2. None when the
+    model does not learn termination (and then no rows are fetched)."""
     model = nets.model
     if not model.learn_termination:
         return None
+    rows = replay_rows(TERMINATION_ROWS)
     params = model.layer_params(model.elite_idx, frozen=True)
     _, _, logit = model(nets.obs_normalizer(rows["obs"]), rows["action"], params)
     p_fall = torch.sigmoid(logit).mean(0)
@@ -236,17 +242,15 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
         mean_action = _episode(nets, env, seed + 1, deterministic=True)
     finally:
         env.close()
-    rows = ray.get(algo.replay_actor.sample.remote(256, "train"))
-    batch = {
-        key: torch.as_tensor(np.asarray(value), dtype=torch.float32) for key, value in rows.items()
-    }
-    # Falls are rare (about one row in 140 on Hopper): the termination head gets more rows.
-    termination_rows = {
-        key: torch.as_tensor(np.asarray(value), dtype=torch.float32)
-        for key, value in ray.get(
-            algo.replay_actor.sample.remote(TERMINATION_ROWS, "train")
-        ).items()
-    }
+
+    def replay_rows(count: int) -> dict[str, Tensor]:
+        rows = ray.get(algo.replay_actor.sample.remote(count, "train"))
+        return {
+            key: torch.as_tensor(np.asarray(value), dtype=torch.float32)
+            for key, value in rows.items()
+        }
+
+    batch = replay_rows(256)
     with torch.no_grad():
         prior_mean, prior_std = nets.prior(nets.obs_normalizer(batch["obs"]))
     from drive_rllib.core.distributions import tanh_gaussian_rsample
@@ -262,10 +266,8 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
         "saturation_sampled": float((np.abs(sampled["action"]) > 0.99).mean()),
         "saturation_mean_action": float((np.abs(mean_action["action"]) > 0.99).mean()),
         "return_range": [float(nets.return_range.low), float(nets.return_range.high)],
-        "termination": _termination(nets, termination_rows),
-        "falls_within_h": _falls_within_h(nets, sampled, spec.horizon)
-        if nets.model.learn_termination
-        else None,
+        "termination": _termination(nets, replay_rows),
+        "falls_within_h": _falls_within_h(nets, sampled, spec.horizon),
     }
 
 
