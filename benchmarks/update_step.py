@@ -31,6 +31,7 @@ share of time in each part of the DRIVE step at H=5, N=1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -39,6 +40,7 @@ import time
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from drive_rllib.core import (
     DRIVENetworks,
@@ -290,13 +292,37 @@ def time_ms(step, repeats: int, steps: int, warmup: int = 3) -> float:
     return statistics.median(samples)
 
 
-def phase_times(args, hiddens, state) -> dict[str, float]:
-    """Wall ms per named step of ``update_terms`` (wrapped here, the core is unchanged),
-    the backward and the optimizer steps, at H=5, N=1."""
+#: The named steps of ``update_terms`` that ``phase_times`` and ``phase_flops`` measure.
+PHASES = (
+    "model_fit",
+    "imagination",
+    "posterior_step",
+    "entropy_floor_step",
+    "value_step",
+    "update_diagnostics",
+)
+
+
+@contextlib.contextmanager
+def wrapped_phases(wrap):
+    """Replaces every function of ``PHASES`` in ``drive_rllib.core.update`` by
+    ``wrap(name, fn)`` while the block runs (the core itself is unchanged); yields the module."""
     from drive_rllib.core import update as core_update
 
+    originals = {name: getattr(core_update, name) for name in PHASES}
+    for name, fn in originals.items():
+        setattr(core_update, name, wrap(name, fn))
+    try:
+        yield core_update
+    finally:
+        for name, fn in originals.items():
+            setattr(core_update, name, fn)
+
+
+def phase_times(args, hiddens, state) -> dict[str, float]:
+    """Wall ms per named step of ``update_terms`` (``PHASES``), the backward and the
+    optimizer steps, at H=5, N=1."""
     spent: dict[str, list[float]] = {}
-    originals = {}
 
     def timed(name, fn):
         def wrapper(*a, **k):
@@ -307,17 +333,7 @@ def phase_times(args, hiddens, state) -> dict[str, float]:
 
         return wrapper
 
-    for name in (
-        "model_fit",
-        "imagination",
-        "posterior_step",
-        "entropy_floor_step",
-        "value_step",
-        "update_diagnostics",
-    ):
-        originals[name] = getattr(core_update, name)
-        setattr(core_update, name, timed(name, originals[name]))
-    try:
+    with wrapped_phases(timed) as core_update:
         step = drive_step_fn(5, 1, args.batch, args.ensemble, hiddens, state=state)
         nets, optimizers = step.nets, step.optimizers
         network_spec = NetworkSpec(ensemble_size=args.ensemble, num_elites=5, model_hiddens=hiddens)
@@ -336,16 +352,11 @@ def phase_times(args, hiddens, state) -> dict[str, float]:
             for opt in optimizers.values():
                 opt.step()
             spent.setdefault("optimizer steps", []).append((time.perf_counter() - start) * 1000)
-    finally:
-        for name, fn in originals.items():
-            setattr(core_update, name, fn)
     return {name: statistics.median(values[2:]) for name, values in spent.items()}
 
 
 def step_flops(step) -> int:
     """FLOPs of one call of ``step`` (after one uncounted call)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     step()
     with FlopCounterMode(display=False) as counter:
         step()
@@ -353,14 +364,9 @@ def step_flops(step) -> int:
 
 
 def phase_flops(args, hiddens, state) -> dict[str, int]:
-    """FLOPs of each named step of ``update_terms`` (forward), of the backward and of the
-    optimizer steps, at H=5, N=1 (as ``phase_times``, counted instead of timed)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from drive_rllib.core import update as core_update
-
+    """FLOPs of each named step of ``update_terms`` (``PHASES``, forward) and of the
+    backward, at H=5, N=1 (as ``phase_times``, counted instead of timed)."""
     counted: dict[str, int] = {}
-    originals = {}
 
     def counting(name, fn):
         def wrapper(*a, **k):
@@ -371,21 +377,15 @@ def phase_flops(args, hiddens, state) -> dict[str, int]:
 
         return wrapper
 
-    for name in ("model_fit", "posterior_step", "entropy_floor_step", "value_step"):
-        originals[name] = getattr(core_update, name)
-        setattr(core_update, name, counting(name, originals[name]))
-    try:
+    with wrapped_phases(counting) as core_update:
         step = drive_step_fn(5, 1, args.batch, args.ensemble, hiddens, state=state)
         network_spec = NetworkSpec(ensemble_size=args.ensemble, num_elites=5, model_hiddens=hiddens)
-        update_spec = UpdateSpec(horizon=5, num_samples=1, gamma=0.99, alpha=1.0)
+        update_spec = UpdateSpec(horizon=5, num_samples=1)
         terms, _ = core_update.update_terms(step.nets, random_batch(args.batch), update_spec)
         loss = combine_terms(terms, loss_weights(update_spec, network_spec))
         with FlopCounterMode(display=False) as counter:
             loss.backward()
         counted["backward"] = counter.get_total_flops()
-    finally:
-        for name, fn in originals.items():
-            setattr(core_update, name, fn)
     return counted
 
 
