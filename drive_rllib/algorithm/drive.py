@@ -161,24 +161,6 @@ DRIVE_SETTINGS = CORE_SETTINGS + LEARNER_SETTINGS + LOOP_SETTINGS
 #: How long setup() waits for the replay actor to be scheduled.
 REPLAY_START_TIMEOUT_S = 120
 
-
-def replay_start_error(resources: dict[str, float] | None) -> str:
-    """What to change when the replay actor did not answer within the start timeout."""
-    busy = (
-        "its worker process did not get to run: Ray starts workers at niceness 15, so on "
-        "a machine busy with other jobs they can starve (start Ray with the environment "
-        "variable RAY_worker_niceness=0, or free the machine)"
-    )
-    if not resources:
-        return f"The replay actor did not start within {REPLAY_START_TIMEOUT_S} s: {busy}."
-    return (
-        f"The replay actor did not start within {REPLAY_START_TIMEOUT_S} s: no node offers "
-        f"its resources {resources}, or {busy}. Start a node with them (e.g. the head of "
-        "cluster/aws.yaml offers `head: 1`) or change "
-        "config.training(replay_actor_resources=...)."
-    )
-
-
 #: How often Ray restarts a crashed replay actor (each restart reloads its newest snapshot).
 REPLAY_MAX_RESTARTS = 10
 #: The replay actor's snapshot file, in the trial's folder (``Algorithm.logdir``).
@@ -1358,6 +1340,23 @@ def resource_shortfall(
         f"DRIVE asks Ray for {asked} ({', '.join(parts) or 'see config'}), so it would wait "
         f"forever: lower {', '.join(fixes) or 'the resources asked for'}, or use a larger "
         "cluster."
+    )
+
+
+def replay_start_error(resources: dict[str, float] | None) -> str:
+    """What to change when the replay actor did not answer within the start timeout."""
+    busy = (
+        "its worker process did not get to run: Ray starts workers at niceness 15, so on "
+        "a machine busy with other jobs they can starve (start Ray with the environment "
+        "variable RAY_worker_niceness=0, or free the machine)"
+    )
+    if not resources:
+        return f"The replay actor did not start within {REPLAY_START_TIMEOUT_S} s: {busy}."
+    return (
+        f"The replay actor did not start within {REPLAY_START_TIMEOUT_S} s: no node offers "
+        f"its resources {resources}, or {busy}. Start a node with them (e.g. the head of "
+        "cluster/aws.yaml offers `head: 1`) or change "
+        "config.training(replay_actor_resources=...)."
     )
 
 
