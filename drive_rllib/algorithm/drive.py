@@ -160,7 +160,6 @@ LOOP_SETTINGS = (
 DRIVE_SETTINGS = CORE_SETTINGS + LEARNER_SETTINGS + LOOP_SETTINGS
 #: How long setup() waits for the replay actor to be scheduled.
 REPLAY_START_TIMEOUT_S = 120
-
 #: How often Ray restarts a crashed replay actor (each restart reloads its newest snapshot).
 REPLAY_MAX_RESTARTS = 10
 #: The replay actor's snapshot file, in the trial's folder (``Algorithm.logdir``).
