@@ -15,10 +15,13 @@ order every round, and ratios are taken round by round, then the median.
     python benchmarks/learner_update.py --rounds 7                 # ratio to RLlib SAC
     python benchmarks/learner_update.py --rounds 7 --wins          # each cheap win on/off
     python benchmarks/learner_update.py --rounds 5 --recipe defaults   # DRIVEConfig's defaults
+    python benchmarks/learner_update.py --rounds 5 --recipe file       # the headline file's settings
 
 Sizes (``--recipe headline``, passed explicitly so that default changes do not
 move them): E 7 (5 elites) of 4x200, 256x256 policy/posterior/value, B 256,
-H 5, N 1. ``--prewarm`` updates run first (not timed), on random-action
+H 5, N 1; ``--recipe file`` takes every setting of
+``tuned_examples/drive_halfcheetah.yaml`` (its update and warm-up schedule
+replaced by the benchmark's). ``--prewarm`` updates run first (not timed), on random-action
 HalfCheetah data, so that Adam's moments hold what a running Learner's do
 (subnormals included); ``--state FILE`` saves that Learner state once and
 reuses it. ``--init-state FILE`` starts instead from the networks and Adam
@@ -65,15 +68,31 @@ VARIANTS = {
     "none": (False, False, "per_parameter"),
 }
 DEFAULT_PEERS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers" / "rllib_sac.py"
+HEADLINE_FILE = (
+    pathlib.Path(__file__).resolve().parents[1] / "tuned_examples" / "drive_halfcheetah.yaml"
+)
+
+
+def file_settings(path: pathlib.Path) -> dict[str, Any]:
+    """The DRIVEConfig settings of an experiment file's (first) experiment, env and seed excluded."""
+    from drive_rllib.cli.experiments import Overrides, experiments_from_file
+
+    experiments, _ = experiments_from_file(str(path), Overrides(), lambda _note: None)
+    config = dict(experiments[0].config)
+    for key in ("env", "seed", "num_env_runners", "num_learners"):
+        config.pop(key, None)
+    return config
 
 
 def drive_algo(env: str, recipe: str, updates: int, seed: int) -> Any:
     from drive_rllib.algorithm import DRIVEConfig
 
+    base = DRIVEConfig()
+    if recipe == "file":
+        base = base.update_from_dict(file_settings(HEADLINE_FILE))
     sizes = HEADLINE if recipe == "headline" else {}
     config = (
-        DRIVEConfig()
-        .environment(env)
+        base.environment(env)
         .env_runners(num_env_runners=0)
         .learners(num_learners=0)
         .debugging(seed=seed)
@@ -209,7 +228,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--env", default="HalfCheetah-v5")
-    parser.add_argument("--recipe", choices=["headline", "defaults"], default="headline")
+    parser.add_argument("--recipe", choices=["headline", "defaults", "file"], default="headline")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--updates", type=int, default=10, help="C: DRIVE update steps per round")
     parser.add_argument("--sac-updates", type=int, default=10, help="SAC updates per round")

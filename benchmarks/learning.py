@@ -377,6 +377,24 @@ def plot(root: str, out: str) -> None:
     print(f"wrote {out}")
 
 
+def evals_table(run_dirs: list[str]) -> None:
+    """A markdown table of the deterministic evaluations of RUN_DIRS, a row per run
+    (its ``config_overrides``), a column per evaluation point (ablations side by side)."""
+    runs = []
+    for run_dir in map(Path, run_dirs):
+        evals = [json.loads(line) for line in (run_dir / "evals.jsonl").open()]
+        summary_path = run_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        points = {int(e["env_steps"]): e["eval_return"] for e in evals if e["env_steps"] > 3000}
+        runs.append((run_dir, summary.get("config_overrides", {}), points))
+    steps = sorted({step for _, _, points in runs for step in points})
+    print("| run | overrides | " + " | ".join(f"{step:,}" for step in steps) + " |")
+    print("|---|---|" + "---|" * len(steps))
+    for run_dir, overrides, points in runs:
+        cells = [f"{points[step]:,.0f}" if step in points else "" for step in steps]
+        print(f"| {run_dir} | `{json.dumps(overrides)}` | " + " | ".join(cells) + " |")
+
+
 def table(root: str) -> None:
     """A markdown table of every run's summary.json under ROOT."""
     print(
@@ -437,6 +455,9 @@ def main() -> None:
     parser.add_argument("--root", default="runs/learning")
     parser.add_argument("--plot", metavar="ROOT", help="plot the runs under ROOT and exit")
     parser.add_argument("--table", metavar="ROOT", help="print a markdown table of ROOT's runs")
+    parser.add_argument(
+        "--evals", nargs="+", metavar="RUN_DIR", help="print the runs' evaluations side by side"
+    )
     parser.add_argument("--out", default="learning.png")
     args = parser.parse_args()
     if args.plot:
@@ -444,6 +465,9 @@ def main() -> None:
         return
     if args.table:
         table(args.table)
+        return
+    if args.evals:
+        evals_table(args.evals)
         return
     for seed in args.seeds:
         run(args, seed)
