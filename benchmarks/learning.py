@@ -274,7 +274,7 @@ def run(args: argparse.Namespace, seed: int) -> dict:
         "s_per_iteration": round(wall / max(algo.iteration, 1), 3),
         "iterations": algo.iteration,
         "loadavg_end": os.getloadavg(),
-        "code": CODE_VERSION,
+        "code": args.code,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     keep_results(args, out, seed)
@@ -308,9 +308,6 @@ def code_version() -> str | None:
 
 
 #: Read when the module is imported, before any run: the code the runs use.
-CODE_VERSION = code_version()
-
-
 def keep_results(args: argparse.Namespace, out: Path, seed: int) -> None:
     """Copies a run's files to --results/ENV/ALGO_sSEED/ (when --results is given)."""
     if not args.results:
@@ -469,6 +466,7 @@ def main() -> None:
     if args.evals:
         evals_table(args.evals)
         return
+    args.code = code_version()  # once, before the runs: later edits do not relabel them
     for seed in args.seeds:
         run(args, seed)
 
