@@ -93,6 +93,17 @@ def tanh_gaussian_rsample(mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
     return torch.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, std)
 
 
+def min2_pair(num_heads: int, device: torch.device) -> Tensor | None:
+    """The two of ``num_heads`` heads that "min2" reads, drawn at random (None: at most two).
+
+    ``aggregate_heads`` draws them itself; a caller that draws them first can
+    evaluate only these two heads and aggregate those, with the same draw.
+    """
+    if num_heads <= 2:
+        return None
+    return torch.randperm(num_heads, device=device)[:2]
+
+
 def aggregate_heads(mu: Tensor, sigma: Tensor, how: str) -> tuple[Tensor, Tensor]:
     """The one Gaussian that K value heads N(mu_k, sigma_k^2) stand for: [K, ...] -> [...].
 
@@ -112,8 +123,8 @@ def aggregate_heads(mu: Tensor, sigma: Tensor, how: str) -> tuple[Tensor, Tensor
         mean, variance = moment_match(mu, sigma.square())
         return mean, variance.sqrt()
     if how == "min2":
-        if mu.shape[0] > 2:
-            pair = torch.randperm(mu.shape[0], device=mu.device)[:2]
+        pair = min2_pair(mu.shape[0], mu.device)
+        if pair is not None:
             mu, sigma = mu[pair], sigma[pair]
         lower = mu.argmin(0, keepdim=True)
         return mu.gather(0, lower).squeeze(0), sigma.gather(0, lower).squeeze(0)

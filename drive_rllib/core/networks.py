@@ -245,11 +245,17 @@ class GaussianValue(nn.Module):
         self.layer_norm = layer_norm
 
     def forward(
-        self, obs_normalised: Tensor, action: Tensor, scale: tuple[Tensor, Tensor] | None = None
+        self,
+        obs_normalised: Tensor,
+        action: Tensor,
+        scale: tuple[Tensor, Tensor] | None = None,
+        heads: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """([B, S], [B, A]) -> (mu [K, B], sigma [K, B]), one row per head."""
+        """([B, S], [B, A]) -> (mu [K, B], sigma [K, B]), one row per head (per index of
+        ``heads`` when given: only those heads are evaluated)."""
         x = torch.cat([obs_normalised, action], dim=-1)
-        out = ensemble_mlp(x, gather_layer_params(self.layers), Activation.RELU, self.layer_norm)
+        params = gather_layer_params(self.layers, heads)
+        out = ensemble_mlp(x, params, Activation.RELU, self.layer_norm)
         raw_mu, raw_sigma = out.unbind(-1)
         if scale is None:
             return raw_mu, self.sigma_min + F.softplus(raw_sigma)

@@ -38,6 +38,7 @@ from drive_rllib import keys
 from drive_rllib.core.distributions import (
     aggregate_heads,
     gaussian_cross_entropy,
+    min2_pair,
     tanh_gaussian_action,
     tanh_gaussian_rsample,
 )
@@ -183,8 +184,11 @@ def imagination(
         return aggregate_heads(*heads, spec.value_policy_aggregate.value)
 
     def target_value(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-        heads = nets.target_value(normalize(o), a, scale)
-        return aggregate_heads(*heads, spec.value_target_aggregate.value)
+        how = spec.value_target_aggregate.value
+        # "min2" reads two heads: draw them first and evaluate only those (the same draw).
+        pair = min2_pair(nets.target_value.num_heads, o.device) if how == "min2" else None
+        heads = nets.target_value(normalize(o), a, scale, heads=pair)
+        return aggregate_heads(*heads, how)
 
     return Imagination(
         elite_params,

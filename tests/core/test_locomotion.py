@@ -59,6 +59,39 @@ def test_min2_of_three_heads_draws_one_random_pair_for_the_whole_batch():
     assert abs((draws[:, 0] == 1.0).double().mean().item() - 1 / 3) < 0.03
 
 
+def test_value_evaluates_only_the_heads_asked_for():
+    nets = tiny_nets(value_heads=4, value_scaled=False)
+    for layer in nets.value.layers:  # non-zero last layer: every head differs
+        torch.nn.init.normal_(layer.weight)
+    obs, action = torch.randn(5, 3), torch.rand(5, 2) * 2 - 1
+    mu, sigma = nets.value(obs, action)
+    heads = torch.tensor([3, 1])
+    mu_two, sigma_two = nets.value(obs, action, heads=heads)
+    torch.testing.assert_close(mu_two, mu[heads])
+    torch.testing.assert_close(sigma_two, sigma[heads])
+
+
+def test_the_min2_target_value_evaluates_two_heads_and_equals_the_aggregate_of_all():
+    nets = tiny_nets(value_heads=5)
+    for layer in nets.target_value.layers:
+        torch.nn.init.normal_(layer.weight)
+    nets.return_range.update(torch.tensor(-1.0), torch.tensor(2.0), gamma=0.9, rate=1.0)
+    normalize = nets.obs_normalizer.frozen()
+    shared = imagination(nets, normalize, 6, torch.device("cpu"), UpdateSpec())
+    obs, action = torch.randn(6, 3), torch.rand(6, 2) * 2 - 1
+    evaluated = []
+    forward = nets.target_value.forward
+    nets.target_value.forward = lambda *a, **k: evaluated.append(forward(*a, **k)) or evaluated[-1]
+    for seed in range(5):
+        torch.manual_seed(seed)
+        mu, sigma = shared.target_value(obs, action)
+        assert evaluated[-1][0].shape == (2, 6)  # only the drawn pair was evaluated
+        torch.manual_seed(seed)  # the same draw, over all five heads
+        expected = aggregate_heads(*forward(normalize(obs), action, nets.value_scale()), "min2")
+        torch.testing.assert_close(mu, expected[0])
+        torch.testing.assert_close(sigma, expected[1])
+
+
 def test_unknown_aggregate_is_refused():
     with pytest.raises(ValueError, match="unknown aggregate"):
         aggregate_heads(t(1.0).view(1, 1), t(1.0).view(1, 1), "max")
