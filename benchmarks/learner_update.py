@@ -31,12 +31,16 @@ same sizes; the quicker way on a loaded machine).
 Variants (``--wins``), each toggled on the one live Learner:
 ``all`` (every win, the defaults), ``no_flush`` (denormals not flushed),
 ``no_fused`` (torch's default for-loop Adam), ``per_parameter`` (RLlib's own
-``apply_gradients``), ``none`` (all three off, the code before issue 11).
+``apply_gradients``), ``none`` (all three off, the code before issue 11). ``--fit-intervals K ...``
+adds ``fit_every_K``: every win on, and f_hat fitted on every K-th update step
+only (``model_fit_interval``; a learning setting, not a cost switch: default 1).
+Use ``--updates`` divisible by every K, so that each round fits 1/K of its steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -147,7 +151,12 @@ def apply_gradients_ms(learner: Any, repeats: int = 10) -> float:
     return (time.perf_counter() - start) * 1000 / repeats
 
 
-def set_variant(learner: Any, flush: bool, fused: bool, gradient_check: str) -> None:
+def set_variant(
+    learner: Any, flush: bool, fused: bool, gradient_check: str, fit_interval: int = 1
+) -> None:
+    module = learner.module["default_policy"].unwrapped()
+    update = dataclasses.replace(module.spec.update, model_fit_interval=fit_interval)
+    module.spec = dataclasses.replace(module.spec, update=update)
     learner._flush_denormals = flush
     torch.set_flush_denormal(flush)
     learner._gradient_check = gradient_check
@@ -240,6 +249,13 @@ def main() -> None:
     )
     parser.add_argument("--wins", action="store_true", help="time every variant, not only 'all'")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="these variants")
+    parser.add_argument(
+        "--fit-intervals",
+        type=int,
+        nargs="+",
+        default=[],
+        help="also time fit_every_K: f_hat fitted on every K-th step (model_fit_interval)",
+    )
     parser.add_argument("--no-sac", action="store_true")
     parser.add_argument("--peers", type=pathlib.Path, default=DEFAULT_PEERS)
     parser.add_argument("--seed", type=int, default=0)
@@ -268,6 +284,9 @@ def main() -> None:
     variants = args.variants or (list(VARIANTS) if args.wins else ["all"])
     if "all" not in variants:
         variants = ["all", *variants]
+    for interval in args.fit_intervals:
+        VARIANTS[f"fit_every_{interval}"] = (*VARIANTS["all"], interval)
+        variants.append(f"fit_every_{interval}")
     names = variants + ([] if sac is None else ["sac"])
 
     # Untimed first calls: the replay actor imports the batch code, RLlib builds its

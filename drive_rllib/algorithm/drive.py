@@ -280,6 +280,7 @@ class DRIVEConfig(AlgorithmConfig):
         distribution_rollout_horizon: int | None = NotProvided,
         distribution_rollout_batch: int | None = NotProvided,
         model_state_rounds: int | None = NotProvided,
+        model_fit_interval: int | None = NotProvided,
         inference_policy: str | None = NotProvided,
         model_lr: float | None = NotProvided,
         posterior_lr: float | None = NotProvided,
@@ -378,6 +379,10 @@ class DRIVEConfig(AlgorithmConfig):
                 rollout (split over the Learners). Default 256.
             model_state_rounds: distribution rollouts the model-state buffer
                 holds (the oldest states are overwritten). Default 10.
+            model_fit_interval: f_hat takes its gradient step on every k-th update
+                step only; the others hold f_hat and its optimizer as they are.
+                DHMBPO and MBPO fit the model far less often than the actor; the
+                fit is about a quarter of a step's cost. Default 1 (every step).
             inference_policy: the policy whose deterministic mean acts when
                 ``explore=False`` (evaluation): "prior" (pi_theta) or
                 "posterior" (q_phi; the EnvRunners then also hold q_phi).

@@ -66,9 +66,14 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch
 from ray.rllib.utils.annotations import override
 
 from drive_rllib import keys
-from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModule
+from drive_rllib.algorithm.rl_module import (
+    DIAGNOSTICS,
+    MODEL_FITTED,
+    TERMS,
+    DRIVETorchRLModule,
+)
 from drive_rllib.core import combine_terms, loss_weights
-from drive_rllib.core.update import distribution_rollout_states
+from drive_rllib.core.update import MODEL_TERMS, distribution_rollout_states
 from drive_rllib.replay.actor import call
 from drive_rllib.replay.storage import NEXT_OBS, OBS, REWARD
 
@@ -132,6 +137,8 @@ class DRIVETorchLearner(TorchLearner):
         # The non-finite check of the step in progress (the message of combine_terms).
         self._nonfinite_error: str | None = None
         self._skip_step = False
+        # Per module: whether the step in progress fits f_hat (``model_fit_interval``).
+        self._model_fitted: dict[str, bool] = {}
         self.num_skipped_steps = 0
         self._consecutive_skips = 0
         self._flush_denormals = bool(self.config.flush_denormals)
@@ -248,6 +255,7 @@ class DRIVETorchLearner(TorchLearner):
         """The weighted sum of the terms ``forward_train`` computed; logs terms and diagnostics."""
         terms = fwd_out[TERMS]
         weights = self._loss_weights[module_id]
+        fitted = self._model_fitted[module_id] = bool(fwd_out[MODEL_FITTED])
         try:
             loss = combine_terms(terms, weights)
         except FloatingPointError as error:
@@ -259,8 +267,9 @@ class DRIVETorchLearner(TorchLearner):
         self._imagined_rewards[module_id] = torch.stack(
             [diagnostics[keys.IMAGINED_REWARD_LOW], diagnostics[keys.IMAGINED_REWARD_HIGH]]
         ).detach()
+        held = () if fitted else MODEL_TERMS  # zeros, not the model's likelihood
         logged = keys.update_step_metrics(
-            {name: term.detach().mean() for name, term in terms.items()},
+            {name: term.detach().mean() for name, term in terms.items() if name not in held},
             {key: value.detach() for key, value in fwd_out[DIAGNOSTICS].items()},
             loss.detach(),
         )
@@ -290,6 +299,7 @@ class DRIVETorchLearner(TorchLearner):
             if self._nonfinite_error is None:
                 self._nonfinite_error = "non-finite gradients (the loss itself was finite)"
             return
+        gradients_dict = self._hold_models(gradients_dict)
         if (
             self._gradient_check == "per_parameter"
             or self._grad_scalers is not None
@@ -302,6 +312,22 @@ class DRIVETorchLearner(TorchLearner):
         for module_id, optimizer_names in self._module_optimizers.items():
             for optimizer_name in optimizer_names:
                 self.get_optimizer(module_id, optimizer_name).step()
+
+    def _hold_models(self, gradients_dict: dict[Any, torch.Tensor]) -> dict[Any, torch.Tensor]:
+        """``gradients_dict`` without f_hat's (zero) gradients where this step did not fit
+        f_hat; their ``.grad`` is cleared, so f_hat's optimizer steps nothing (Adam and
+        AdamW skip parameters without a gradient: no weight decay, no moment update)."""
+        held: set[int] = set()
+        for module_id, fitted in self._model_fitted.items():
+            if not fitted:
+                for param in self.drive_module(module_id).nets.model.parameters():
+                    param.grad = None
+                    held.add(id(param))
+        if not held:
+            return gradients_dict
+        return {
+            ref: grad for ref, grad in gradients_dict.items() if id(self._params[ref]) not in held
+        }
 
     @override(TorchLearner)
     def _update(self, batch: dict[str, Any], **kwargs: Any) -> tuple[Any, Any, Any]:

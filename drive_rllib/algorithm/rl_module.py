@@ -77,6 +77,7 @@ SPEC_KEY = "drive_spec"
 # Keys of the `_forward_train` output.
 TERMS = "terms"
 DIAGNOSTICS = "diagnostics"
+MODEL_FITTED = "model_fitted"
 
 
 class DRIVESquashedGaussian(TorchSquashedGaussian):
@@ -281,9 +282,16 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4) and diagnostics."""
-        terms, diagnostics = update_terms(self.nets, core_batch(batch), self.spec.update)
-        return {TERMS: terms, DIAGNOSTICS: diagnostics}
+        """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4), diagnostics,
+        and whether the step fits f_hat (``fits_model``)."""
+        fitted = self.fits_model()
+        terms, diagnostics = update_terms(self.nets, core_batch(batch), self.spec.update, fitted)
+        return {TERMS: terms, DIAGNOSTICS: diagnostics, MODEL_FITTED: fitted}
+
+    def fits_model(self) -> bool:
+        """Whether the next update step fits f_hat: every ``model_fit_interval``-th, from the
+        first (``num_updates`` counts the steps applied, equal on every Learner)."""
+        return int(self.num_updates) % self.spec.update.model_fit_interval == 0
 
     @torch.no_grad()
     def holdout_errors(self, batch: dict[str, np.ndarray]) -> torch.Tensor:

@@ -308,6 +308,11 @@ class UpdateSpec(_Checked):
         distribution_rollout_horizon: model steps >= 1 of one distribution rollout.
         distribution_rollout_batch: start states >= 1 of one distribution rollout.
         model_state_rounds: distribution rollouts >= 1 the model-state buffer holds.
+        model_fit_interval: f_hat takes its gradient step on every k-th update step
+            only (1: on every step); the other steps hold f_hat and its optimizer
+            as they are (``held_model_terms``). DHMBPO and MBPO fit the model far
+            less often than the actor; the model fit is about a quarter of a
+            step's cost (README, "Performance").
     """
 
     horizon: int = setting(5, integer(minimum=1))
@@ -326,6 +331,7 @@ class UpdateSpec(_Checked):
     distribution_rollout_horizon: int = setting(20, integer(minimum=1))
     distribution_rollout_batch: int = setting(256, integer(minimum=1))
     model_state_rounds: int = setting(10, integer(minimum=1))
+    model_fit_interval: int = setting(1, integer(minimum=1))
 
     def _check_together(self) -> None:
         if self.start_state_model_fraction > 0 and self.distribution_rollout_interval == 0:

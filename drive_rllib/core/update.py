@@ -2,7 +2,8 @@
 
 ``update_terms`` runs, in this order (the order fixes the random draws):
 
-1. ``model_fit``: each ensemble member fits its own bootstrap of the batch;
+1. ``model_fit``: each ensemble member fits its own bootstrap of the batch (on a step
+   that does not fit f_hat, ``held_model_terms`` instead: see ``model_fit_interval``);
 2. ``imagination``: what the rollouts share (elite parameters, member assignment);
 3. ``posterior_step``: Eq. 6 from a_t ~ q_phi, H imagined steps, psi held fixed;
 4. Eq. 5 (``distill_terms``) when ``policy_update="distill"``;
@@ -67,7 +68,7 @@ ElitePairs = list[tuple[Tensor, Tensor]]
 
 
 def update_terms(
-    nets: DRIVENetworks, batch: dict[str, Tensor], spec: UpdateSpec
+    nets: DRIVENetworks, batch: dict[str, Tensor], spec: UpdateSpec, fit_model: bool = True
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """All terms of one DRIVE update step (model, Eq. 6, Eq. 5 if distilling, Eq. 4).
 
@@ -76,6 +77,9 @@ def update_terms(
         batch: real transitions: obs [B, S], action [B, A] (in [-1, 1]), reward [B],
             next_obs [B, S], terminated [B] (float 0/1).
         spec: H, N, gamma, the policy update, the value loss, member sampling.
+        fit_model: whether this step fits f_hat (``UpdateSpec.model_fit_interval``
+            schedules it); if not, the model terms are ``held_model_terms`` and the
+            diagnostics hold no model likelihood.
 
     Returns:
         (terms, diagnostics): terms for ``combine_terms`` ([B] each, in a fixed
@@ -84,7 +88,10 @@ def update_terms(
     obs = batch["obs"]
     normalize = nets.obs_normalizer.frozen(obs.dtype)
     obs_n = normalize(obs)
-    terms = model_fit(nets.model, obs_n, batch, nets.target_affine(obs.dtype))
+    if fit_model:
+        terms = model_fit(nets.model, obs_n, batch, nets.target_affine(obs.dtype))
+    else:
+        terms = held_model_terms(nets.model, obs.shape[0])
     shared = imagination(nets, normalize, obs.shape[0], obs.device, spec)
     start_obs = start_states(nets, obs, spec)
     start_n = obs_n if start_obs is obs else normalize(start_obs)
@@ -98,7 +105,7 @@ def update_terms(
     terms.update(floor_terms)
     eq4 = value_step(nets, obs_n, shared, batch, spec)
     terms.update(eq4.terms)
-    return terms, update_diagnostics(nets, terms, eq6, eq4, prior_log_prob, shared)
+    return terms, update_diagnostics(nets, terms, eq6, eq4, prior_log_prob, shared, fit_model)
 
 
 # --- 1. model learning --------------------------------------------------------------------------
@@ -125,6 +132,24 @@ def model_fit(
     return model_terms(
         mean, log_std, term_logit, target, batch["terminated"][boot], model.learn_termination
     )
+
+
+#: The terms of f_hat's fit (``model_fit``; "termination" with a termination head).
+MODEL_TERMS = ("model", "termination")
+
+
+def held_model_terms(model: DynamicsEnsemble, batch_size: int) -> dict[str, Tensor]:
+    """The model terms of a step that does not fit f_hat: zeros [B] under the same names.
+
+    They still touch every parameter of f_hat (zero gradients), so that DDP finds
+    every parameter used; the Learner drops those gradients and leaves f_hat's
+    optimizer unstepped, so f_hat and its Adam state stay exactly as they were.
+    """
+    zero = torch.stack([p.sum() for p in model.parameters()]).sum() * 0.0
+    terms = {"model": zero.expand(batch_size)}
+    if model.learn_termination:
+        terms["termination"] = zero.expand(batch_size)
+    return terms
 
 
 # --- 2. what the rollouts share -----------------------------------------------------------------
@@ -399,16 +424,16 @@ def update_diagnostics(
     eq4: ValueStep,
     prior_log_prob: Tensor,
     shared: Imagination,
+    fit_model: bool = True,
 ) -> dict[str, Tensor]:
     """Detached batch means of one update step, under `drive_rllib.keys` (terms excluded:
-    the Learner logs those itself)."""
+    the Learner logs those itself); the model's likelihoods only on a step that fits it."""
     num_members = nets.model.num_members
     rewards = torch.cat(shared.imagined_rewards)
     reward_low, reward_high = torch.quantile(
         rewards, torch.tensor([0.01, 0.99], dtype=rewards.dtype, device=rewards.device)
     )
     diagnostics = {
-        keys.MODEL_NLL_PER_MEMBER: terms["model"].mean() / num_members,
         keys.VALUE_CROSS_ENTROPY: gaussian_cross_entropy(
             eq4.target_m.unsqueeze(1), eq4.target_v.unsqueeze(1), eq4.value_mu, eq4.value_sigma
         ).mean(),
@@ -426,8 +451,12 @@ def update_diagnostics(
         keys.IMAGINED_REWARD_HIGH: reward_high,
         keys.POLICY_SATURATION: (torch.tanh(eq6.prior_mean).abs() > 0.99).float().mean(),
     }
-    if "termination" in terms:
-        diagnostics[keys.MODEL_TERMINATION_PER_MEMBER] = terms["termination"].mean() / num_members
+    if fit_model:
+        diagnostics[keys.MODEL_NLL_PER_MEMBER] = terms["model"].mean() / num_members
+        if "termination" in terms:
+            diagnostics[keys.MODEL_TERMINATION_PER_MEMBER] = (
+                terms["termination"].mean() / num_members
+            )
     if nets.entropy_floor is not None:
         diagnostics[keys.ENTROPY_FLOOR_WEIGHT] = nets.entropy_floor.weight.detach()
     return diagnostics

@@ -46,5 +46,5 @@ def changed_groups(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) 
     return {
         key.split(".")[1] if key.startswith("nets.") else key
         for key in before
-        if not np.array_equal(before[key], after[key])
+        if not np.array_equal(before[key], after[key], equal_nan=True)
     }
