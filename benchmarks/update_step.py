@@ -416,7 +416,36 @@ def profile_parts(
             "aten::cat",
         ):
             table[event.key] = event.cpu_time_total / 1000 / steps
-    return table
+    return table, self_time_shares(prof.key_averages(), steps)
+
+
+#: Self-time categories of ``self_time_shares`` (aten op names).
+OP_CATEGORIES = {
+    "matmuls": ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"),
+    "layer norms": ("aten::native_layer_norm", "aten::native_layer_norm_backward"),
+    "activations": (
+        "aten::silu",
+        "aten::silu_backward",
+        "aten::clamp_min",
+        "aten::relu",
+        "aten::threshold_backward",
+    ),
+}
+
+
+def self_time_shares(events, steps: int) -> dict[str, float]:
+    """Share of the profiled self time per ``OP_CATEGORIES`` entry (the rest: "other"), and
+    the aten calls per step (nested calls included)."""
+    total = sum(event.self_cpu_time_total for event in events)
+    shares = {
+        name: sum(e.self_cpu_time_total for e in events if e.key in ops) / total
+        for name, ops in OP_CATEGORIES.items()
+    }
+    shares["other"] = 1.0 - sum(shares.values())
+    shares["aten calls per step"] = (
+        sum(e.count for e in events if e.key.startswith("aten::")) / steps
+    )
+    return shares
 
 
 def main() -> None:
@@ -563,12 +592,13 @@ def main() -> None:
         for phase, ms in phase_times(args, hiddens, state).items():
             print(f"  {phase:28s} {ms:7.2f}")
     if args.profile:
+        parts, shares = profile_parts(args.batch, args.ensemble, args.steps, hiddens)
         print("\nDRIVE H=5 N=1, ms per step by op (self+children, overlapping):")
-        for key, ms in sorted(
-            profile_parts(args.batch, args.ensemble, args.steps, hiddens).items(),
-            key=lambda kv: -kv[1],
-        ):
+        for key, ms in sorted(parts.items(), key=lambda kv: -kv[1]):
             print(f"  {key:32s} {ms:7.2f}")
+        print("\nDRIVE H=5 N=1, share of the profiled self time:")
+        for key, share in shares.items():
+            print(f"  {key:32s} " + (f"{share:7.0f}" if key.endswith("step") else f"{share:7.1%}"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
