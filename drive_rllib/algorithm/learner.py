@@ -18,6 +18,11 @@ One update step (one minibatch of ``train_batch_size_per_learner`` rows):
    rows pulled from the replay actor (errors averaged over Learners), which
    sets the elites.
 
+With ``model_fit_interval`` k > 1, f_hat is fitted on every k-th step only: on
+the others its terms are zeros that still touch its parameters (DDP needs every
+parameter used), and ``apply_gradients`` drops their gradients, so f_hat's
+optimizer takes no step (``_hold_models``).
+
 Before step 1, every ``distribution_rollout_interval`` steps, a distribution
 rollout from the batch's states refills the model-state buffer that Eq. 6's
 start states come from; under DDP each Learner rolls out its share of the
