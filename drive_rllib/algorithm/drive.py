@@ -383,7 +383,7 @@ class DRIVEConfig(AlgorithmConfig):
                 step only; the others hold f_hat and its optimizer as they are.
                 DHMBPO and MBPO fit the model far less often than the actor; the
                 fit is about a quarter of a step's cost. On HalfCheetah 2 learned
-                as 1 did to 10k, 4 left f_hat 10-100x less accurate
+                as 1 did (two seeds, 20k), 4 left f_hat 10-100x less accurate
                 (docs/diagnosis.md). Default 1 (every step).
             inference_policy: the policy whose deterministic mean acts when
                 ``explore=False`` (evaluation): "prior" (pi_theta) or
