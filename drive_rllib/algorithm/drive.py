@@ -382,8 +382,8 @@ class DRIVEConfig(AlgorithmConfig):
             model_fit_interval: f_hat takes its gradient step on every k-th update
                 step only; the others hold f_hat and its optimizer as they are.
                 DHMBPO and MBPO fit the model far less often than the actor; the
-                fit is about a quarter of a step's cost. On HalfCheetah 2 learned
-                as 1 did (two seeds, 20k), 4 left f_hat 10-100x less accurate
+                fit is about a quarter of a step's cost. On HalfCheetah 2 lost a
+                third of one seed's return in three (20k), 4 left f_hat 10-100x less accurate
                 (docs/diagnosis.md). Default 1 (every step).
             inference_policy: the policy whose deterministic mean acts when
                 ``explore=False`` (evaluation): "prior" (pi_theta) or

@@ -312,7 +312,7 @@ class UpdateSpec(_Checked):
             only (1: on every step); the other steps hold f_hat and its optimizer
             as they are (``held_model_terms``). DHMBPO and MBPO fit the model far
             less often than the actor; the model fit is about a quarter of a
-            step's cost. On HalfCheetah k 2 learned as the recipe did (two seeds, 20k), k 4
+            step's cost. On HalfCheetah k 2 lost a third of one seed's return in three (20k), k 4
             left f_hat 10-100x less accurate (docs/diagnosis.md).
     """
 
