@@ -284,8 +284,9 @@ def main() -> None:
     variants = args.variants or (list(VARIANTS) if args.wins else ["all"])
     if "all" not in variants:
         variants = ["all", *variants]
+    settings = dict(VARIANTS)  # the variants' set_variant arguments, fit_every_K included
     for interval in args.fit_intervals:
-        VARIANTS[f"fit_every_{interval}"] = (*VARIANTS["all"], interval)
+        settings[f"fit_every_{interval}"] = (*VARIANTS["all"], interval)
         variants.append(f"fit_every_{interval}")
     names = variants + ([] if sac is None else ["sac"])
 
@@ -304,7 +305,7 @@ def main() -> None:
                 torch.set_flush_denormal(False)  # RLlib SAC as it ships
                 times[name].append(sac_update(sac, batch, args.sac_updates))
             else:
-                set_variant(learner, *VARIANTS[name])
+                set_variant(learner, *settings[name])
                 times[name].append(drive_update(drive, args.updates))
                 applies[name].append(apply_gradients_ms(learner))
         fetch.append(batch_fetch_ms(drive, args.updates * batch))

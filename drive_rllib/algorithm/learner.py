@@ -71,12 +71,7 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch
 from ray.rllib.utils.annotations import override
 
 from drive_rllib import keys
-from drive_rllib.algorithm.rl_module import (
-    DIAGNOSTICS,
-    MODEL_FITTED,
-    TERMS,
-    DRIVETorchRLModule,
-)
+from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModule
 from drive_rllib.core import combine_terms, loss_weights
 from drive_rllib.core.update import MODEL_TERMS, distribution_rollout_states
 from drive_rllib.replay.actor import call
@@ -142,8 +137,6 @@ class DRIVETorchLearner(TorchLearner):
         # The non-finite check of the step in progress (the message of combine_terms).
         self._nonfinite_error: str | None = None
         self._skip_step = False
-        # Per module: whether the step in progress fits f_hat (``model_fit_interval``).
-        self._model_fitted: dict[str, bool] = {}
         self.num_skipped_steps = 0
         self._consecutive_skips = 0
         self._flush_denormals = bool(self.config.flush_denormals)
@@ -260,7 +253,6 @@ class DRIVETorchLearner(TorchLearner):
         """The weighted sum of the terms ``forward_train`` computed; logs terms and diagnostics."""
         terms = fwd_out[TERMS]
         weights = self._loss_weights[module_id]
-        fitted = self._model_fitted[module_id] = bool(fwd_out[MODEL_FITTED])
         try:
             loss = combine_terms(terms, weights)
         except FloatingPointError as error:
@@ -272,7 +264,8 @@ class DRIVETorchLearner(TorchLearner):
         self._imagined_rewards[module_id] = torch.stack(
             [diagnostics[keys.IMAGINED_REWARD_LOW], diagnostics[keys.IMAGINED_REWARD_HIGH]]
         ).detach()
-        held = () if fitted else MODEL_TERMS  # zeros, not the model's likelihood
+        # A step that holds f_hat has zeros for its terms, not the model's likelihood.
+        held = () if self.drive_module(module_id).fits_model() else MODEL_TERMS
         logged = keys.update_step_metrics(
             {name: term.detach().mean() for name, term in terms.items() if name not in held},
             {key: value.detach() for key, value in fwd_out[DIAGNOSTICS].items()},
@@ -320,12 +313,14 @@ class DRIVETorchLearner(TorchLearner):
 
     def _hold_models(self, gradients_dict: dict[Any, torch.Tensor]) -> dict[Any, torch.Tensor]:
         """``gradients_dict`` without f_hat's (zero) gradients where this step did not fit
-        f_hat; their ``.grad`` is cleared, so f_hat's optimizer steps nothing (Adam and
-        AdamW skip parameters without a gradient: no weight decay, no moment update)."""
+        f_hat (``fits_model``: ``num_updates`` moves after this); their ``.grad`` is
+        cleared, so f_hat's optimizer steps nothing (Adam and AdamW skip parameters
+        without a gradient: no weight decay, no moment update)."""
         held: set[int] = set()
-        for module_id, fitted in self._model_fitted.items():
-            if not fitted:
-                for param in self.drive_module(module_id).nets.model.parameters():
+        for module_id in self._module_optimizers:
+            module = self.drive_module(module_id)
+            if not module.fits_model():
+                for param in module.nets.model.parameters():
                     param.grad = None
                     held.add(id(param))
         if not held:

@@ -77,7 +77,6 @@ SPEC_KEY = "drive_spec"
 # Keys of the `_forward_train` output.
 TERMS = "terms"
 DIAGNOSTICS = "diagnostics"
-MODEL_FITTED = "model_fitted"
 
 
 class DRIVESquashedGaussian(TorchSquashedGaussian):
@@ -282,15 +281,17 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4), diagnostics,
-        and whether the step fits f_hat (``fits_model``)."""
-        fitted = self.fits_model()
-        terms, diagnostics = update_terms(self.nets, core_batch(batch), self.spec.update, fitted)
-        return {TERMS: terms, DIAGNOSTICS: diagnostics, MODEL_FITTED: fitted}
+        """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4) and
+        diagnostics; f_hat is fitted when ``fits_model``."""
+        terms, diagnostics = update_terms(
+            self.nets, core_batch(batch), self.spec.update, self.fits_model()
+        )
+        return {TERMS: terms, DIAGNOSTICS: diagnostics}
 
     def fits_model(self) -> bool:
-        """Whether the next update step fits f_hat: every ``model_fit_interval``-th, from the
-        first (``num_updates`` counts the steps applied, equal on every Learner)."""
+        """Whether the update step in progress fits f_hat: every ``model_fit_interval``-th,
+        from the first (``num_updates`` counts the steps applied, equal on every Learner;
+        the Learner moves it after the step)."""
         return int(self.num_updates) % self.spec.update.model_fit_interval == 0
 
     @torch.no_grad()

@@ -3,18 +3,15 @@ hold f_hat and its optimizer bit-identical and train the rest as usual (a local 
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from drive_rllib import keys
-from drive_rllib.algorithm import DRIVEConfig
 from drive_rllib.core import UpdateSpec, combine_terms, update_terms
 from tests.algorithm.helpers import MODULE_ID, changed_groups
-from tests.algorithm.test_skipped_update import module_state, rows, update
+from tests.algorithm.test_skipped_update import make_learner, module_state, rows, update
 from tests.core.helpers import random_batch, tiny_nets
-from tests.tiny import TINY_NETWORKS
 
 
 def test_held_model_terms_give_f_hat_zero_gradients_and_no_likelihood_diagnostics():
@@ -35,20 +32,7 @@ def test_held_model_terms_give_f_hat_zero_gradients_and_no_likelihood_diagnostic
 @pytest.mark.ray
 @pytest.mark.parametrize("gradient_check", ["global", "per_parameter"])
 def test_steps_between_fits_hold_f_hat_and_its_adam_state(ray_instance, gradient_check):
-    config = (
-        DRIVEConfig()
-        .environment("Pendulum-v1")
-        .debugging(seed=0)
-        .training(
-            **TINY_NETWORKS,
-            horizon=2,
-            model_eval_interval=0,
-            holdout_every=0,
-            model_fit_interval=2,
-            gradient_check=gradient_check,
-        )
-    )
-    learner = config.build_learner(env=gym.make("Pendulum-v1"))
+    learner = make_learner(model_fit_interval=2, gradient_check=gradient_check)
     module = learner.module[MODULE_ID].unwrapped()
     model_optimizer = learner.get_optimizer(MODULE_ID, "model")
 

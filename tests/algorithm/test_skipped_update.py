@@ -21,7 +21,8 @@ pytestmark = pytest.mark.ray
 B = 32
 
 
-def make_learner(max_skipped_updates: int = 3):
+def make_learner(max_skipped_updates: int = 3, **training):
+    """A local Learner on Pendulum's spaces, tiny networks; ``training`` overrides."""
     config = (
         DRIVEConfig()
         .environment("Pendulum-v1")
@@ -32,6 +33,7 @@ def make_learner(max_skipped_updates: int = 3):
             model_eval_interval=0,
             holdout_every=0,
             max_skipped_updates=max_skipped_updates,
+            **training,
         )
     )
     return config.build_learner(env=gym.make("Pendulum-v1"))
