@@ -281,6 +281,7 @@ class DRIVEConfig(AlgorithmConfig):
         distribution_rollout_batch: int | None = NotProvided,
         model_state_rounds: int | None = NotProvided,
         model_fit_interval: int | None = NotProvided,
+        model_fit_interval_start: int | None = NotProvided,
         inference_policy: str | None = NotProvided,
         model_lr: float | None = NotProvided,
         posterior_lr: float | None = NotProvided,
@@ -385,6 +386,10 @@ class DRIVEConfig(AlgorithmConfig):
                 fit is about a quarter of a step's cost. On HalfCheetah 2 lost a
                 third of one seed's return in three (20k), 4 left f_hat 10-100x less accurate
                 (docs/diagnosis.md). Default 1 (every step).
+            model_fit_interval_start: the first update steps, which fit f_hat on
+                every step before ``model_fit_interval`` applies (e.g.
+                ``num_warmup_steps``, so that the warm-up catch-up fits on every
+                step). Default 0.
             inference_policy: the policy whose deterministic mean acts when
                 ``explore=False`` (evaluation): "prior" (pi_theta) or
                 "posterior" (q_phi; the EnvRunners then also hold q_phi).

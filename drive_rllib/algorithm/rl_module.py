@@ -289,10 +289,13 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         return {TERMS: terms, DIAGNOSTICS: diagnostics}
 
     def fits_model(self) -> bool:
-        """Whether the update step in progress fits f_hat: every ``model_fit_interval``-th,
-        from the first (``num_updates`` counts the steps applied, equal on every Learner;
-        the Learner moves it after the step)."""
-        return int(self.num_updates) % self.spec.update.model_fit_interval == 0
+        """Whether the update step in progress fits f_hat: every one of the first
+        ``model_fit_interval_start``, then every ``model_fit_interval``-th (``num_updates``
+        counts the steps applied, equal on every Learner; the Learner moves it after the
+        step)."""
+        spec = self.spec.update
+        step = int(self.num_updates)
+        return step < spec.model_fit_interval_start or step % spec.model_fit_interval == 0
 
     @torch.no_grad()
     def holdout_errors(self, batch: dict[str, np.ndarray]) -> torch.Tensor:

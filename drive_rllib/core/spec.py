@@ -314,6 +314,9 @@ class UpdateSpec(_Checked):
             less often than the actor; the model fit is about a quarter of a
             step's cost. On HalfCheetah k 2 lost a third of one seed's return in three (20k), k 4
             left f_hat 10-100x less accurate (docs/diagnosis.md).
+        model_fit_interval_start: update steps >= 0, counted from the first, that
+            fit f_hat on every step before ``model_fit_interval`` applies (e.g.
+            ``num_warmup_steps``: the warm-up catch-up fits on every step).
     """
 
     horizon: int = setting(5, integer(minimum=1))
@@ -333,6 +336,7 @@ class UpdateSpec(_Checked):
     distribution_rollout_batch: int = setting(256, integer(minimum=1))
     model_state_rounds: int = setting(10, integer(minimum=1))
     model_fit_interval: int = setting(1, integer(minimum=1))
+    model_fit_interval_start: int = setting(0, integer(minimum=0))
 
     def _check_together(self) -> None:
         if self.start_state_model_fraction > 0 and self.distribution_rollout_interval == 0:

@@ -61,3 +61,15 @@ def test_steps_between_fits_hold_f_hat_and_its_adam_state(ray_instance, gradient
 
     update(learner, rows(2))  # num_updates 2: fits again
     assert "model" in changed_groups(held, module_state(learner))
+
+
+@pytest.mark.ray
+def test_model_fit_interval_start_fits_every_step_before_the_interval(ray_instance):
+    # start 3, interval 2: steps 0, 1, 2 fit (the catch-up), then 4 (3 and 5 hold).
+    learner = make_learner(model_fit_interval=2, model_fit_interval_start=3)
+    fitted = []
+    for step in range(6):
+        before = module_state(learner)
+        update(learner, rows(step))
+        fitted.append("model" in changed_groups(before, module_state(learner)))
+    assert fitted == [True, True, True, False, True, False]
