@@ -35,6 +35,13 @@ Variants (``--wins``), each toggled on the one live Learner:
 adds ``fit_every_K``: every win on, and f_hat fitted on every K-th update step
 only (``model_fit_interval``; a learning setting, not a cost switch: default 1).
 Use ``--updates`` divisible by every K, so that each round fits 1/K of its steps.
+``--settings NAME=JSON ...`` adds a DRIVE algorithm of its own per NAME, built
+with the same sizes plus those ``training`` settings (e.g. ``heads_2='{"value_heads":
+2}'``: settings that change the networks cannot be toggled on one Learner),
+prewarmed alike and timed in the same rotation with every win on.
+
+    python benchmarks/learner_update.py --rounds 5 --updates 20 --prewarm 200 \
+        --settings 'heads_2={"value_heads": 2}' 'heads_3={"value_heads": 3}'
 """
 
 from __future__ import annotations
@@ -88,7 +95,9 @@ def file_settings(path: pathlib.Path) -> dict[str, Any]:
     return config
 
 
-def drive_algo(env: str, recipe: str, updates: int, seed: int) -> Any:
+def drive_algo(
+    env: str, recipe: str, updates: int, seed: int, extra: dict[str, Any] | None = None
+) -> Any:
     from drive_rllib.algorithm import DRIVEConfig
 
     base = DRIVEConfig()
@@ -101,7 +110,7 @@ def drive_algo(env: str, recipe: str, updates: int, seed: int) -> Any:
         .learners(num_learners=0)
         .debugging(seed=seed)
         .training(
-            **sizes,
+            **{**sizes, **(extra or {})},
             updates_per_iteration=updates,
             env_steps_per_iteration=1000,
             num_warmup_steps=10**9,  # train() only collects (random actions)
@@ -232,6 +241,21 @@ def subnormals(learner: Any) -> dict[str, int]:
     return counts
 
 
+def parse_setting(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME=JSON`` -> (NAME, the training settings); one clear error if malformed."""
+    name, sep, body = text.partition("=")
+    try:
+        extra = json.loads(body) if sep and name else None
+    except json.JSONDecodeError:
+        extra = None
+    if not isinstance(extra, dict) or name in VARIANTS or name == "sac":
+        raise SystemExit(
+            f"--settings {text!r}: write NAME={{...}}, a new name and a JSON object of "
+            "DRIVEConfig.training settings, e.g. 'heads_2={\"value_heads\": 2}'"
+        )
+    return name, extra
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -256,6 +280,13 @@ def main() -> None:
         default=[],
         help="also time fit_every_K: f_hat fitted on every K-th step (model_fit_interval)",
     )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=[],
+        metavar="NAME=JSON",
+        help="also time a DRIVE algorithm of its own with these training settings",
+    )
     parser.add_argument("--no-sac", action="store_true")
     parser.add_argument("--peers", type=pathlib.Path, default=DEFAULT_PEERS)
     parser.add_argument("--seed", type=int, default=0)
@@ -273,12 +304,20 @@ def main() -> None:
         configure_logging=False,
         log_to_driver=False,
     )
+    extras = dict(parse_setting(text) for text in args.settings)
     drive = drive_algo(args.env, args.recipe, args.updates, args.seed)
     learner = drive.learner_group._learner
     if args.init_state:
         note = load_core_state(learner, args.init_state)
     else:
         note = prewarm(drive, args.prewarm, args.state)
+    # name -> (algorithm, its Learner's set_variant arguments): "all" wins, its own interval.
+    others = {}
+    for name, extra in extras.items():
+        other = drive_algo(args.env, args.recipe, args.updates, args.seed, extra)
+        prewarm(other, args.prewarm, None)
+        interval = extra.get("model_fit_interval", 1)
+        others[name] = (other, (*VARIANTS["all"], interval))
     batch = drive.config.train_batch_size_per_learner
     sac = None if args.no_sac else sac_algo(args.peers, args.env, batch, args.seed)
     variants = args.variants or (list(VARIANTS) if args.wins else ["all"])
@@ -288,15 +327,16 @@ def main() -> None:
     for interval in args.fit_intervals:
         settings[f"fit_every_{interval}"] = (*VARIANTS["all"], interval)
         variants.append(f"fit_every_{interval}")
-    names = variants + ([] if sac is None else ["sac"])
+    names = variants + list(others) + ([] if sac is None else ["sac"])
 
     # Untimed first calls: the replay actor imports the batch code, RLlib builds its
     # minibatch iterator and metrics (on a loaded machine that took minutes once).
-    drive_update(drive, args.updates)
+    for other, _ in [(drive, None), *others.values()]:
+        drive_update(other, args.updates)
     if sac is not None:
         sac_update(sac, batch, 1)
     times: dict[str, list[float]] = {name: [] for name in names}
-    applies: dict[str, list[float]] = {name: [] for name in variants}
+    applies: dict[str, list[float]] = {name: [] for name in variants + list(others)}
     fetch: list[float] = []
     for round_index in range(args.rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
@@ -304,6 +344,12 @@ def main() -> None:
             if name == "sac":
                 torch.set_flush_denormal(False)  # RLlib SAC as it ships
                 times[name].append(sac_update(sac, batch, args.sac_updates))
+            elif name in others:
+                other, arguments = others[name]
+                other_learner = other.learner_group._learner
+                set_variant(other_learner, *arguments)
+                times[name].append(drive_update(other, args.updates))
+                applies[name].append(apply_gradients_ms(other_learner))
             else:
                 set_variant(learner, *settings[name])
                 times[name].append(drive_update(drive, args.updates))
@@ -316,6 +362,8 @@ def main() -> None:
     set_variant(learner, *VARIANTS["all"])
 
     sizes = {k: getattr(drive.config, k) for k in HEADLINE}
+    sizes["value_heads"] = drive.config.value_heads
+    sizes["model_fit_interval"] = drive.config.model_fit_interval
     print(
         f"\n{args.env}, recipe {args.recipe}: {json.dumps(sizes)}; C {args.updates} per round, "
         f"{args.rounds} rounds, 1 torch thread; {note}; loadavg "
@@ -365,6 +413,7 @@ def main() -> None:
                     "rows": rows,
                     "fetch_ms": fetch,
                     "sizes": sizes,
+                    "settings": extras,
                     "loadavg": os.getloadavg(),
                     "subnormals": subnormals(learner),
                 },
@@ -372,6 +421,8 @@ def main() -> None:
                 indent=1,
             )
     drive.stop()
+    for other, _ in others.values():
+        other.stop()
     if sac is not None:
         sac.stop()
     ray.shutdown()
