@@ -311,13 +311,10 @@ def main() -> None:
         note = load_core_state(learner, args.init_state)
     else:
         note = prewarm(drive, args.prewarm, args.state)
-    # name -> (algorithm, its Learner's set_variant arguments): "all" wins, its own interval.
-    others = {}
+    others = {}  # name -> a DRIVE algorithm of its own (--settings)
     for name, extra in extras.items():
-        other = drive_algo(args.env, args.recipe, args.updates, args.seed, extra)
-        prewarm(other, args.prewarm, None)
-        interval = extra.get("model_fit_interval", 1)
-        others[name] = (other, (*VARIANTS["all"], interval))
+        others[name] = drive_algo(args.env, args.recipe, args.updates, args.seed, extra)
+        prewarm(others[name], args.prewarm, None)
     batch = drive.config.train_batch_size_per_learner
     sac = None if args.no_sac else sac_algo(args.peers, args.env, batch, args.seed)
     variants = args.variants or (list(VARIANTS) if args.wins else ["all"])
@@ -327,16 +324,21 @@ def main() -> None:
     for interval in args.fit_intervals:
         settings[f"fit_every_{interval}"] = (*VARIANTS["all"], interval)
         variants.append(f"fit_every_{interval}")
-    names = variants + list(others) + ([] if sac is None else ["sac"])
+    # name -> (the DRIVE algorithm it times, its Learner's set_variant arguments); an
+    # algorithm of its own runs with every win on and its own model_fit_interval.
+    timed = {name: (drive, settings[name]) for name in variants}
+    for name, other in others.items():
+        timed[name] = (other, (*VARIANTS["all"], other.config.model_fit_interval))
+    names = list(timed) + ([] if sac is None else ["sac"])
 
     # Untimed first calls: the replay actor imports the batch code, RLlib builds its
     # minibatch iterator and metrics (on a loaded machine that took minutes once).
-    for other, _ in [(drive, None), *others.values()]:
-        drive_update(other, args.updates)
+    for algo in [drive, *others.values()]:
+        drive_update(algo, args.updates)
     if sac is not None:
         sac_update(sac, batch, 1)
     times: dict[str, list[float]] = {name: [] for name in names}
-    applies: dict[str, list[float]] = {name: [] for name in variants + list(others)}
+    applies: dict[str, list[float]] = {name: [] for name in timed}
     fetch: list[float] = []
     for round_index in range(args.rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
@@ -344,16 +346,12 @@ def main() -> None:
             if name == "sac":
                 torch.set_flush_denormal(False)  # RLlib SAC as it ships
                 times[name].append(sac_update(sac, batch, args.sac_updates))
-            elif name in others:
-                other, arguments = others[name]
-                other_learner = other.learner_group._learner
-                set_variant(other_learner, *arguments)
-                times[name].append(drive_update(other, args.updates))
-                applies[name].append(apply_gradients_ms(other_learner))
             else:
-                set_variant(learner, *settings[name])
-                times[name].append(drive_update(drive, args.updates))
-                applies[name].append(apply_gradients_ms(learner))
+                algo, arguments = timed[name]
+                algo_learner = algo.learner_group._learner
+                set_variant(algo_learner, *arguments)
+                times[name].append(drive_update(algo, args.updates))
+                applies[name].append(apply_gradients_ms(algo_learner))
         fetch.append(batch_fetch_ms(drive, args.updates * batch))
         print(
             f"round {round_index + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f}" for n in names),
@@ -421,7 +419,7 @@ def main() -> None:
                 indent=1,
             )
     drive.stop()
-    for other, _ in others.values():
+    for other in others.values():
         other.stop()
     if sac is not None:
         sac.stop()
