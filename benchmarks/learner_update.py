@@ -8,14 +8,16 @@ metrics); ms per update step = wall time / C. RLlib SAC's figure is the
 peers' harness (``../shared/peers/rllib_sac.py update-time``): one
 ``learner_group.update(episodes=...)`` of B rows drawn from its filled buffer,
 HalfCheetah-v5, as RLlib ships it (denormals not flushed). Both learners are
-local (``num_learners=0``), in this process, on one torch thread, so the
-figures of one round see the same machine load; variants run in a rotated
-order every round, and ratios are taken round by round, then the median.
+local (``num_learners=0``), in this process, on the same torch threads
+(``--threads``, default 1), so the figures of one round see the same machine
+load; variants run in a rotated order every round, and ratios are taken round
+by round, then the median.
 
     python benchmarks/learner_update.py --rounds 7                 # ratio to RLlib SAC
     python benchmarks/learner_update.py --rounds 7 --wins          # each cheap win on/off
     python benchmarks/learner_update.py --rounds 5 --recipe defaults   # DRIVEConfig's defaults
     python benchmarks/learner_update.py --rounds 5 --recipe file       # the headline file's settings
+    python benchmarks/learner_update.py --rounds 7 --threads 2     # both learners on 2 threads
 
 Sizes (``--recipe headline``, passed explicitly so that default changes do not
 move them): E 7 (5 elites) of 4x200, 256x256 policy/posterior/value, B 256,
@@ -290,13 +292,19 @@ def main() -> None:
     parser.add_argument("--no-sac", action="store_true")
     parser.add_argument("--peers", type=pathlib.Path, default=DEFAULT_PEERS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of this process, where both learners run (default 1)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     ray.init(
         address="local",
         num_cpus=2,
@@ -364,7 +372,7 @@ def main() -> None:
     sizes["model_fit_interval"] = drive.config.model_fit_interval
     print(
         f"\n{args.env}, recipe {args.recipe}: {json.dumps(sizes)}; C {args.updates} per round, "
-        f"{args.rounds} rounds, 1 torch thread; {note}; loadavg "
+        f"{args.rounds} rounds, {args.threads} torch thread(s); {note}; loadavg "
         f"{os.getloadavg()[0]:.2f}"
     )
     print(f"subnormal floats in Adam's moments after the rounds: {subnormals(learner)}")
