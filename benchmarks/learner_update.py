@@ -11,13 +11,15 @@ HalfCheetah-v5, as RLlib ships it (denormals not flushed). Both learners are
 local (``num_learners=0``), in this process, on the same torch threads
 (``--threads``, default 1), so the figures of one round see the same machine
 load; variants run in a rotated order every round, and ratios are taken round
-by round, then the median.
+by round, then the median. ``--threads 1 2`` times every variant and RLlib SAC
+at each thread count, all in the same rotation (columns ``NAME@THREADS``; each
+ratio is to RLlib SAC at the same thread count).
 
     python benchmarks/learner_update.py --rounds 7                 # ratio to RLlib SAC
     python benchmarks/learner_update.py --rounds 7 --wins          # each cheap win on/off
     python benchmarks/learner_update.py --rounds 5 --recipe defaults   # DRIVEConfig's defaults
     python benchmarks/learner_update.py --rounds 5 --recipe file       # the headline file's settings
-    python benchmarks/learner_update.py --rounds 7 --threads 2     # both learners on 2 threads
+    python benchmarks/learner_update.py --rounds 7 --threads 1 2   # on 1 and on 2 threads
 
 Sizes (``--recipe headline``, passed explicitly so that default changes do not
 move them): E 7 (5 elites) of 4x200, 256x256 policy/posterior/value, B 256,
@@ -295,8 +297,9 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch threads of this process, where both learners run (default 1)",
+        nargs="+",
+        default=[1],
+        help="torch threads of this process, where both learners run; several: each timed",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
@@ -304,7 +307,7 @@ def main() -> None:
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
     ray.init(
         address="local",
         num_cpus=2,
@@ -339,30 +342,39 @@ def main() -> None:
         timed[name] = (other, (*VARIANTS["all"], other.config.model_fit_interval))
     names = list(timed) + ([] if sac is None else ["sac"])
 
+    def column(name: str, threads: int) -> str:
+        return name if len(args.threads) == 1 else f"{name}@{threads}"
+
+    # column -> (what it times, torch threads): every name at every --threads value
+    columns = {column(name, threads): (name, threads) for threads in args.threads for name in names}
+
     # Untimed first calls: the replay actor imports the batch code, RLlib builds its
     # minibatch iterator and metrics (on a loaded machine that took minutes once).
     for algo in [drive, *others.values()]:
         drive_update(algo, args.updates)
     if sac is not None:
         sac_update(sac, batch, 1)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    applies: dict[str, list[float]] = {name: [] for name in timed}
+    labels = list(columns)
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    applies: dict[str, list[float]] = {label: [] for label in labels if columns[label][0] != "sac"}
     fetch: list[float] = []
     for round_index in range(args.rounds):
-        order = names[round_index % len(names) :] + names[: round_index % len(names)]
-        for name in order:
+        order = labels[round_index % len(labels) :] + labels[: round_index % len(labels)]
+        for label in order:
+            name, threads = columns[label]
+            torch.set_num_threads(threads)
             if name == "sac":
                 torch.set_flush_denormal(False)  # RLlib SAC as it ships
-                times[name].append(sac_update(sac, batch, args.sac_updates))
+                times[label].append(sac_update(sac, batch, args.sac_updates))
             else:
                 algo, arguments = timed[name]
                 algo_learner = algo.learner_group._learner
                 set_variant(algo_learner, *arguments)
-                times[name].append(drive_update(algo, args.updates))
-                applies[name].append(apply_gradients_ms(algo_learner))
+                times[label].append(drive_update(algo, args.updates))
+                applies[label].append(apply_gradients_ms(algo_learner))
         fetch.append(batch_fetch_ms(drive, args.updates * batch))
         print(
-            f"round {round_index + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f}" for n in names),
+            f"round {round_index + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f}" for n in labels),
             flush=True,
         )
     set_variant(learner, *VARIANTS["all"])
@@ -372,7 +384,7 @@ def main() -> None:
     sizes["model_fit_interval"] = drive.config.model_fit_interval
     print(
         f"\n{args.env}, recipe {args.recipe}: {json.dumps(sizes)}; C {args.updates} per round, "
-        f"{args.rounds} rounds, {args.threads} torch thread(s); {note}; loadavg "
+        f"{args.rounds} rounds, torch threads {args.threads}; {note}; loadavg "
         f"{os.getloadavg()[0]:.2f}"
     )
     print(f"subnormal floats in Adam's moments after the rounds: {subnormals(learner)}")
@@ -381,33 +393,41 @@ def main() -> None:
         f"(ray.get): median {statistics.median(fetch):.1f} ms "
         f"({statistics.median(fetch) / args.updates:.2f} ms per update step)\n"
     )
-    print("ratios: median over rounds of the per-round ratio\n")
+    print(
+        "ratios: median over rounds of the per-round ratio (with several --threads, to RLlib "
+        "SAC and to 'all' at the same thread count)\n"
+    )
     print(
         "| variant | ms per update step (median) | x RLlib SAC | x all | apply_gradients "
         "alone, ms | x all |"
     )
     print("|---|---|---|---|---|---|")
     rows = {}
-    for name in names:
-        median = statistics.median(times[name])
+    for label in labels:
+        name, threads = columns[label]
+        sac_label, all_label = column("sac", threads), column("all", threads)
+        median = statistics.median(times[label])
         ratio = (
-            statistics.median(a / b for a, b in zip(times[name], times["sac"]))
+            statistics.median(a / b for a, b in zip(times[label], times[sac_label]))
             if sac is not None
             else float("nan")
         )
-        vs_all = statistics.median(a / b for a, b in zip(times[name], times["all"]))
-        rows[name] = {
+        vs_all = statistics.median(a / b for a, b in zip(times[label], times[all_label]))
+        rows[label] = {
             "ms": median,
             "ratio_to_sac": ratio,
             "ratio_to_all": vs_all,
-            "rounds": times[name],
+            "threads": threads,
+            "rounds": times[label],
         }
-        label = "RLlib SAC" if name == "sac" else name
-        line = f"| {label} | {median:.1f} | {ratio:.2f} | {vs_all:.2f} |"
-        if name in applies:
-            apply_vs_all = statistics.median(a / b for a, b in zip(applies[name], applies["all"]))
-            rows[name]["apply_gradients_ms"] = applies[name]
-            line += f" {statistics.median(applies[name]):.2f} | {apply_vs_all:.2f} |"
+        shown = label.replace("sac", "RLlib SAC", 1) if name == "sac" else label
+        line = f"| {shown} | {median:.1f} | {ratio:.2f} | {vs_all:.2f} |"
+        if label in applies:
+            apply_vs_all = statistics.median(
+                a / b for a, b in zip(applies[label], applies[all_label])
+            )
+            rows[label]["apply_gradients_ms"] = applies[label]
+            line += f" {statistics.median(applies[label]):.2f} | {apply_vs_all:.2f} |"
         else:
             line += " | |"
         print(line)

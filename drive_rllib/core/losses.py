@@ -131,8 +131,9 @@ def value_terms(
     {"value_mean": 0.5 (mu - mean_i m_i)^2, "value_sigma": CE(mu detached)}.
 
     Args:
-        m, v: [N, B] target components.
-        mu, sigma: [B] p_psi(U | s, a) at the replayed (s, a).
+        m, v: [N, B] target components (or [N, 1, B] against K heads).
+        mu, sigma: [B] p_psi(U | s, a) at the replayed (s, a) (or [K, B]: K heads, the
+            terms then [K, B]).
     """
     m, v = m.detach(), v.detach()
     if ValueLoss(value_loss) is ValueLoss.CROSS_ENTROPY:

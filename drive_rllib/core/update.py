@@ -376,16 +376,16 @@ def value_step(
     spec: UpdateSpec,
 ) -> ValueStep:
     """Eq. 4: every head of p_psi(U | s, a) at the replayed (s, a) against ``value_target``
-    (``value_terms`` per head, summed over the K heads)."""
+    (``value_terms`` of all K heads at once, [N, 1, B] targets against [K, B] heads, summed
+    over the K heads)."""
     target_m, target_v = value_target(
         nets, shared, batch["reward"], batch["next_obs"], batch["terminated"], spec
     )
     value_mu, value_sigma = nets.value(obs_n, batch["action"], nets.value_scale())
-    per_head = [
-        value_terms(target_m, target_v, mu, sigma, spec.value_loss)
-        for mu, sigma in zip(value_mu, value_sigma)
-    ]
-    terms = {name: torch.stack([head[name] for head in per_head]).sum(0) for name in per_head[0]}
+    per_head = value_terms(
+        target_m[:, None], target_v[:, None], value_mu, value_sigma, spec.value_loss
+    )
+    terms = {name: term.sum(0) for name, term in per_head.items()}
     return ValueStep(terms, target_m, target_v, value_mu, value_sigma)
 
 

@@ -122,6 +122,26 @@ def test_eq4_minimiser_is_the_target_laws_mean_and_variance(value_loss):
     assert log_sigma.exp().item() ** 2 == pytest.approx(2.5, abs=1e-3)
 
 
+@pytest.mark.parametrize("value_loss", ["cross_entropy", "split"])
+def test_eq4_terms_of_k_heads_at_once_are_each_heads_own(value_loss):
+    # value_step scores K heads in one call: [N, 1, B] targets against [K, B] heads gives
+    # row k = head k's terms against the [N, B] targets, values and gradients alike
+    generator = torch.Generator().manual_seed(0)
+    m, v = torch.randn(3, 4, generator=generator), torch.rand(3, 4, generator=generator)
+    mu = torch.randn(2, 4, generator=generator, requires_grad=True)
+    sigma = (torch.rand(2, 4, generator=generator) + 0.5).requires_grad_()
+    joint = value_terms(m[:, None], v[:, None], mu, sigma, value_loss)
+    joint_grads = torch.autograd.grad(sum(term.sum() for term in joint.values()), (mu, sigma))
+    for k in range(2):
+        own = value_terms(m, v, mu[k], sigma[k], value_loss)
+        assert own.keys() == joint.keys()
+        for name in own:
+            torch.testing.assert_close(joint[name][k], own[name], rtol=0, atol=0)
+        own_grads = torch.autograd.grad(sum(term.sum() for term in own.values()), (mu, sigma))
+        for joint_grad, own_grad in zip(joint_grads, own_grads):
+            torch.testing.assert_close(joint_grad[k], own_grad[k], rtol=0, atol=0)
+
+
 def test_split_value_loss_moves_the_mean_at_unit_rate_whatever_sigma():
     # plain cross-entropy divides the mean's gradient by sigma^2; the split form does not
     mu = torch.zeros(1, requires_grad=True)
