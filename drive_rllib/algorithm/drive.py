@@ -282,6 +282,7 @@ class DRIVEConfig(AlgorithmConfig):
         model_state_rounds: int | None = NotProvided,
         model_fit_interval: int | None = NotProvided,
         model_fit_interval_start: int | None = NotProvided,
+        posterior_batch_size: int | None = NotProvided,
         inference_policy: str | None = NotProvided,
         model_lr: float | None = NotProvided,
         posterior_lr: float | None = NotProvided,
@@ -390,6 +391,10 @@ class DRIVEConfig(AlgorithmConfig):
                 every step before ``model_fit_interval`` applies (e.g.
                 ``num_warmup_steps``, so that the warm-up catch-up fits on every
                 step). Default 0.
+            posterior_batch_size: Eq. 6's start states per update step (0: one
+                per batch row, ``train_batch_size_per_learner``); at most that.
+                Eq. 6's rollouts are the largest part of a step's cost; f_hat and
+                Eq. 4 still see the whole batch. Default 0.
             inference_policy: the policy whose deterministic mean acts when
                 ``explore=False`` (evaluation): "prior" (pi_theta) or
                 "posterior" (q_phi; the EnvRunners then also hold q_phi).
@@ -637,6 +642,16 @@ class DRIVEConfig(AlgorithmConfig):
                 f"`replay_capacity` ({self.replay_capacity}) is smaller than one batch "
                 f"(`train_batch_size_per_learner`={self.train_batch_size_per_learner}): "
                 "raise replay_capacity."
+            )
+        if (
+            isinstance(self.posterior_batch_size, int)
+            and isinstance(self.train_batch_size_per_learner, int)
+            and self.posterior_batch_size > self.train_batch_size_per_learner
+        ):
+            self._value_error(
+                f"`posterior_batch_size` ({self.posterior_batch_size}) exceeds one batch "
+                f"(`train_batch_size_per_learner`={self.train_batch_size_per_learner}): "
+                "lower posterior_batch_size (0: the whole batch)."
             )
 
     def _check_reliability_settings(self) -> None:

@@ -317,6 +317,11 @@ class UpdateSpec(_Checked):
         model_fit_interval_start: update steps >= 0, counted from the first, that
             fit f_hat on every step before ``model_fit_interval`` applies (e.g.
             ``num_warmup_steps``: the warm-up catch-up fits on every step).
+        posterior_batch_size: Eq. 6's start states per update step (0: as many as
+            the batch has rows); at most the batch's rows. Fewer start states cut
+            Eq. 6's rollouts, forward and backward, in proportion (the step's
+            largest part); f_hat and Eq. 4 still see the whole batch. Not with
+            ``member_per_trajectory``, whose member draw has one row per batch row.
     """
 
     horizon: int = setting(5, integer(minimum=1))
@@ -337,6 +342,7 @@ class UpdateSpec(_Checked):
     model_state_rounds: int = setting(10, integer(minimum=1))
     model_fit_interval: int = setting(1, integer(minimum=1))
     model_fit_interval_start: int = setting(0, integer(minimum=0))
+    posterior_batch_size: int = setting(0, integer(minimum=0))
 
     def _check_together(self) -> None:
         if self.start_state_model_fraction > 0 and self.distribution_rollout_interval == 0:
@@ -345,6 +351,12 @@ class UpdateSpec(_Checked):
                 "start states from the model-state buffer, which only distribution rollouts "
                 "fill: set distribution_rollout_interval > 0 (e.g. 20) or "
                 "start_state_model_fraction=0."
+            )
+        if self.posterior_batch_size and self.member_per_trajectory:
+            raise ValueError(
+                f"`posterior_batch_size` ({self.posterior_batch_size}) draws fewer Eq. 6 start "
+                "states than `member_per_trajectory` assigns members to: set "
+                "posterior_batch_size=0 or member_per_trajectory=False."
             )
 
     @property

@@ -228,14 +228,20 @@ def imagination(
 
 
 def start_states(nets: DRIVENetworks, obs: Tensor, spec: UpdateSpec) -> Tensor:
-    """Eq. 6's start states: a ``start_state_model_fraction`` share drawn from the model-state
-    buffer (distribution rollouts), the rest the batch's own real states; all real while the
+    """Eq. 6's ``posterior_batch_size`` start states (0: one per batch row): a
+    ``start_state_model_fraction`` share drawn from the model-state buffer (distribution
+    rollouts), the rest the batch's own real states (its first rows); all real while the
     buffer is empty."""
     buffer = nets.model_states
-    batch_size = obs.shape[0]
+    batch_size = spec.posterior_batch_size or obs.shape[0]
+    if batch_size > obs.shape[0]:
+        raise ValueError(
+            f"`posterior_batch_size` ({batch_size}) exceeds the batch's {obs.shape[0]} rows: "
+            "lower posterior_batch_size or raise train_batch_size_per_learner."
+        )
     num_model = round(batch_size * spec.start_state_model_fraction)
     if buffer is None or num_model == 0 or int(buffer.size) == 0:
-        return obs
+        return obs if batch_size == obs.shape[0] else obs[:batch_size]
     return torch.cat([buffer.sample(num_model).to(obs), obs[: batch_size - num_model]])
 
 

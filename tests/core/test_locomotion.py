@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from drive_rllib.core import UpdateSpec, ensemble_step
+from drive_rllib.core import UpdateSpec, combine_terms, ensemble_step, update_terms
 from drive_rllib.core.distributions import aggregate_heads
 from drive_rllib.core.imagine import distribution_rollout
 from drive_rllib.core.networks import ModelStateBuffer, ReturnRange
@@ -193,6 +193,49 @@ def test_start_states_mix_model_states_and_real_states_in_the_given_share():
     # round(8 * 0.25) = 2 model states first, then the first 6 real states
     torch.testing.assert_close(mixed[:2], torch.full((2, 3), -1.0))
     torch.testing.assert_close(mixed[2:], obs[:6])
+
+
+def test_posterior_batch_size_takes_that_many_start_states_in_the_same_share():
+    obs = torch.arange(8.0).view(8, 1).repeat(1, 3)
+    nets = tiny_nets(learn_termination=False)
+    real = start_states(nets, obs, UpdateSpec(posterior_batch_size=3))
+    torch.testing.assert_close(real, obs[:3])  # no buffer: the batch's first 3 rows
+    assert start_states(nets, obs, UpdateSpec(posterior_batch_size=8)) is obs
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=4)
+    nets.model_states.add(torch.full((4, 3), -1.0))
+    mixed = start_states(
+        nets, obs, UpdateSpec(start_state_model_fraction=0.25, posterior_batch_size=4)
+    )
+    # round(4 * 0.25) = 1 model state, then the first 3 real states
+    torch.testing.assert_close(mixed, torch.cat([torch.full((1, 3), -1.0), obs[:3]]))
+    with pytest.raises(ValueError, match="lower posterior_batch_size"):
+        start_states(nets, obs, UpdateSpec(posterior_batch_size=9))
+    with pytest.raises(ValueError, match="member_per_trajectory=False"):
+        UpdateSpec(posterior_batch_size=4, member_per_trajectory=True)
+
+
+def test_posterior_batch_size_k_trains_q_phi_on_the_first_k_rows_only():
+    # the rows past k reach f_hat and Eq. 4 but not Eq. 6: changing them leaves q_phi's
+    # gradient as it is (the same random draws), while with every row it changes
+    def posterior_grads(spec, batch):
+        torch.manual_seed(1)
+        nets = tiny_nets(learn_termination=False)
+        terms, _ = update_terms(nets, batch, spec)
+        combine_terms(terms, dict.fromkeys(terms, 1.0)).backward()
+        grads = [param.grad.clone() for param in nets.posterior.parameters()]
+        eq6_rows = {name: term.shape[0] for name, term in terms.items()}
+        return grads, eq6_rows
+
+    torch.manual_seed(0)
+    batch = random_batch(batch_size=8)
+    changed = {**batch, "obs": torch.cat([batch["obs"][:3], batch["obs"][3:] + 1.0])}
+    for size, same in [(3, True), (0, False)]:
+        spec = UpdateSpec(horizon=2, start_state_model_fraction=0.0, posterior_batch_size=size)
+        grads, rows = posterior_grads(spec, batch)
+        grads_changed, _ = posterior_grads(spec, changed)
+        assert all(torch.equal(a, b) for a, b in zip(grads, grads_changed)) is same
+        assert rows["model"] == rows["value_mean"] == 8
+        assert rows["kl_prior"] == rows["return"] == (size or 8)
 
 
 def test_spec_refuses_model_start_states_without_distribution_rollouts():
