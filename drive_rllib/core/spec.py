@@ -320,8 +320,10 @@ class UpdateSpec(_Checked):
         posterior_batch_size: Eq. 6's start states per update step (0: as many as
             the batch has rows); at most the batch's rows. Fewer start states cut
             Eq. 6's rollouts, forward and backward, in proportion (the step's
-            largest part); f_hat and Eq. 4 still see the whole batch. Not with
-            ``member_per_trajectory``, whose member draw has one row per batch row.
+            largest part); f_hat and Eq. 4 still see the whole batch. 128 of 256
+            saved a tenth of the step and cost a fifth of HalfCheetah's return at
+            20k (docs/diagnosis.md). Not with ``member_per_trajectory``, whose
+            member draw has one row per batch row.
     """
 
     horizon: int = setting(5, integer(minimum=1))
