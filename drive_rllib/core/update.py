@@ -233,16 +233,17 @@ def start_states(nets: DRIVENetworks, obs: Tensor, spec: UpdateSpec) -> Tensor:
     rollouts), the rest the batch's own real states (its first rows); all real while the
     buffer is empty."""
     buffer = nets.model_states
-    batch_size = spec.posterior_batch_size or obs.shape[0]
-    if batch_size > obs.shape[0]:
+    num_starts = spec.posterior_batch_size or obs.shape[0]
+    if num_starts > obs.shape[0]:
         raise ValueError(
-            f"`posterior_batch_size` ({batch_size}) exceeds the batch's {obs.shape[0]} rows: "
+            f"`posterior_batch_size` ({num_starts}) exceeds the batch's {obs.shape[0]} rows: "
             "lower posterior_batch_size or raise train_batch_size_per_learner."
         )
-    num_model = round(batch_size * spec.start_state_model_fraction)
+    num_model = round(num_starts * spec.start_state_model_fraction)
     if buffer is None or num_model == 0 or int(buffer.size) == 0:
-        return obs if batch_size == obs.shape[0] else obs[:batch_size]
-    return torch.cat([buffer.sample(num_model).to(obs), obs[: batch_size - num_model]])
+        # the batch itself when it is all of it: update_terms then reuses its normalised rows
+        return obs if num_starts == obs.shape[0] else obs[:num_starts]
+    return torch.cat([buffer.sample(num_model).to(obs), obs[: num_starts - num_model]])
 
 
 # --- 3. Eq. 6: posterior + policy ---------------------------------------------------------------

@@ -223,8 +223,8 @@ def test_posterior_batch_size_k_trains_q_phi_on_the_first_k_rows_only():
         terms, _ = update_terms(nets, batch, spec)
         combine_terms(terms, dict.fromkeys(terms, 1.0)).backward()
         grads = [param.grad.clone() for param in nets.posterior.parameters()]
-        eq6_rows = {name: term.shape[0] for name, term in terms.items()}
-        return grads, eq6_rows
+        rows = {name: term.shape[0] for name, term in terms.items()}
+        return grads, rows
 
     torch.manual_seed(0)
     batch = random_batch(batch_size=8)
