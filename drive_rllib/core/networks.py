@@ -152,18 +152,20 @@ class RunningNormalizer(nn.Module):
 
     @property
     def mean(self) -> Tensor:
-        """Running mean, [S] (zeros before two rows)."""
-        if self.count < 2:
-            return torch.zeros_like(self.total)
-        return self.total / self.count
+        """Running mean, [S] (zeros before two rows).
+
+        Branch-free (``torch.where`` on the count, not ``if``), so that
+        ``torch.compile`` traces it into the step's graph without a break.
+        """
+        return torch.where(self.count < 2, torch.zeros_like(self.total), self.total / self.count)
 
     @property
     def std(self) -> Tensor:
-        """Running standard deviation (population), [S] (ones before two rows)."""
-        if self.count < 2:
-            return torch.ones_like(self.total)
+        """Running standard deviation (population), [S] (ones before two rows); branch-free."""
         variance = (self.total_sq / self.count - self.mean.square()).clamp_min(0.0)
-        return torch.sqrt(variance + self.eps)
+        return torch.where(
+            self.count < 2, torch.ones_like(self.total), torch.sqrt(variance + self.eps)
+        )
 
     def affine(self, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         """(mean, std) with the current statistics, e.g. to (de)standardise model targets."""
@@ -297,16 +299,26 @@ class ReturnRange(nn.Module):
         self.high.lerp_(high, rate)
 
     def scale(self) -> tuple[Tensor, Tensor]:
-        """(center, width) = ((high + low) / 2, max((high - low) / 2, 1)); (0, 1) when unset."""
-        if not self.is_set:
-            return torch.zeros_like(self.low), torch.ones_like(self.high)
-        return (self.high + self.low) / 2, ((self.high - self.low) / 2).clamp_min(1.0)
+        """(center, width) = ((high + low) / 2, max((high - low) / 2, 1)); (0, 1) when unset.
+
+        Branch-free (``torch.where`` on ``initialised``), like ``clip``, so that
+        ``torch.compile`` traces both into the step's graph without a break.
+        """
+        center = torch.where(
+            self.initialised, (self.high + self.low) / 2, torch.zeros_like(self.low)
+        )
+        width = torch.where(
+            self.initialised,
+            ((self.high - self.low) / 2).clamp_min(1.0),
+            torch.ones_like(self.high),
+        )
+        return center, width
 
     def clip(self, returns: Tensor) -> Tensor:
-        """``returns`` clipped to [low, high] (unchanged when unset)."""
-        if not self.is_set:
-            return returns
-        return torch.minimum(torch.maximum(returns, self.low), self.high)
+        """``returns`` clipped to [low, high] (unchanged when unset); branch-free."""
+        return torch.where(
+            self.initialised, torch.minimum(torch.maximum(returns, self.low), self.high), returns
+        )
 
 
 class ModelStateBuffer(nn.Module):

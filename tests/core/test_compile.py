@@ -1,0 +1,105 @@
+"""``torch.compile`` of the update step: the compiled step computes what eager does.
+
+The ``aot_eager`` backend traces the step (dynamo + AOTAutograd, as inductor does)
+but runs the traced graph with eager kernels, so every term, diagnostic and gradient
+must equal the eager step's to float rounding, and the random numbers drawn are the
+same. The branch-free normaliser and return range (written so the trace has no break)
+must still keep their limit cases.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from drive_rllib.core import NetworkSpec, UpdateSpec, combine_terms, loss_weights, update_terms
+from drive_rllib.core.networks import ReturnRange, RunningNormalizer
+from tests.core.helpers import random_batch, tiny_nets
+
+
+def step(nets, batch, spec, update_fn):
+    """Terms, diagnostics and every parameter's gradient of one update step."""
+    torch.manual_seed(1)
+    terms, diagnostics = update_fn(nets, batch, spec)
+    loss = combine_terms(terms, loss_weights(spec, NetworkSpec()))
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in nets.named_parameters() if p.grad is not None}
+    return terms, diagnostics, grads
+
+
+@pytest.mark.parametrize("policy_update", ["joint", "distill"])
+def test_compiled_update_step_equals_the_eager_one(policy_update):
+    nets = tiny_nets()
+    batch = random_batch(16)
+    # Statistics set, so the branch-free paths take their "set" side.
+    nets.obs_normalizer.update(torch.randn(64, 3))
+    spec = UpdateSpec(horizon=3, num_samples=2, gamma=0.9, alpha=1.0, policy_update=policy_update)
+    compiled_nets = copy.deepcopy(nets)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = torch.compile(update_terms, backend="aot_eager", fullgraph=False)
+
+    eager_terms, eager_diag, eager_grads = step(nets, batch, spec, update_terms)
+    terms, diagnostics, grads = step(compiled_nets, batch, spec, compiled)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it did trace
+
+    assert terms.keys() == eager_terms.keys()
+    for name in terms:
+        torch.testing.assert_close(terms[name], eager_terms[name], msg=name)
+    assert diagnostics.keys() == eager_diag.keys()
+    for name in diagnostics:
+        torch.testing.assert_close(diagnostics[name], eager_diag[name], msg=name)
+    assert grads.keys() == eager_grads.keys() and grads
+    for name in grads:
+        torch.testing.assert_close(grads[name], eager_grads[name], msg=name)
+
+
+def test_normalizer_is_the_identity_before_two_rows_and_standardises_after():
+    normalizer = RunningNormalizer(2)  # float64 statistics
+    zeros, ones = torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    assert torch.equal(normalizer.mean, zeros) and torch.equal(normalizer.std, ones)
+    normalizer.update(torch.tensor([[1.0, 2.0]]))  # one row: still the identity
+    assert torch.equal(normalizer.mean, zeros) and torch.equal(normalizer.std, ones)
+    normalizer.update(torch.tensor([[3.0, 2.0]]))  # two rows: mean (2, 2), variance (1, 0)
+    torch.testing.assert_close(normalizer.mean, 2 * ones)
+    variance = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(normalizer.std, torch.sqrt(variance + normalizer.eps))
+
+
+def test_return_range_is_unit_and_clips_nothing_until_set():
+    returns = torch.tensor([-1e6, 0.5, 1e6])
+    unset = ReturnRange()
+    center, width = unset.scale()
+    assert (center.item(), width.item()) == (0.0, 1.0)
+    assert torch.equal(unset.clip(returns), returns)
+
+    low, high = torch.tensor(-10.0), torch.tensor(30.0)
+    unset.update(low, high, gamma=0.0, rate=1.0)  # returns = rewards
+    center, width = unset.scale()
+    assert (center.item(), width.item()) == (10.0, 20.0)
+    assert torch.equal(unset.clip(returns), torch.tensor([-10.0, 0.5, 30.0]))
+    # A narrow range keeps a width of at least 1.
+    narrow = ReturnRange()
+    narrow.update(torch.tensor(2.0), torch.tensor(2.5), gamma=0.0, rate=1.0)
+    assert narrow.scale()[1].item() == 1.0
+
+
+def test_normalizer_and_return_range_trace_without_a_break():
+    # fullgraph=True raises on data-dependent Python control flow (``if count < 2``).
+    torch._dynamo.reset()
+    normalizer, returns = RunningNormalizer(3), ReturnRange()
+    x = torch.randn(5)
+
+    @torch.compile(backend="eager", fullgraph=True)
+    def read(normalizer, returns, x):
+        center, width = returns.scale()
+        return normalizer.mean, normalizer.std, center, width, returns.clip(x)
+
+    unset = read(normalizer, returns, x)
+    normalizer.update(torch.randn(4, 3))
+    returns.update(torch.tensor(-1.0), torch.tensor(1.0), gamma=0.5, rate=1.0)
+    set_ = read(normalizer, returns, x)
+    assert torch.equal(unset[4], x) and torch.equal(set_[4], x.clamp(-2.0, 2.0))
+    torch.testing.assert_close(set_[0], normalizer.total / normalizer.count)
