@@ -548,6 +548,7 @@ class DRIVEConfig(AlgorithmConfig):
         self._check_learner_settings()
         self._check_loop_settings()
         self._check_rllib_settings()
+        self._check_torch_compile()
         self._check_env_spaces()
 
     # -- checks --------------------------------------------------------------------------
@@ -751,6 +752,27 @@ class DRIVEConfig(AlgorithmConfig):
             )
         if self.is_offline:
             self._value_error("DRIVE learns online: remove config.offline_data(input_=...).")
+
+    def _check_torch_compile(self) -> None:
+        """RLlib's ``torch_compile_learner``: DRIVE compiles the RLModule's update step
+        (``forward_train``) on one Learner (`DRIVETorchLearner.build`)."""
+        self._check_value("torch_compile_learner", flag)
+        if not self.torch_compile_learner:
+            return
+        if self.torch_compile_learner_what_to_compile != "forward_train":
+            self._value_error(
+                "`torch_compile_learner_what_to_compile` must be 'forward_train' for DRIVE, "
+                f"got {self.torch_compile_learner_what_to_compile!r}: DRIVE's update calls "
+                "the replay actor and moves statistics between the steps, which "
+                "'complete_update' cannot trace. Use config.framework("
+                "torch_compile_learner_what_to_compile='forward_train')."
+            )
+        if self.num_learners > 1:
+            self._value_error(
+                f"`torch_compile_learner` with `num_learners` ({self.num_learners}) > 1: "
+                "RLlib 2.60 does not compile modules wrapped in DistributedDataParallel. "
+                "Use num_learners=0 or 1, or config.framework(torch_compile_learner=False)."
+            )
 
     def _check_env_spaces(self) -> None:
         observation_space, action_space = self.env_spaces()

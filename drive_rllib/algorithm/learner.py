@@ -52,6 +52,12 @@ Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
   non-finite one skips the step as above; ``combine_terms`` has already
   checked the loss); "per_parameter" is RLlib's own ``apply_gradients`` (two
   checks per parameter); "off" checks nothing more.
+- ``torch_compile_learner`` (RLlib's ``config.framework`` setting, default off):
+  ``torch.compile`` of each module's ``forward_train`` (Eq. 1-6's terms and their
+  backward pass), with RLlib's dynamo backend (inductor on Linux). The first
+  update compiles for a few minutes on a CPU, and once more when the model-state
+  buffer first changes size; `DRIVETorchLearner.build` does the compiling,
+  because RLlib 2.60's own hook compiles none of a MultiRLModule's modules.
 """
 
 from __future__ import annotations
@@ -146,6 +152,12 @@ class DRIVETorchLearner(TorchLearner):
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
             spec = self.drive_module(module_id).spec
             self._loss_weights[module_id] = loss_weights(spec.update, spec.networks)
+        if self._torch_compile_forward_train:
+            # RLlib 2.60's TorchLearner.build means to compile every TorchRLModule of
+            # the MultiRLModule, but tests the MultiRLModule itself
+            # (``isinstance(self._module, TorchRLModule)``) and so compiles none.
+            for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule
+                self.drive_module(module_id).compile(self._torch_compile_cfg)
 
     @override(Learner)
     def get_state(

@@ -58,6 +58,7 @@ from ray.rllib.core.distribution.torch.torch_distribution import (
 )
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.rl_module import RLModule
+from ray.rllib.core.rl_module.torch.torch_compile_config import TorchCompileConfig
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 
@@ -122,12 +123,34 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
         # Set by DRIVEEnvRunner while it samples random warm-up actions; not state.
         self.act_uniformly = False
+        # Whether ``compile`` has wrapped ``_forward_train`` already (compile once).
+        self._compiled_forward_train = False
         if self.inference_only:
             # RLlib's own pruning deletes nested attributes ("nets.model") from the
             # RLModule itself instead of from their parent, so prune here.
             for attribute in self.get_non_inference_attributes():
                 if attribute.startswith("nets."):
                     setattr(self.nets, attribute.split(".", 1)[1], None)
+
+    @override(TorchRLModule)
+    def compile(self, compile_config: TorchCompileConfig) -> None:
+        """``torch.compile`` the update step (``_forward_train``), once; acting stays eager.
+
+        RLlib's own ``compile`` also compiles ``_forward_inference`` and
+        ``_forward_exploration``: on a Learner nothing calls them in the update,
+        and compiling them costs minutes for nothing. Called by
+        `DRIVETorchLearner.build` when ``torch_compile_learner`` is set; a second
+        call (RLlib's, should a later RLlib call it too) does nothing.
+        """
+        if self._compiled_forward_train:
+            return
+        self._forward_train = torch.compile(
+            self._forward_train,
+            backend=compile_config.torch_dynamo_backend,
+            mode=compile_config.torch_dynamo_mode,
+            **compile_config.kwargs,
+        )
+        self._compiled_forward_train = True
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:

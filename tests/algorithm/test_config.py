@@ -242,3 +242,29 @@ def test_update_chunks_catch_up_on_the_warm_up_in_chunks_of_c():
     assert update_chunks(500, 1000, 2600, catch_up=True) == [500, 500, 300]
     # never fewer than C
     assert update_chunks(200, 50, 10, catch_up=True) == [200]
+
+
+@pytest.mark.parametrize(
+    "framework, learners, message",
+    [
+        ({"torch_compile_learner": 1}, {}, "`torch_compile_learner` must be True or False"),
+        (
+            {
+                "torch_compile_learner": True,
+                "torch_compile_learner_what_to_compile": "complete_update",
+            },
+            {},
+            "must be 'forward_train' for DRIVE",
+        ),
+        ({"torch_compile_learner": True}, {"num_learners": 2}, "`num_learners` (2) > 1"),
+    ],
+)
+def test_torch_compile_settings_that_cannot_work_are_rejected(framework, learners, message):
+    config = pendulum().framework(**framework).learners(**learners)
+    with pytest.raises(ValueError) as error:
+        config.validate()
+    assert message in str(error.value)
+
+
+def test_torch_compile_on_one_learner_is_accepted():
+    pendulum().framework(torch_compile_learner=True).learners(num_learners=1).validate()
