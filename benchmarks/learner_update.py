@@ -42,10 +42,14 @@ Use ``--updates`` divisible by every K, so that each round fits 1/K of its steps
 ``--settings NAME=JSON ...`` adds a DRIVE algorithm of its own per NAME, built
 with the same sizes plus those ``training`` settings (e.g. ``heads_2='{"value_heads":
 2}'``: settings that change the networks cannot be toggled on one Learner),
-prewarmed alike and timed in the same rotation with every win on.
+prewarmed alike and timed in the same rotation with every win on. Keys that start
+with ``torch_compile_`` go to ``config.framework`` instead (RLlib's torch.compile of
+the Learner; the prewarm pays the compile):
 
     python benchmarks/learner_update.py --rounds 5 --updates 20 --prewarm 200 \
         --settings 'heads_2={"value_heads": 2}' 'heads_3={"value_heads": 3}'
+    python benchmarks/learner_update.py --rounds 5 --updates 20 --prewarm 200 \
+        --settings 'compiled={"torch_compile_learner": true}'
 """
 
 from __future__ import annotations
@@ -108,13 +112,17 @@ def drive_algo(
     if recipe == "file":
         base = base.update_from_dict(file_settings(HEADLINE_FILE))
     sizes = HEADLINE if recipe == "headline" else {}
+    training = {**sizes, **(extra or {})}
+    # RLlib's torch.compile settings are framework settings, not training ones.
+    framework = {k: training.pop(k) for k in list(training) if k.startswith("torch_compile_")}
     config = (
         base.environment(env)
+        .framework(**framework)
         .env_runners(num_env_runners=0)
         .learners(num_learners=0)
         .debugging(seed=seed)
         .training(
-            **{**sizes, **(extra or {})},
+            **training,
             updates_per_iteration=updates,
             env_steps_per_iteration=1000,
             num_warmup_steps=10**9,  # train() only collects (random actions)

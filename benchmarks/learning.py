@@ -4,6 +4,7 @@
     python benchmarks/learning.py --env Pendulum-v1 --seeds 0 1 2 --algo SAC
     python benchmarks/learning.py --plot runs/learning --out docs/learning.png
     python benchmarks/learning.py --table runs/learning
+    python benchmarks/learning.py --env HalfCheetah-v5 --config '{"torch_compile_learner": true}'
 
 Each run trains until ``--max-steps`` env steps (or ``--max-minutes``) and
 writes, under ``--root/ALGO_ENV_sSEED/``:
@@ -84,9 +85,12 @@ def drive_config(env: str, seed: int, overrides: dict):
     from drive_rllib.algorithm import DRIVEConfig
 
     settings = dict(PRESETS.get(env, PRESETS["HalfCheetah-v5"]), **overrides)
+    # RLlib's torch.compile settings are framework settings, not training ones.
+    framework = {k: settings.pop(k) for k in list(settings) if k.startswith("torch_compile_")}
     return (
         DRIVEConfig()
         .environment(env)
+        .framework(**framework)
         .training(**settings)
         .env_runners(num_env_runners=0)
         .learners(num_learners=0)
@@ -431,7 +435,10 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--eval-episodes", type=int, default=3)
-    parser.add_argument("--config", help="JSON overrides of the preset's training() settings")
+    parser.add_argument(
+        "--config",
+        help="JSON overrides of the preset's training() settings (torch_compile_* keys: framework())",
+    )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(
         "--no-diagnose",
