@@ -755,7 +755,7 @@ class DRIVEConfig(AlgorithmConfig):
 
     def _check_torch_compile(self) -> None:
         """RLlib's ``torch_compile_learner``: DRIVE compiles the RLModule's update step
-        (``forward_train``) on one Learner (`DRIVETorchLearner.build`)."""
+        (called by ``forward_train``) on one Learner (`DRIVETorchLearner.build`)."""
         self._check_value("torch_compile_learner", flag)
         if not self.torch_compile_learner:
             return

@@ -53,11 +53,12 @@ Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
   checked the loss); "per_parameter" is RLlib's own ``apply_gradients`` (two
   checks per parameter); "off" checks nothing more.
 - ``torch_compile_learner`` (RLlib's ``config.framework`` setting, default off):
-  ``torch.compile`` of each module's ``forward_train`` (Eq. 1-6's terms and their
-  backward pass), with RLlib's dynamo backend (inductor on Linux). The first
-  update compiles for a few minutes on a CPU, and once more when the model-state
-  buffer first changes size; `DRIVETorchLearner.build` does the compiling,
-  because RLlib 2.60's own hook compiles none of a MultiRLModule's modules.
+  ``torch.compile`` of each module's update step (``update_terms``: the model
+  fit, Eq. 6, Eq. 5, Eq. 4 and their backward pass) with RLlib's dynamo backend
+  (inductor on Linux). The first update compiles for a minute or more on a CPU,
+  and again when a shape first changes (the model-state buffer filling up);
+  `DRIVETorchLearner.build` does the compiling, because RLlib 2.60's own hook
+  compiles none of a MultiRLModule's modules.
 """
 
 from __future__ import annotations

@@ -123,8 +123,9 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
         # Set by DRIVEEnvRunner while it samples random warm-up actions; not state.
         self.act_uniformly = False
-        # Whether ``compile`` has wrapped ``_forward_train`` already (compile once).
-        self._compiled_forward_train = False
+        # What ``_forward_train`` computes the step with: ``update_terms``, or its
+        # ``torch.compile`` wrapper once ``compile`` has run.
+        self._step_terms = update_terms
         if self.inference_only:
             # RLlib's own pruning deletes nested attributes ("nets.model") from the
             # RLModule itself instead of from their parent, so prune here.
@@ -134,23 +135,30 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
     @override(TorchRLModule)
     def compile(self, compile_config: TorchCompileConfig) -> None:
-        """``torch.compile`` the update step (``_forward_train``), once; acting stays eager.
+        """``torch.compile`` the update step's terms (``update_terms``), once; acting
+        stays eager.
 
-        RLlib's own ``compile`` also compiles ``_forward_inference`` and
-        ``_forward_exploration``: on a Learner nothing calls them in the update,
-        and compiling them costs minutes for nothing. Called by
-        `DRIVETorchLearner.build` when ``torch_compile_learner`` is set; a second
-        call (RLlib's, should a later RLlib call it too) does nothing.
+        The step traces into one graph (its backward with it). ``fits_model`` reads
+        ``num_updates`` in Python, so it stays outside, and the compiled step is
+        specialised on its answer (one graph for fitting steps, one for the others).
+        RLlib's own ``compile`` compiles ``_forward_inference`` and
+        ``_forward_exploration`` too: on a Learner nothing calls them, and compiling
+        them costs minutes for nothing. Called by `DRIVETorchLearner.build` when
+        ``torch_compile_learner`` is set; a second call does nothing.
         """
-        if self._compiled_forward_train:
+        if self.is_compiled:
             return
-        self._forward_train = torch.compile(
-            self._forward_train,
+        self._step_terms = torch.compile(
+            update_terms,
             backend=compile_config.torch_dynamo_backend,
             mode=compile_config.torch_dynamo_mode,
             **compile_config.kwargs,
         )
-        self._compiled_forward_train = True
+
+    @property
+    def is_compiled(self) -> bool:
+        """Whether ``compile`` has run: the update step is ``torch.compile``'s."""
+        return self._step_terms is not update_terms
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:
@@ -306,7 +314,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4) and
         diagnostics; f_hat is fitted when ``fits_model``."""
-        terms, diagnostics = update_terms(
+        terms, diagnostics = self._step_terms(
             self.nets, core_batch(batch), self.spec.update, self.fits_model()
         )
         return {TERMS: terms, DIAGNOSTICS: diagnostics}

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from drive_rllib.algorithm.rl_module import DRIVETorchRLModule
+from drive_rllib.core import update_terms
 from tests.algorithm.helpers import MODULE_ID, changed_groups, learner_module_states
 
 
@@ -20,7 +20,7 @@ def compiled(tiny_config, **training):
     )
 
 
-def test_the_learner_compiles_forward_train_once_and_only_it(tiny_config):
+def test_the_learner_compiles_the_update_step_once_and_only_it(tiny_config):
     import gymnasium as gym
 
     env = gym.make("Pendulum-v1")
@@ -29,15 +29,14 @@ def test_the_learner_compiles_forward_train_once_and_only_it(tiny_config):
     finally:
         env.close()
     module = learner.module[MODULE_ID].unwrapped()
-    assert module._compiled_forward_train
-    # The instance attribute is the compiled wrapper; acting stays the class's eager code.
-    assert "_forward_train" in vars(module)
-    assert module._forward_train is not DRIVETorchRLModule._forward_train.__get__(module)
+    assert module.is_compiled
+    # The step's terms are the compiled wrapper; acting stays the class's eager code.
+    assert module._step_terms is not update_terms
     assert "_forward_exploration" not in vars(module)
     assert "_forward_inference" not in vars(module)
-    wrapper = module._forward_train
+    wrapper = module._step_terms
     module.compile(learner._torch_compile_cfg)  # a second call does nothing
-    assert module._forward_train is wrapper
+    assert module._step_terms is wrapper
 
 
 @pytest.mark.ray
@@ -47,7 +46,7 @@ def test_a_compiled_learner_trains_with_finite_losses(ray_instance, tiny_config)
     algo = compiled(tiny_config).build_algo()
     try:
         compiled_flags = algo.learner_group.foreach_learner(
-            lambda learner: learner.module[MODULE_ID].unwrapped()._compiled_forward_train
+            lambda learner: learner.module[MODULE_ID].unwrapped().is_compiled
         )
         assert [flag.get() for flag in compiled_flags] == [True]
         initial = learner_module_states(algo)[0]
