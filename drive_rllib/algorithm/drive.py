@@ -283,6 +283,7 @@ class DRIVEConfig(AlgorithmConfig):
         model_fit_interval: int | None = NotProvided,
         model_fit_interval_start: int | None = NotProvided,
         posterior_batch_size: int | None = NotProvided,
+        precision: str | None = NotProvided,
         inference_policy: str | None = NotProvided,
         model_lr: float | None = NotProvided,
         posterior_lr: float | None = NotProvided,
@@ -397,6 +398,13 @@ class DRIVEConfig(AlgorithmConfig):
                 Eq. 4 still see the whole batch. 128 of 256 saved a tenth of the
                 step and cost a fifth of HalfCheetah's return at 20k
                 (docs/diagnosis.md). Default 0.
+            precision: the update step's arithmetic: "float32", or "bfloat16" (mixed
+                precision: the hidden layers of every network in bfloat16 under
+                ``torch.autocast``; output layers, rollout states, losses,
+                parameters and optimizer states in float32). bfloat16 matmuls are
+                several times faster on CPUs with AMX or AVX512-BF16 and on GPUs
+                with bf16 tensor cores; elsewhere they are emulated (slower).
+                Default "float32".
             inference_policy: the policy whose deterministic mean acts when
                 ``explore=False`` (evaluation): "prior" (pi_theta) or
                 "posterior" (q_phi; the EnvRunners then also hold q_phi).

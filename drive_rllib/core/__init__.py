@@ -46,6 +46,7 @@ from drive_rllib.core.spec import (
     InferencePolicy,
     NetworkSpec,
     PolicyUpdate,
+    Precision,
     UpdateSpec,
     ValueLoss,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "InferencePolicy",
     "NetworkSpec",
     "PolicyUpdate",
+    "Precision",
     "RunningNormalizer",
     "TanhGaussianPolicy",
     "UpdateSpec",

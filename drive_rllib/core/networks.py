@@ -19,9 +19,10 @@ dim, ``A`` action dim. Actions are in module space [-1, 1].
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,24 @@ def mlp(
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+@contextlib.contextmanager
+def float32_outputs(x: Tensor) -> Iterator[Tensor]:
+    """Runs an output layer in float32 under mixed precision; yields ``x`` as float32.
+
+    Under ``torch.autocast`` (`UpdateSpec.precision` "bfloat16") hidden layers run
+    in bfloat16, whose 8-bit mantissa would round every prediction (a model's
+    mean, a value's mu in units of the return range) to about 3 digits; in this
+    block autocast is off and the layer reads its float32 weights. Without autocast
+    it does nothing.
+    """
+    device_type = x.device.type
+    if not torch.is_autocast_enabled(device_type):
+        yield x
+        return
+    with torch.autocast(device_type, enabled=False):
+        yield x.float()
 
 
 def frozen_call(module: nn.Module, *args, **kwargs):
@@ -86,19 +105,21 @@ def ensemble_mlp(
 
     ``params`` are (weight [K, in, out], bias [K, 1, out]) per layer; hidden
     layers apply ``activation``; with ``layer_norm`` every layer but the first
-    gets a layer normalisation (no affine) of its input.
+    gets a layer normalisation (no affine) of its input. The output layer runs in
+    float32 under mixed precision (`float32_outputs`).
     """
     if x.dim() == 2:
         x = x.expand(params[0][0].shape[0], *x.shape)
     act = ACTIVATIONS[activation]
-    last = len(params) - 1
-    for index, (weight, bias) in enumerate(params):
+    *hidden, (out_weight, out_bias) = params
+    for index, (weight, bias) in enumerate(hidden):
         if layer_norm and index > 0:
             x = F.layer_norm(x, x.shape[-1:])
-        x = torch.baddbmm(bias, x, weight)
-        if index < last:
-            x = act(x)
-    return x
+        x = act(torch.baddbmm(bias, x, weight))
+    if layer_norm and hidden:
+        x = F.layer_norm(x, x.shape[-1:])
+    with float32_outputs(x) as x:
+        return torch.baddbmm(out_bias, x, out_weight)
 
 
 def gather_layer_params(
@@ -203,8 +224,14 @@ class TanhGaussianPolicy(nn.Module):
         self.log_std_max = log_std_max
 
     def forward(self, obs_normalised: Tensor) -> tuple[Tensor, Tensor]:
-        """[B, S] -> (mean [B, A], std [B, A]) of the pre-squash Gaussian."""
-        mean, raw_log_std = self.net(obs_normalised).chunk(2, dim=-1)
+        """[B, S] -> (mean [B, A], std [B, A]) of the pre-squash Gaussian (the output
+        layer in float32 under mixed precision: `float32_outputs`)."""
+        *hidden, output = self.net
+        x = obs_normalised
+        for layer in hidden:
+            x = layer(x)
+        with float32_outputs(x) as x:
+            mean, raw_log_std = output(x).chunk(2, dim=-1)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
             torch.tanh(raw_log_std) + 1.0
         )

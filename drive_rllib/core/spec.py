@@ -65,6 +65,15 @@ class Aggregate(str, Enum):
     MIN2 = "min2"  # of two heads drawn at random, the one with the lower mu (REDQ, DHMBPO)
 
 
+class Precision(str, Enum):
+    """The arithmetic of the update step's forward pass (and so of its backward)."""
+
+    FLOAT32 = "float32"  # every op in float32
+    # Mixed precision: hidden layers (matmuls, norms, activations) in bfloat16 under
+    # torch.autocast; output layers, losses, parameters and optimizer states in float32.
+    BFLOAT16 = "bfloat16"
+
+
 class InferencePolicy(str, Enum):
     """The policy whose deterministic mean acts when not exploring (evaluation)."""
 
@@ -324,6 +333,12 @@ class UpdateSpec(_Checked):
             saved a tenth of the step and cost a fifth of HalfCheetah's return at
             20k (docs/diagnosis.md). Not with ``member_per_trajectory``, whose
             member draw has one row per batch row.
+        precision: the update step's arithmetic (`Precision`). "bfloat16" runs the
+            hidden layers of every network in bfloat16 (``torch.autocast``): on a CPU
+            with AMX or AVX512-BF16, or a GPU with bf16 tensor cores, their matmuls
+            take a fraction of the float32 time. Output layers, rollout states,
+            losses, parameters and optimizer states stay float32. On a CPU without
+            bf16 support it is emulated and slower: keep "float32" there.
     """
 
     horizon: int = setting(5, integer(minimum=1))
@@ -345,6 +360,7 @@ class UpdateSpec(_Checked):
     model_fit_interval: int = setting(1, integer(minimum=1))
     model_fit_interval_start: int = setting(0, integer(minimum=0))
     posterior_batch_size: int = setting(0, integer(minimum=0))
+    precision: Precision = setting(Precision.FLOAT32, one_of(Precision))
 
     def _check_together(self) -> None:
         if self.start_state_model_fraction > 0 and self.distribution_rollout_interval == 0:

@@ -29,6 +29,7 @@ Symbols: ``gamma`` discount, ``H`` horizon, ``N`` samples. Shapes: ``B`` batch,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,7 +62,7 @@ from drive_rllib.core.losses import (
     value_terms,
 )
 from drive_rllib.core.networks import DRIVENetworks, DynamicsEnsemble, frozen_call
-from drive_rllib.core.spec import PolicyUpdate, UpdateSpec
+from drive_rllib.core.spec import PolicyUpdate, Precision, UpdateSpec
 
 Normalize = Callable[[Tensor], Tensor]
 ElitePairs = list[tuple[Tensor, Tensor]]
@@ -83,8 +84,24 @@ def update_terms(
 
     Returns:
         (terms, diagnostics): terms for ``combine_terms`` ([B] each, in a fixed
-        order); diagnostics are detached scalars under `drive_rllib.keys`.
+        order, float32); diagnostics are detached scalars under `drive_rllib.keys`.
     """
+    with mixed_precision(batch["obs"].device, spec.precision):
+        return _update_terms(nets, batch, spec, fit_model)
+
+
+def mixed_precision(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to bfloat16 on ``device`` for "bfloat16" (`UpdateSpec.precision`);
+    nothing for "float32". Output layers leave it (`networks.float32_outputs`), so every
+    term comes out float32; the backward pass runs outside it, as autocast expects."""
+    if precision is Precision.BFLOAT16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _update_terms(
+    nets: DRIVENetworks, batch: dict[str, Tensor], spec: UpdateSpec, fit_model: bool
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     obs = batch["obs"]
     normalize = nets.obs_normalizer.frozen(obs.dtype)
     obs_n = normalize(obs)
