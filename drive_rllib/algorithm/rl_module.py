@@ -145,14 +145,22 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         ``_forward_exploration`` too: on a Learner nothing calls them, and compiling
         them costs minutes for nothing. Called by `DRIVETorchLearner.build` when
         ``torch_compile_learner`` is set; a second call does nothing.
+
+        With inductor and no dynamo mode, the step runs under inductor's C++ wrapper
+        (``cpp_wrapper``): the compiled step's few hundred kernel and matmul calls are
+        made from C++ instead of a generated Python function, which saved about a
+        tenth of the step on one CPU core (README, Performance).
         """
         if self.is_compiled:
             return
+        kwargs = dict(compile_config.kwargs)
+        if compile_config.torch_dynamo_backend == "inductor" and not compile_config.torch_dynamo_mode:
+            kwargs.setdefault("options", {"cpp_wrapper": True})
         self._step_terms = torch.compile(
             update_terms,
             backend=compile_config.torch_dynamo_backend,
             mode=compile_config.torch_dynamo_mode,
-            **compile_config.kwargs,
+            **kwargs,
         )
 
     @property

@@ -19,10 +19,9 @@ dim, ``A`` action dim. Actions are in module space [-1, 1].
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +29,9 @@ from torch import Tensor, nn
 
 from drive_rllib.core.distributions import tanh_gaussian_rsample
 from drive_rllib.core.spec import Activation, NetworkSpec
+
+
+LayerParams = list[tuple[Tensor, Tensor]]
 
 
 def mlp(
@@ -44,22 +46,21 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-@contextlib.contextmanager
-def float32_outputs(x: Tensor) -> Iterator[Tensor]:
-    """Runs an output layer in float32 under mixed precision; yields ``x`` as float32.
+def autocast_weights(params: LayerParams) -> LayerParams:
+    """``params`` cast once to autocast's dtype when autocast is on for their device.
 
-    Under ``torch.autocast`` (`UpdateSpec.precision` "bfloat16") hidden layers run
-    in bfloat16, whose 8-bit mantissa would round every prediction (a model's
-    mean, a value's mu in units of the return range) to about 3 digits; in this
-    block autocast is off and the layer reads its float32 weights. Without autocast
-    it does nothing.
+    Under mixed precision (`UpdateSpec.precision` "bfloat16") every matmul casts its
+    float32 weights to bfloat16; autocast caches that cast only for leaf parameters.
+    Gathered or detached weights (the elites of f_hat, psi held fixed) that several
+    calls reuse are cast here once instead. Without autocast: ``params`` unchanged.
     """
-    device_type = x.device.type
+    if not params:
+        return params
+    device_type = params[0][0].device.type
     if not torch.is_autocast_enabled(device_type):
-        yield x
-        return
-    with torch.autocast(device_type, enabled=False):
-        yield x.float()
+        return params
+    dtype = torch.get_autocast_dtype(device_type)
+    return [(weight.to(dtype), bias.to(dtype)) for weight, bias in params]
 
 
 def frozen_call(module: nn.Module, *args, **kwargs):
@@ -92,8 +93,6 @@ class EnsembleLinear(nn.Module):
 
 ACTIVATIONS = {Activation.RELU: F.relu, Activation.SILU: F.silu}
 
-LayerParams = list[tuple[Tensor, Tensor]]
-
 
 def ensemble_mlp(
     x: Tensor,
@@ -105,21 +104,21 @@ def ensemble_mlp(
 
     ``params`` are (weight [K, in, out], bias [K, 1, out]) per layer; hidden
     layers apply ``activation``; with ``layer_norm`` every layer but the first
-    gets a layer normalisation (no affine) of its input. The output layer runs in
-    float32 under mixed precision (`float32_outputs`).
+    gets a layer normalisation (no affine) of its input. The output is float32
+    even under autocast (mixed precision: the matmuls run in bfloat16, and only the
+    [K, B, out] result is cast back, so that losses and rollout states are float32).
     """
     if x.dim() == 2:
         x = x.expand(params[0][0].shape[0], *x.shape)
     act = ACTIVATIONS[activation]
-    *hidden, (out_weight, out_bias) = params
-    for index, (weight, bias) in enumerate(hidden):
+    last = len(params) - 1
+    for index, (weight, bias) in enumerate(params):
         if layer_norm and index > 0:
             x = F.layer_norm(x, x.shape[-1:])
-        x = act(torch.baddbmm(bias, x, weight))
-    if layer_norm and hidden:
-        x = F.layer_norm(x, x.shape[-1:])
-    with float32_outputs(x) as x:
-        return torch.baddbmm(out_bias, x, out_weight)
+        x = torch.baddbmm(bias, x, weight)
+        if index < last:
+            x = act(x)
+    return x.float()
 
 
 def gather_layer_params(
@@ -224,14 +223,9 @@ class TanhGaussianPolicy(nn.Module):
         self.log_std_max = log_std_max
 
     def forward(self, obs_normalised: Tensor) -> tuple[Tensor, Tensor]:
-        """[B, S] -> (mean [B, A], std [B, A]) of the pre-squash Gaussian (the output
-        layer in float32 under mixed precision: `float32_outputs`)."""
-        *hidden, output = self.net
-        x = obs_normalised
-        for layer in hidden:
-            x = layer(x)
-        with float32_outputs(x) as x:
-            mean, raw_log_std = output(x).chunk(2, dim=-1)
+        """[B, S] -> (mean [B, A], std [B, A]) of the pre-squash Gaussian (float32 even
+        under autocast)."""
+        mean, raw_log_std = self.net(obs_normalised).float().chunk(2, dim=-1)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
             torch.tanh(raw_log_std) + 1.0
         )
@@ -273,17 +267,28 @@ class GaussianValue(nn.Module):
         self.num_heads = num_heads
         self.layer_norm = layer_norm
 
+    def layer_params(self, heads: Tensor | None = None, frozen: bool = False) -> LayerParams:
+        """(weight [K, in, out], bias [K, 1, out]) of every layer for ``heads`` (None: all).
+
+        With ``frozen`` the tensors are detached: p_psi computed with them passes
+        gradients to its inputs (the action a_t of Eq. 6) but never into psi.
+        """
+        return gather_layer_params(self.layers, heads, frozen)
+
     def forward(
         self,
         obs_normalised: Tensor,
         action: Tensor,
         scale: tuple[Tensor, Tensor] | None = None,
         heads: Tensor | None = None,
+        params: LayerParams | None = None,
     ) -> tuple[Tensor, Tensor]:
         """([B, S], [B, A]) -> (mu [K, B], sigma [K, B]), one row per head (per index of
-        ``heads`` when given: only those heads are evaluated)."""
+        ``heads`` when given: only those heads are evaluated; with ``params`` from
+        ``layer_params``, the heads those hold)."""
         x = torch.cat([obs_normalised, action], dim=-1)
-        params = gather_layer_params(self.layers, heads)
+        if params is None:
+            params = gather_layer_params(self.layers, heads)
         out = ensemble_mlp(x, params, Activation.RELU, self.layer_norm)
         raw_mu, raw_sigma = out.unbind(-1)
         if scale is None:

@@ -61,7 +61,13 @@ from drive_rllib.core.losses import (
     value_target_law,
     value_terms,
 )
-from drive_rllib.core.networks import DRIVENetworks, DynamicsEnsemble, frozen_call
+from drive_rllib.core.networks import (
+    DRIVENetworks,
+    DynamicsEnsemble,
+    LayerParams,
+    autocast_weights,
+    frozen_call,
+)
 from drive_rllib.core.spec import PolicyUpdate, Precision, UpdateSpec
 
 Normalize = Callable[[Tensor], Tensor]
@@ -92,8 +98,9 @@ def update_terms(
 
 def mixed_precision(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
     """``torch.autocast`` to bfloat16 on ``device`` for "bfloat16" (`UpdateSpec.precision`);
-    nothing for "float32". Output layers leave it (`networks.float32_outputs`), so every
-    term comes out float32; the backward pass runs outside it, as autocast expects."""
+    nothing for "float32". The networks' outputs are cast back to float32
+    (`networks.ensemble_mlp`), so every term comes out float32; the backward pass runs
+    outside it, as autocast expects."""
     if precision is Precision.BFLOAT16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -177,6 +184,7 @@ class Imagination:
     """The callables Eq. 6's rollouts run on, and what Eq. 4 reuses."""
 
     elite_params: ElitePairs  # f_hat's elites, detached: f_hat held fixed
+    value_params: LayerParams  # psi's heads, detached: psi held fixed (Eq. 6)
     model_step: ModelStep
     policy: Policy  # pi_theta; held fixed with policy_update="distill"
     value: ValueFn  # p_psi (the policy aggregate) with psi held fixed, for raw observations
@@ -193,7 +201,8 @@ def imagination(
     device: torch.device,
     spec: UpdateSpec,
 ) -> Imagination:
-    """Eq. 6's model step, policy and value; the elite members' parameters gathered once."""
+    """Eq. 6's model step, policy and value; the elite members' and psi's frozen
+    parameters gathered once (and, under mixed precision, cast once)."""
     joint = spec.policy_update is PolicyUpdate.JOINT
     prior_call = (lambda *a: nets.prior(*a)) if joint else (lambda *a: frozen_call(nets.prior, *a))
 
@@ -205,7 +214,8 @@ def imagination(
     if spec.member_per_trajectory:
         num_elites = model.elite_idx.shape[0]
         assignment = balanced_member_assignment(batch_size * spec.num_samples, num_elites, device)
-    elite_params = model.layer_params(model.elite_idx, frozen=True)
+    elite_params = autocast_weights(model.layer_params(model.elite_idx, frozen=True))
+    value_params = autocast_weights(nets.value.layer_params(frozen=True))
     target_affine = nets.target_affine()
     imagined_rewards: list[Tensor] = []
 
@@ -222,7 +232,7 @@ def imagination(
     scale = nets.value_scale()
 
     def frozen_value(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-        heads = frozen_call(nets.value, normalize(o), a, scale)
+        heads = nets.value(normalize(o), a, scale, params=value_params)
         return aggregate_heads(*heads, spec.value_policy_aggregate.value)
 
     def target_value(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
@@ -234,6 +244,7 @@ def imagination(
 
     return Imagination(
         elite_params,
+        value_params,
         model_step,
         policy,
         frozen_value,
@@ -303,7 +314,7 @@ def posterior_step(
         value=shared.value,
     )
     value_mu, value_sigma = aggregate_heads(
-        *frozen_call(nets.value, obs_n, first_action, nets.value_scale()),
+        *nets.value(obs_n, first_action, nets.value_scale(), params=shared.value_params),
         spec.value_policy_aggregate.value,
     )
     terms = posterior_terms(

@@ -28,11 +28,18 @@ TERM_GROUPS = {
 }
 
 
-def groups_reached(policy_update: str, which: str) -> set[str]:
+def groups_reached(policy_update: str, which: str, precision: str = "float32") -> set[str]:
     """Backward only the terms in TERM_GROUPS[which]; return the parameter groups with gradient."""
     torch.manual_seed(0)
     nets = tiny_nets()
-    spec = UpdateSpec(horizon=3, num_samples=2, gamma=0.9, alpha=1.0, policy_update=policy_update)
+    spec = UpdateSpec(
+        horizon=3,
+        num_samples=2,
+        gamma=0.9,
+        alpha=1.0,
+        policy_update=policy_update,
+        precision=precision,
+    )
     terms, _ = update_terms(nets, random_batch(16), spec)
     weights = loss_weights(spec, NetworkSpec())
     loss = sum(weights[name] * terms[name].mean() for name in TERM_GROUPS[which])
@@ -61,8 +68,9 @@ def groups_reached(policy_update: str, which: str) -> set[str]:
         ("distill", "entropy", {"prior"}),
     ],
 )
-def test_each_loss_reaches_only_its_parameters(policy_update, which, expected):
-    assert groups_reached(policy_update, which) == expected
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_each_loss_reaches_only_its_parameters(policy_update, which, expected, precision):
+    assert groups_reached(policy_update, which, precision) == expected
 
 
 def test_one_backward_of_the_sum_equals_the_per_group_gradients():
@@ -94,14 +102,21 @@ def test_one_backward_of_the_sum_equals_the_per_group_gradients():
                 torch.testing.assert_close(total[name], grad)
 
 
-def test_eq6_reaches_posterior_through_the_value_at_a_t_but_never_psi():
-    """J_KL2 evaluates p_psi(U | s, a_t) with psi fixed, keeping the path through a_t."""
+@pytest.mark.parametrize("frozen", ["frozen_call", "layer_params"])
+def test_eq6_reaches_posterior_through_the_value_at_a_t_but_never_psi(frozen):
+    """J_KL2 evaluates p_psi(U | s, a_t) with psi fixed, keeping the path through a_t
+    (``update_terms`` passes psi's detached ``layer_params``; ``frozen_call`` is the
+    general form)."""
     # An unscaled value: a scaled one starts with a zero last layer, flat in a_t.
     nets = tiny_nets(value_scaled=False)
     obs_n = torch.randn(8, 3)
     mean, std = nets.posterior(obs_n)
     action, _ = tanh_gaussian_rsample(mean, std)
-    mu, sigma = aggregate_heads(*frozen_call(nets.value, obs_n, action), "mean")
+    if frozen == "frozen_call":
+        heads = frozen_call(nets.value, obs_n, action)
+    else:
+        heads = nets.value(obs_n, action, params=nets.value.layer_params(frozen=True))
+    mu, sigma = aggregate_heads(*heads, "mean")
     terms = posterior_terms(
         torch.zeros(1, 8),
         torch.ones(1, 8),
