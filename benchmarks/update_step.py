@@ -13,6 +13,13 @@ one backward, three Adam steps, Polyak. Both on HalfCheetah-sized inputs (obs
         --save-state /tmp/drive_core_state.pt --horizons 5 --samples 1       # headline sizes
     python benchmarks/update_step.py --model-hiddens 200 200 200 200 \
         --init-state /tmp/drive_core_state.pt --wins --rounds 7              # each win on/off
+    python benchmarks/update_step.py --model-hiddens 200 200 200 200 --horizons 5 \
+        --samples 1 --precision float32 bfloat16 [--compile]                 # mixed precision
+
+``--precision P ...`` times every (H, N) at each `UpdateSpec.precision` in the same
+rotation (bfloat16: mixed precision, see the spec); ``--compile`` times the step as the
+Learner does under ``torch_compile_learner`` (``torch.compile`` of ``update_terms``,
+inductor with its C++ wrapper; the warm-up pays the compilation).
 
 ``--wins`` times the H 5, N 1 step in the variants ``all`` (denormals
 flushed, fused Adam), ``no_flush``, ``no_fused`` (torch's for-loop Adam on
@@ -92,16 +99,25 @@ def drive_step_fn(
     fused: bool = True,
     state: dict | None = None,
     fresh_batches: bool = False,
+    precision: str = "float32",
+    compiled: bool = False,
 ):
     """One DRIVE update step (forward, backward, an Adam per component, Polyak) as a closure.
 
     ``state`` (from ``save_state``) sets the networks and Adam moments; ``fresh_batches``
-    draws a new random batch (and merges it into the normaliser) every step.
+    draws a new random batch (and merges it into the normaliser) every step;
+    ``precision`` is `UpdateSpec.precision`; ``compiled`` runs ``update_terms`` through
+    ``torch.compile`` (inductor, C++ wrapper) as ``torch_compile_learner`` does.
     """
     network_spec = NetworkSpec(
         ensemble_size=ensemble_size, num_elites=5, model_hiddens=model_hiddens
     )
-    update_spec = UpdateSpec(horizon=horizon, num_samples=num_samples, gamma=0.99, alpha=1.0)
+    update_spec = UpdateSpec(
+        horizon=horizon, num_samples=num_samples, gamma=0.99, alpha=1.0, precision=precision
+    )
+    terms_fn = (
+        torch.compile(update_terms, options={"cpp_wrapper": True}) if compiled else update_terms
+    )
     nets = DRIVENetworks(OBS_DIM, ACTION_DIM, network_spec).to(DEVICE)
     optimizers = {
         name: torch.optim.Adam(p, lr=LEARNING_RATES[name], fused=fused)
@@ -122,7 +138,7 @@ def drive_step_fn(
         if fresh_batches:
             batch = random_batch(batch_size)
             nets.obs_normalizer.update(batch["obs"])
-        terms, _ = update_terms(nets, batch, update_spec)
+        terms, _ = terms_fn(nets, batch, update_spec)
         loss = combine_terms(terms, weights)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
@@ -479,6 +495,16 @@ def main() -> None:
         help="floating-point operations per step (torch's FlopCounterMode: matmuls, the "
         "bulk of the work) for every configuration and SAC, and per phase at H=5, N=1",
     )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["float32"],
+        choices=["float32", "bfloat16"],
+        help="UpdateSpec.precision of the DRIVE steps (several: each in the same rotation)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the steps (inductor, cpp_wrapper)"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     global DEVICE
@@ -518,12 +544,24 @@ def main() -> None:
 
     # Denormals flushed as the Learner does by default (flush_denormals=True).
     torch.set_flush_denormal(True)
-    configs = [(h, n) for n in args.samples for h in args.horizons]
+    configs = [(h, n, p) for p in args.precision for n in args.samples for h in args.horizons]
     steps = {"sac": sac_step_fn(args.batch)}
-    for horizon, num_samples in configs:
-        steps[(horizon, num_samples)] = drive_step_fn(
-            horizon, num_samples, args.batch, args.ensemble, hiddens, state=state
+    if args.compile:
+        torch._dynamo.config.cache_size_limit = max(64, 2 * len(configs))
+    for horizon, num_samples, precision in configs:
+        steps[(horizon, num_samples, precision)] = drive_step_fn(
+            horizon,
+            num_samples,
+            args.batch,
+            args.ensemble,
+            hiddens,
+            state=state,
+            precision=precision,
+            compiled=args.compile,
         )
+        if args.compile:  # compile outside the timed rounds
+            for _ in range(2):
+                steps[(horizon, num_samples, precision)]()
     # Interleaved: every round times every configuration once (rotated order).
     times = {name: [] for name in steps}
     names = list(steps)
@@ -533,12 +571,14 @@ def main() -> None:
             times[name].append(time_ms(steps[name], 1, args.steps, warmup=1))
     sac_ms = statistics.median(times["sac"])
     rows = []
-    for horizon, num_samples in configs:
-        series = times[(horizon, num_samples)]
+    for horizon, num_samples, precision in configs:
+        series = times[(horizon, num_samples, precision)]
         rows.append(
             {
                 "H": horizon,
                 "N": num_samples,
+                "precision": precision,
+                "compiled": args.compile,
                 "ms": statistics.median(series),
                 "ratio_to_sac": statistics.median(a / b for a, b in zip(series, times["sac"])),
             }
@@ -548,27 +588,35 @@ def main() -> None:
         f"device {DEVICE}, batch {args.batch}, E={args.ensemble} of "
         f"{'x'.join(map(str, hiddens))}, obs {OBS_DIM}, action {ACTION_DIM}, "
         f"1 torch thread, fused Adam, denormals flushed, median of {args.repeats} "
-        f"interleaved rounds x {args.steps} steps, loadavg {os.getloadavg()[0]:.2f}"
+        f"interleaved rounds x {args.steps} steps, "
+        f"{'compiled (inductor, cpp_wrapper)' if args.compile else 'eager'}, "
+        f"loadavg {os.getloadavg()[0]:.2f}"
     )
     print(f"\nplain-torch SAC update: {sac_ms:.1f} ms\n")
-    print("| H | N | DRIVE ms/step | x SAC (median of per-round ratios) |")
-    print("|---|---|---|---|")
+    print("| H | N | precision | DRIVE ms/step | x SAC (median of per-round ratios) |")
+    print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['H']} | {row['N']} | {row['ms']:.1f} | {row['ratio_to_sac']:.2f} |")
+        print(
+            f"| {row['H']} | {row['N']} | {row['precision']} | {row['ms']:.1f} | "
+            f"{row['ratio_to_sac']:.2f} |"
+        )
     slopes = {}
-    for name, key, fixed, value in (
-        ("ms per horizon step (N=1)", "H", "N", 1),
-        ("ms per sample (H=5)", "N", "H", 5),
-    ):
-        points = [(r[key], r["ms"]) for r in rows if r[fixed] == value]
-        if len(points) >= 2:
-            x, y = np.array(points, dtype=float).T
-            slope, intercept = np.polyfit(x, y, 1)
-            slopes[name] = {"slope": slope, "intercept": intercept}
-            print(
-                f"\n{name}: {slope:.2f} (least squares over {key} = "
-                f"{', '.join(str(int(v)) for v in x)}; intercept {intercept:.1f} ms)"
-            )
+    for precision in args.precision:
+        for name, key, fixed, value in (
+            ("ms per horizon step (N=1)", "H", "N", 1),
+            ("ms per sample (H=5)", "N", "H", 5),
+        ):
+            points = [
+                (r[key], r["ms"]) for r in rows if r[fixed] == value and r["precision"] == precision
+            ]
+            if len(points) >= 2:
+                x, y = np.array(points, dtype=float).T
+                slope, intercept = np.polyfit(x, y, 1)
+                slopes[f"{name}, {precision}"] = {"slope": slope, "intercept": intercept}
+                print(
+                    f"\n{name}, {precision}: {slope:.2f} (least squares over {key} = "
+                    f"{', '.join(str(int(v)) for v in x)}; intercept {intercept:.1f} ms)"
+                )
     if args.flops:
         counts = {name: step_flops(step) for name, step in steps.items()}
         print(
@@ -578,10 +626,11 @@ def main() -> None:
         sac_gflop = counts["sac"] / 1e9
         print(f"| SAC | {sac_gflop:.3f} | 1 | 1 | {sac_gflop / sac_ms * 1e3:.1f} |")
         for row in rows:
-            gflop = counts[(row["H"], row["N"])] / 1e9
+            gflop = counts[(row["H"], row["N"], row["precision"])] / 1e9
             row["gflop"] = gflop
             print(
-                f"| DRIVE H {row['H']} N {row['N']} | {gflop:.2f} | {gflop / sac_gflop:.1f} | "
+                f"| DRIVE H {row['H']} N {row['N']} {row['precision']} | {gflop:.2f} | "
+                f"{gflop / sac_gflop:.1f} | "
                 f"{row['ratio_to_sac']:.1f} | {gflop / row['ms'] * 1e3:.1f} |"
             )
         print("\nDRIVE H=5 N=1, GFLOP per step by phase:")
@@ -605,6 +654,10 @@ def main() -> None:
                 {
                     "sac_ms": sac_ms,
                     "rows": rows,
+                    "times": {
+                        "sac" if name == "sac" else "H{}_N{}_{}".format(*name): series
+                        for name, series in times.items()
+                    },
                     "slopes": slopes,
                     "batch": args.batch,
                     "ensemble": args.ensemble,

@@ -63,6 +63,7 @@ Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Collection, Iterable
@@ -80,7 +81,13 @@ from ray.rllib.utils.annotations import override
 from drive_rllib import keys
 from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModule
 from drive_rllib.core import combine_terms, loss_weights
-from drive_rllib.core.update import MODEL_TERMS, distribution_rollout_states
+from drive_rllib.core.spec import Precision
+from drive_rllib.core.update import (
+    MODEL_TERMS,
+    distribution_rollout_states,
+    native_bfloat16,
+    resolve_precision,
+)
 from drive_rllib.replay.actor import call
 from drive_rllib.replay.storage import NEXT_OBS, OBS, REWARD
 
@@ -151,7 +158,9 @@ class DRIVETorchLearner(TorchLearner):
         # The weight of every loss term, per module, from the module's own spec.
         self._loss_weights: dict[str, dict[str, float]] = {}
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
-            spec = self.drive_module(module_id).spec
+            module = self.drive_module(module_id)
+            self._set_precision(module_id, module)
+            spec = module.spec
             self._loss_weights[module_id] = loss_weights(spec.update, spec.networks)
         if self._torch_compile_forward_train:
             # RLlib 2.60's TorchLearner.build means to compile every TorchRLModule of
@@ -159,6 +168,31 @@ class DRIVETorchLearner(TorchLearner):
             # (``isinstance(self._module, TorchRLModule)``) and so compiles none.
             for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule
                 self.drive_module(module_id).compile(self._torch_compile_cfg)
+
+    def _set_precision(self, module_id: str, module: DRIVETorchRLModule) -> None:
+        """Resolves the module's ``precision`` "auto" for this Learner's device (before any
+        compiling, so the compiled step holds a fixed choice) and says what it runs."""
+        asked = module.spec.update.precision
+        precision = resolve_precision(asked, self._device)
+        if precision is not asked:
+            update = dataclasses.replace(module.spec.update, precision=precision)
+            module.spec = dataclasses.replace(module.spec, update=update)
+        if precision is Precision.BFLOAT16 and not native_bfloat16(self._device):
+            logger.warning(
+                "%s: precision='bfloat16' on %s, which has no bfloat16 arithmetic of its own "
+                "(no AMX-BF16 or AVX512-BF16 on a CPU): torch emulates it, slower than "
+                "float32. Set precision='auto' or 'float32'.",
+                module_id,
+                self._device,
+            )
+        else:
+            logger.info(
+                "%s: update step in %s on %s (precision=%r)",
+                module_id,
+                precision.value,
+                self._device,
+                asked.value,
+            )
 
     @override(Learner)
     def get_state(

@@ -69,9 +69,13 @@ class Precision(str, Enum):
     """The arithmetic of the update step's forward pass (and so of its backward)."""
 
     FLOAT32 = "float32"  # every op in float32
-    # Mixed precision: hidden layers (matmuls, norms, activations) in bfloat16 under
-    # torch.autocast; output layers, losses, parameters and optimizer states in float32.
+    # Mixed precision: the networks' layers (matmuls, norms, activations) in bfloat16
+    # under torch.autocast; their outputs, rollout states, losses, parameters and
+    # optimizer states in float32.
     BFLOAT16 = "bfloat16"
+    # bfloat16 where the device computes it natively (a CPU with AMX-BF16 or
+    # AVX512-BF16, a GPU with bf16 support), else float32 (`resolve_precision`).
+    AUTO = "auto"
 
 
 class InferencePolicy(str, Enum):
@@ -334,11 +338,12 @@ class UpdateSpec(_Checked):
             20k (docs/diagnosis.md). Not with ``member_per_trajectory``, whose
             member draw has one row per batch row.
         precision: the update step's arithmetic (`Precision`). "bfloat16" runs the
-            hidden layers of every network in bfloat16 (``torch.autocast``): on a CPU
-            with AMX or AVX512-BF16, or a GPU with bf16 tensor cores, their matmuls
-            take a fraction of the float32 time. Output layers, rollout states,
-            losses, parameters and optimizer states stay float32. On a CPU without
-            bf16 support it is emulated and slower: keep "float32" there.
+            layers of every network in bfloat16 (``torch.autocast``): on a CPU with
+            AMX or AVX512-BF16, or a GPU with bf16 tensor cores, their matmuls take
+            a fraction of the float32 time. Their outputs, rollout states, losses,
+            parameters and optimizer states stay float32. On a CPU without bf16
+            support it is emulated and slower; "auto" picks bfloat16 only where the
+            device has it.
     """
 
     horizon: int = setting(5, integer(minimum=1))

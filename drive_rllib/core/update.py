@@ -30,6 +30,7 @@ Symbols: ``gamma`` discount, ``H`` horizon, ``N`` samples. Shapes: ``B`` batch,
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,13 +98,33 @@ def update_terms(
 
 
 def mixed_precision(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` to bfloat16 on ``device`` for "bfloat16" (`UpdateSpec.precision`);
-    nothing for "float32". The networks' outputs are cast back to float32
-    (`networks.ensemble_mlp`), so every term comes out float32; the backward pass runs
-    outside it, as autocast expects."""
-    if precision is Precision.BFLOAT16:
+    """``torch.autocast`` to bfloat16 on ``device`` where ``precision`` resolves to
+    "bfloat16" (`UpdateSpec.precision`, `resolve_precision`); nothing for "float32". The
+    networks' outputs are cast back to float32 (`networks.ensemble_mlp`), so every term
+    comes out float32; the backward pass runs outside it, as autocast expects."""
+    if resolve_precision(precision, device) is Precision.BFLOAT16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Precision:
+    """``precision`` with "auto" replaced: "bfloat16" where ``device`` computes bfloat16
+    natively (`native_bfloat16`), else "float32"."""
+    if precision is not Precision.AUTO:
+        return precision
+    return Precision.BFLOAT16 if native_bfloat16(device) else Precision.FLOAT32
+
+
+@functools.cache
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` has bfloat16 arithmetic of its own: a CUDA GPU that supports it,
+    a CPU with AMX-BF16 or AVX512-BF16 (elsewhere torch emulates it, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu" and hasattr(torch.cpu, "get_capabilities"):
+        capabilities = torch.cpu.get_capabilities()
+        return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
+    return False
 
 
 def _update_terms(

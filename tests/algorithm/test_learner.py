@@ -128,3 +128,26 @@ def test_restored_optimizer_state_keeps_the_configured_implementation(tiny_confi
     before = parameters(learner)
     learner.apply_gradients(gradients_of(learner, 0.01))
     assert all(not torch.equal(before[n], p) for n, p in parameters(learner).items())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_learner_resolves_auto_precision_for_its_device(tiny_config, monkeypatch, native):
+    from drive_rllib.algorithm import learner as learner_module
+    from drive_rllib.core import Precision, update
+
+    # The device's answer, as the core's resolve_precision and the Learner read it.
+    monkeypatch.setattr(update, "native_bfloat16", lambda device: native)
+    monkeypatch.setattr(learner_module, "native_bfloat16", lambda device: native)
+    learner = local_learner(tiny_config, precision="auto")
+    resolved = learner.module[MODULE_ID].unwrapped().spec.update.precision
+    assert resolved is (Precision.BFLOAT16 if native else Precision.FLOAT32)
+
+
+def test_bfloat16_on_a_device_without_it_warns_what_to_set(tiny_config, monkeypatch, caplog):
+    from drive_rllib.algorithm import learner as learner_module
+
+    monkeypatch.setattr(learner_module, "native_bfloat16", lambda device: False)
+    with caplog.at_level("WARNING", logger=learner_module.__name__):
+        learner = local_learner(tiny_config, precision="bfloat16")
+    assert learner.module[MODULE_ID].unwrapped().spec.update.precision.value == "bfloat16"
+    assert "emulates it" in caplog.text and "precision='auto' or 'float32'" in caplog.text

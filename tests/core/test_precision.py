@@ -139,3 +139,31 @@ def test_spec_takes_the_precision_by_name(precision):
 def test_unknown_precision_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="'float32', 'bfloat16'"):
         UpdateSpec(precision="float16")
+
+
+def test_auto_is_bfloat16_only_where_the_device_has_it(monkeypatch):
+    from drive_rllib.core import update
+
+    cpu = torch.device("cpu")
+    for native, expected in ((True, Precision.BFLOAT16), (False, Precision.FLOAT32)):
+        monkeypatch.setattr(update, "native_bfloat16", lambda device, native=native: native)
+        assert update.resolve_precision(Precision.AUTO, cpu) is expected
+        with mixed_precision(cpu, Precision.AUTO):
+            assert torch.is_autocast_enabled("cpu") is native
+        # An explicit choice is kept whatever the device has.
+        assert update.resolve_precision(Precision.FLOAT32, cpu) is Precision.FLOAT32
+        assert update.resolve_precision(Precision.BFLOAT16, cpu) is Precision.BFLOAT16
+
+
+def test_native_bfloat16_reads_the_cpus_bf16_instructions(monkeypatch):
+    from drive_rllib.core import update
+
+    for capabilities, expected in (
+        ({"amx_bf16": True, "avx512_bf16": False}, True),
+        ({"amx_bf16": False, "avx512_bf16": True}, True),
+        ({"amx_bf16": False, "avx512_bf16": False, "avx2": True}, False),
+    ):
+        update.native_bfloat16.cache_clear()
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda c=capabilities: c)
+        assert update.native_bfloat16(torch.device("cpu")) is expected
+    update.native_bfloat16.cache_clear()
