@@ -452,10 +452,16 @@ def value_step(
 def distribution_rollout_states(nets: DRIVENetworks, start_obs: Tensor, spec: UpdateSpec) -> Tensor:
     """The states of one distribution rollout from ``start_obs`` [B, S]: f_hat's elites (a
     random one per row and step) under pi_theta, ``distribution_rollout_horizon`` steps
-    (``imagine.distribution_rollout``). The Learner adds them to ``nets.model_states``."""
+    (``imagine.distribution_rollout``), in the update step's ``precision``. The Learner adds
+    them to ``nets.model_states``."""
+    with mixed_precision(start_obs.device, spec.precision):
+        return _distribution_rollout_states(nets, start_obs, spec)
+
+
+def _distribution_rollout_states(nets: DRIVENetworks, start_obs: Tensor, spec: UpdateSpec) -> Tensor:
     normalize = nets.obs_normalizer.frozen(start_obs.dtype)
     model = nets.model
-    elite_params = model.layer_params(model.elite_idx, frozen=True)
+    elite_params = autocast_weights(model.layer_params(model.elite_idx, frozen=True))
     target_affine = nets.target_affine(start_obs.dtype)
 
     def model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:

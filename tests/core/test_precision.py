@@ -167,3 +167,21 @@ def test_native_bfloat16_reads_the_cpus_bf16_instructions(monkeypatch):
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda c=capabilities: c)
         assert update.native_bfloat16(torch.device("cpu")) is expected
     update.native_bfloat16.cache_clear()
+
+
+def test_distribution_rollouts_run_in_the_update_steps_precision():
+    from drive_rllib.core.update import distribution_rollout_states
+
+    torch.manual_seed(0)
+    nets = tiny_nets(model_hiddens=(32, 32), policy_hiddens=(32, 32))
+    nets.obs_normalizer.update(torch.randn(64, 3))
+    start = torch.randn(32, 3)
+    states = {}
+    for precision in ("float32", "bfloat16"):
+        spec = UpdateSpec(distribution_rollout_horizon=1, precision=precision)
+        torch.manual_seed(1)
+        states[precision] = distribution_rollout_states(nets, start, spec)
+    assert states["bfloat16"].dtype == torch.float32
+    assert states["bfloat16"].shape == states["float32"].shape
+    torch.testing.assert_close(states["bfloat16"], states["float32"], rtol=5e-2, atol=5e-2)
+    assert not torch.equal(states["bfloat16"], states["float32"])
