@@ -154,7 +154,10 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         if self.is_compiled:
             return
         kwargs = dict(compile_config.kwargs)
-        if compile_config.torch_dynamo_backend == "inductor" and not compile_config.torch_dynamo_mode:
+        if (
+            compile_config.torch_dynamo_backend == "inductor"
+            and not compile_config.torch_dynamo_mode
+        ):
             kwargs.setdefault("options", {"cpp_wrapper": True})
         self._step_terms = torch.compile(
             update_terms,

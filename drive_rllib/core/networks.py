@@ -30,7 +30,6 @@ from torch import Tensor, nn
 from drive_rllib.core.distributions import tanh_gaussian_rsample
 from drive_rllib.core.spec import Activation, NetworkSpec
 
-
 LayerParams = list[tuple[Tensor, Tensor]]
 
 

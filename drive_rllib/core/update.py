@@ -97,7 +97,9 @@ def update_terms(
         return _update_terms(nets, batch, spec, fit_model)
 
 
-def mixed_precision(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+def mixed_precision(
+    device: torch.device, precision: Precision
+) -> contextlib.AbstractContextManager:
     """``torch.autocast`` to bfloat16 on ``device`` where ``precision`` resolves to
     "bfloat16" (`UpdateSpec.precision`, `resolve_precision`); nothing for "float32". The
     networks' outputs are cast back to float32 (`networks.ensemble_mlp`), so every term
@@ -458,7 +460,9 @@ def distribution_rollout_states(nets: DRIVENetworks, start_obs: Tensor, spec: Up
         return _distribution_rollout_states(nets, start_obs, spec)
 
 
-def _distribution_rollout_states(nets: DRIVENetworks, start_obs: Tensor, spec: UpdateSpec) -> Tensor:
+def _distribution_rollout_states(
+    nets: DRIVENetworks, start_obs: Tensor, spec: UpdateSpec
+) -> Tensor:
     normalize = nets.obs_normalizer.frozen(start_obs.dtype)
     model = nets.model
     elite_params = autocast_weights(model.layer_params(model.elite_idx, frozen=True))

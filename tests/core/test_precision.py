@@ -9,6 +9,8 @@ must be the float32 one up to bfloat16 rounding, with the same gradient routing.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,7 +26,7 @@ def ensemble_params(widths: list[int], members: int = 3) -> list[tuple[torch.Ten
     torch.manual_seed(0)
     return [
         (torch.randn(members, i, o) / i**0.5, torch.randn(members, 1, o))
-        for i, o in zip(widths[:-1], widths[1:])
+        for i, o in itertools.pairwise(widths)
     ]
 
 
@@ -114,7 +116,7 @@ def test_bfloat16_step_is_the_float32_step_up_to_rounding():
     """Same seed, same draws: every term float32 and within bf16 rounding of float32's,
     every gradient float32 with the same parameters reached and the same direction."""
     terms, diagnostics, grads = terms_and_grads("bfloat16")
-    exact_terms, exact_diagnostics, exact_grads = terms_and_grads("float32")
+    exact_terms, _exact_diagnostics, exact_grads = terms_and_grads("float32")
     assert terms.keys() == exact_terms.keys()
     for name, term in terms.items():
         assert term.dtype == torch.float32, name
