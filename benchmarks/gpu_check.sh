@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu_check.sh            # from the repository root, in the project's venv
 #
 # 1. benchmarks/update_step.py on cuda: the core update step at headline sizes (E 7 of
-#    4x200, 256x256 nets, H 5, N 1) next to a plain-torch SAC step, batch 256 and 1,024;
+#    4x200, 256x256 nets, H 5, N 1) in float32 and in bfloat16 mixed precision
+#    (precision="bfloat16"), next to a plain-torch SAC step, batch 256 and 1,024;
 # 2. three DRIVE iterations on HalfCheetah-v5 at headline sizes with one local Learner on
 #    the GPU (num_gpus_per_learner=1): ms per update step from RLlib's learner timer, and
 #    an assertion that every tensor of the Learner's RLModule and of its optimizers lives
@@ -26,7 +27,8 @@ python -c "import torch; print('gpu_check: device', torch.cuda.get_device_name(0
 
 for batch in 256 1024; do
     timeout 120 python benchmarks/update_step.py --device cuda --batch "$batch" \
-        --model-hiddens 200 200 200 200 --horizons 5 --samples 1 --repeats 5 --steps 20
+        --model-hiddens 200 200 200 200 --horizons 5 --samples 1 --repeats 5 --steps 20 \
+        --precision float32 bfloat16
 done
 
 timeout 180 python - <<'PY'
