@@ -50,6 +50,14 @@ the Learner; the prewarm pays the compile):
         --settings 'heads_2={"value_heads": 2}' 'heads_3={"value_heads": 3}'
     python benchmarks/learner_update.py --rounds 5 --updates 20 --prewarm 200 \
         --settings 'compiled={"torch_compile_learner": true}'
+
+Precision: the headline algorithm runs DRIVEConfig's default ``precision="auto"``
+(bfloat16 on a CPU with AMX-BF16 or AVX512-BF16, float32 elsewhere); the first line
+of the output says which. Time the two side by side with settings of their own:
+
+    python benchmarks/learner_update.py --rounds 7 --updates 20 --prewarm 200 \
+        --settings 'f32={"precision": "float32"}' 'bf16={"precision": "bfloat16"}' \
+        'bf16_compiled={"precision": "bfloat16", "torch_compile_learner": true}'
 """
 
 from __future__ import annotations
@@ -390,6 +398,8 @@ def main() -> None:
     sizes = {k: getattr(drive.config, k) for k in HEADLINE}
     sizes["value_heads"] = drive.config.value_heads
     sizes["model_fit_interval"] = drive.config.model_fit_interval
+    # precision as the headline Learner resolved it ("auto" -> bfloat16 or float32)
+    sizes["precision"] = learner.module["default_policy"].unwrapped().spec.update.precision.value
     print(
         f"\n{args.env}, recipe {args.recipe}: {json.dumps(sizes)}; C {args.updates} per round, "
         f"{args.rounds} rounds, torch threads {args.threads}; {note}; loadavg "

@@ -403,8 +403,10 @@ class DRIVEConfig(AlgorithmConfig):
                 ``torch.autocast``; output layers, rollout states, losses,
                 parameters and optimizer states in float32). bfloat16 matmuls are
                 several times faster on CPUs with AMX or AVX512-BF16 and on GPUs
-                with bf16 tensor cores; elsewhere they are emulated (slower).
-                Default "float32".
+                with bf16 tensor cores; elsewhere they are emulated (slower). "auto":
+                bfloat16 where the Learner's device has it, else float32. On
+                HalfCheetah-v5 bfloat16 learned as float32 did (README, Performance).
+                Default "auto".
             inference_policy: the policy whose deterministic mean acts when
                 ``explore=False`` (evaluation): "prior" (pi_theta) or
                 "posterior" (q_phi; the EnvRunners then also hold q_phi).

@@ -342,8 +342,8 @@ class UpdateSpec(_Checked):
             AMX or AVX512-BF16, or a GPU with bf16 tensor cores, their matmuls take
             a fraction of the float32 time. Their outputs, rollout states, losses,
             parameters and optimizer states stay float32. On a CPU without bf16
-            support it is emulated and slower; "auto" picks bfloat16 only where the
-            device has it.
+            support it is emulated and slower; "auto" (the default) picks bfloat16
+            only where the device has it.
     """
 
     horizon: int = setting(5, integer(minimum=1))
@@ -365,7 +365,7 @@ class UpdateSpec(_Checked):
     model_fit_interval: int = setting(1, integer(minimum=1))
     model_fit_interval_start: int = setting(0, integer(minimum=0))
     posterior_batch_size: int = setting(0, integer(minimum=0))
-    precision: Precision = setting(Precision.FLOAT32, one_of(Precision))
+    precision: Precision = setting(Precision.AUTO, one_of(Precision))
 
     def _check_together(self) -> None:
         if self.start_state_model_fraction > 0 and self.distribution_rollout_interval == 0:

@@ -30,7 +30,6 @@ Symbols: ``gamma`` discount, ``H`` horizon, ``N`` samples. Shapes: ``B`` batch,
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -117,16 +116,25 @@ def resolve_precision(precision: Precision, device: torch.device) -> Precision:
     return Precision.BFLOAT16 if native_bfloat16(device) else Precision.FLOAT32
 
 
-@functools.cache
+#: ``native_bfloat16``'s answers, by device.
+_NATIVE_BFLOAT16: dict[str, bool] = {}
+
+
+@torch.compiler.assume_constant_result  # a fact of the machine: traced as a constant
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` has bfloat16 arithmetic of its own: a CUDA GPU that supports it,
     a CPU with AMX-BF16 or AVX512-BF16 (elsewhere torch emulates it, slower than float32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu" and hasattr(torch.cpu, "get_capabilities"):
-        capabilities = torch.cpu.get_capabilities()
-        return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
-    return False
+    key = str(device)
+    if key not in _NATIVE_BFLOAT16:
+        if device.type == "cuda":
+            native = torch.cuda.is_bf16_supported()
+        elif device.type == "cpu" and hasattr(torch.cpu, "get_capabilities"):
+            capabilities = torch.cpu.get_capabilities()
+            native = bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
+        else:
+            native = False
+        _NATIVE_BFLOAT16[key] = native
+    return _NATIVE_BFLOAT16[key]
 
 
 def _update_terms(

@@ -165,10 +165,9 @@ def test_native_bfloat16_reads_the_cpus_bf16_instructions(monkeypatch):
         ({"amx_bf16": False, "avx512_bf16": True}, True),
         ({"amx_bf16": False, "avx512_bf16": False, "avx2": True}, False),
     ):
-        update.native_bfloat16.cache_clear()
+        monkeypatch.setattr(update, "_NATIVE_BFLOAT16", {})
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda c=capabilities: c)
         assert update.native_bfloat16(torch.device("cpu")) is expected
-    update.native_bfloat16.cache_clear()
 
 
 def test_distribution_rollouts_run_in_the_update_steps_precision():
