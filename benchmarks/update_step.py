@@ -116,7 +116,9 @@ def drive_step_fn(
         horizon=horizon, num_samples=num_samples, gamma=0.99, alpha=1.0, precision=precision
     )
     terms_fn = (
-        torch.compile(update_terms, options={"cpp_wrapper": True}) if compiled else update_terms
+        torch.compile(update_terms, options={"cpp_wrapper": True, "fallback_random": True})
+        if compiled
+        else update_terms
     )
     nets = DRIVENetworks(OBS_DIM, ACTION_DIM, network_spec).to(DEVICE)
     optimizers = {

@@ -149,7 +149,10 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         With inductor and no dynamo mode, the step runs under inductor's C++ wrapper
         (``cpp_wrapper``): the compiled step's few hundred kernel and matmul calls are
         made from C++ instead of a generated Python function, which saved about a
-        tenth of the step on one CPU core (README, Performance).
+        tenth of the step on one CPU core; and it draws its random numbers with
+        torch's own generators (``fallback_random``), not inductor's per-element ones:
+        a tenth of the step again, and the compiled step draws the eager step's numbers
+        (README, Performance).
         """
         if self.is_compiled:
             return
@@ -158,7 +161,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             compile_config.torch_dynamo_backend == "inductor"
             and not compile_config.torch_dynamo_mode
         ):
-            kwargs.setdefault("options", {"cpp_wrapper": True})
+            kwargs.setdefault("options", {"cpp_wrapper": True, "fallback_random": True})
         self._step_terms = torch.compile(
             update_terms,
             backend=compile_config.torch_dynamo_backend,
