@@ -399,9 +399,10 @@ class DRIVEConfig(AlgorithmConfig):
                 step and cost a fifth of HalfCheetah's return at 20k
                 (docs/diagnosis.md). Default 0.
             precision: the update step's arithmetic: "float32", or "bfloat16" (mixed
-                precision: the hidden layers of every network in bfloat16 under
-                ``torch.autocast``; output layers, rollout states, losses,
-                parameters and optimizer states in float32). bfloat16 matmuls are
+                precision: every network's layers in bfloat16 under
+                ``torch.autocast``, their outputs cast back to float32; rollout
+                states, losses, gradients, parameters and optimizer states in
+                float32), or "auto". bfloat16 matmuls are
                 several times faster on CPUs with AMX or AVX512-BF16 and on GPUs
                 with bf16 tensor cores; elsewhere they are emulated (slower). "auto":
                 bfloat16 where the Learner's device has it, else float32. On

@@ -11,6 +11,11 @@
 6. ``value_step``: Eq. 4 against ``value_target``'s law (real step + H-1 imagined);
 7. ``update_diagnostics``: detached batch means under `drive_rllib.keys`.
 
+With ``UpdateSpec.precision`` "bfloat16" (or "auto" on a device with bfloat16
+arithmetic) all of it runs under ``torch.autocast`` (``mixed_precision``): the
+networks compute in bfloat16 and hand back float32 outputs, so the terms, the
+rollout states and the gradients are float32.
+
 Gradients are routed so that ONE backward of the combined loss gives every
 parameter group exactly its own gradient (tested in ``tests/core/test_routing.py``):
 
