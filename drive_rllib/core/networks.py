@@ -77,7 +77,7 @@ def frozen_call(module: nn.Module, *args, **kwargs):
 class EnsembleLinear(nn.Module):
     """The parameters of E independent linear layers, weight [E, in, out] and bias [E, 1, out].
 
-    ``ensemble_mlp`` applies them in one batched matmul (``torch.baddbmm``);
+    ``ensemble_mlp`` applies them in one batched matmul (``torch.bmm``, then the bias);
     ``DynamicsEnsemble`` (E members) and ``GaussianValue`` (K heads) use them.
     """
 
@@ -114,7 +114,11 @@ def ensemble_mlp(
     for index, (weight, bias) in enumerate(params):
         if layer_norm and index > 0:
             x = F.layer_norm(x, x.shape[-1:])
-        x = torch.baddbmm(bias, x, weight)
+        # bmm, then the bias, not baddbmm: compiled, the add fuses into the next
+        # layer norm / activation kernel, where baddbmm first copies the bias into
+        # its output (README, Performance).
+        x = torch.bmm(x, weight)
+        x = x + bias.to(x.dtype)
         if index < last:
             x = act(x)
     return x.float()

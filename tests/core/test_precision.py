@@ -32,13 +32,13 @@ def ensemble_params(widths: list[int], members: int = 3) -> list[tuple[torch.Ten
 
 def reference_mlp(x, params, dtype):
     """ensemble_mlp written out: layer-normed SiLU layers computed in ``dtype`` (as
-    autocast's matmuls: bfloat16 products summed in float32, then rounded), the
-    output cast to float32."""
+    autocast's matmuls: bfloat16 products summed in float32, then rounded; then the
+    bias added in ``dtype``), the output cast to float32."""
     x = x.expand(params[0][0].shape[0], *x.shape).to(dtype)
     for index, (weight, bias) in enumerate(params):
         if index > 0:
             x = F.layer_norm(x, x.shape[-1:])
-        x = torch.baddbmm(bias.to(dtype), x, weight.to(dtype))
+        x = torch.bmm(x, weight.to(dtype)) + bias.to(dtype)
         if index < len(params) - 1:
             x = F.silu(x)
     return x.float()
