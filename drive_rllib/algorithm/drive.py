@@ -140,7 +140,6 @@ LEARNER_SETTINGS = (
     "model_weight_decay",
     "max_skipped_updates",
     "flush_denormals",
-    "tune_malloc",
     "optimizer_implementation",
     "gradient_check",
 )
@@ -221,7 +220,6 @@ class DRIVEConfig(AlgorithmConfig):
         self.max_skipped_updates = 10
         # The update's cost (results unchanged but for rounding; see DRIVETorchLearner).
         self.flush_denormals = True
-        self.tune_malloc = True
         self.optimizer_implementation = "fused"
         self.gradient_check = "global"
         # Algorithm 1.
@@ -298,7 +296,6 @@ class DRIVEConfig(AlgorithmConfig):
         model_weight_decay: float | None = NotProvided,
         max_skipped_updates: int | None = NotProvided,
         flush_denormals: bool | None = NotProvided,
-        tune_malloc: bool | None = NotProvided,
         optimizer_implementation: str | None = NotProvided,
         gradient_check: str | None = NotProvided,
         updates_per_iteration: int | None = NotProvided,
@@ -437,11 +434,6 @@ class DRIVEConfig(AlgorithmConfig):
                 each Learner's update (``torch.set_flush_denormal``; Adam's moments
                 decay into subnormals, which x86 CPUs compute slowly). Process-wide
                 for that thread: with ``num_learners=0`` it is the driver's. Default True.
-            tune_malloc: on a Learner whose device is the CPU, set glibc's malloc to
-                keep freed memory in the heap for reuse (`drive_rllib.algorithm.heap`:
-                no fastbins, no mmap below 256 MiB, trim above 1 GiB). Process-wide
-                and for the life of the process (with ``num_learners=0``: the
-                driver's); nothing off glibc. Default True.
             optimizer_implementation: "fused" (one fused Adam kernel per component
                 where the device has one, else "foreach"), "foreach" or "for_loop"
                 (torch's own default on CPU). Default "fused".
@@ -633,7 +625,6 @@ class DRIVEConfig(AlgorithmConfig):
         self._check_value("train_batch_size_per_learner", integer(minimum=1))
         self._check_value("model_weight_decay", non_negative_number)
         self._check_value("flush_denormals", flag)
-        self._check_value("tune_malloc", flag)
         for name, choices in (
             ("optimizer_implementation", OPTIMIZER_IMPLEMENTATIONS),
             ("gradient_check", GRADIENT_CHECKS),

@@ -45,10 +45,6 @@ Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
 - ``flush_denormals``: subnormal floats are flushed to zero on the CPU thread
   that runs the update (``torch.set_flush_denormal``). Adam's moments decay
   into subnormals, and x86 CPUs take a slow path for every one of them.
-- ``tune_malloc``: on a CPU Learner, glibc's malloc keeps freed memory in the
-  heap for reuse (`drive_rllib.algorithm.heap`); the step's few hundred
-  allocations then neither consolidate fastbins nor fault in fresh pages.
-  Process-wide: everything else in the Learner's process gets it too.
 - ``optimizer_implementation``: "fused" Adam kernels (one kernel per
   component, where the device has one; "foreach" otherwise), "foreach" or
   "for_loop" (torch's default on CPU).
@@ -83,7 +79,6 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch
 from ray.rllib.utils.annotations import override
 
 from drive_rllib import keys
-from drive_rllib.algorithm.heap import tune_glibc_malloc
 from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModule
 from drive_rllib.core import combine_terms, loss_weights
 from drive_rllib.core.spec import Precision
@@ -159,11 +154,6 @@ class DRIVETorchLearner(TorchLearner):
         self.num_skipped_steps = 0
         self._consecutive_skips = 0
         self._flush_denormals = bool(self.config.flush_denormals)
-        self.malloc_tuned = False
-        if self.config.tune_malloc and self._device.type == "cpu":
-            self.malloc_tuned = tune_glibc_malloc()
-            if not self.malloc_tuned:
-                logger.info("not glibc's malloc here: tune_malloc does nothing")
         self._gradient_check = self.config.gradient_check
         # The weight of every loss term, per module, from the module's own spec.
         self._loss_weights: dict[str, dict[str, float]] = {}

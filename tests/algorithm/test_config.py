@@ -147,7 +147,6 @@ def test_config_round_trips_through_a_dict():
         ({"replay_snapshot_interval": -1}, "`replay_snapshot_interval` must be >= 0"),
         ({"max_skipped_updates": 0}, "`max_skipped_updates` must be >= 1"),
         ({"flush_denormals": 1}, "`flush_denormals` must be True or False"),
-        ({"tune_malloc": "yes"}, "`tune_malloc` must be True or False"),
         ({"optimizer_implementation": "apex"}, "`optimizer_implementation` must be one of"),
         ({"gradient_check": "yes"}, "`gradient_check` must be one of"),
         ({"horizon": tune.grid_search([1, 5])}, "unresolved search space"),

@@ -4,7 +4,6 @@ NaN step, denormals flushed. Ray-free helpers first, then one local Learner (no 
 from __future__ import annotations
 
 import math
-import platform
 
 import pytest
 import torch
@@ -116,12 +115,6 @@ def test_update_flushes_denormals_on_its_thread(tiny_config):
             assert (tiny * 1.0).item() == 0.0
     finally:
         torch.set_flush_denormal(False)
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
-def test_a_cpu_learner_tunes_malloc_unless_told_not_to(tiny_config):
-    assert local_learner(tiny_config).malloc_tuned
-    assert not local_learner(tiny_config, tune_malloc=False).malloc_tuned
 
 
 def test_restored_optimizer_state_keeps_the_configured_implementation(tiny_config):
