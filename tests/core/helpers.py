@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from drive_rllib.core import DRIVENetworks, NetworkSpec
+from drive_rllib.core import DRIVENetworks, NetworkSpec, UpdateSpec
 
 
 def tiny_nets(obs_dim: int = 3, action_dim: int = 2, **kwargs) -> DRIVENetworks:
@@ -17,6 +17,11 @@ def tiny_nets(obs_dim: int = 3, action_dim: int = 2, **kwargs) -> DRIVENetworks:
     }
     defaults.update(kwargs)
     return DRIVENetworks(obs_dim, action_dim, NetworkSpec(**defaults))
+
+
+def small_spec(**settings) -> UpdateSpec:
+    """A short update: H 3, N 2, gamma 0.9 (alpha 1), with ``settings`` on top."""
+    return UpdateSpec(**{"horizon": 3, "num_samples": 2, "gamma": 0.9, **settings})
 
 
 def random_batch(

@@ -14,9 +14,9 @@ import copy
 import pytest
 import torch
 
-from drive_rllib.core import NetworkSpec, UpdateSpec, combine_terms, loss_weights, update_terms
+from drive_rllib.core import NetworkSpec, combine_terms, loss_weights, update_terms
 from drive_rllib.core.networks import ReturnRange, RunningNormalizer
-from tests.core.helpers import random_batch, tiny_nets
+from tests.core.helpers import random_batch, small_spec, tiny_nets
 
 
 def step(nets, batch, spec, update_fn):
@@ -40,14 +40,7 @@ def test_compiled_update_step_equals_the_eager_one(policy_update, precision):
     batch = random_batch(16)
     # Statistics set, so the branch-free paths take their "set" side.
     nets.obs_normalizer.update(torch.randn(64, 3))
-    spec = UpdateSpec(
-        horizon=3,
-        num_samples=2,
-        gamma=0.9,
-        alpha=1.0,
-        policy_update=policy_update,
-        precision=precision,
-    )
+    spec = small_spec(policy_update=policy_update, precision=precision)
     tolerance = {} if precision == "float32" else {"rtol": 2e-2, "atol": 2e-2}
     compiled_nets = copy.deepcopy(nets)
     torch._dynamo.reset()

@@ -19,7 +19,7 @@ from drive_rllib.core import Precision, UpdateSpec, update_terms
 from drive_rllib.core.networks import TanhGaussianPolicy, autocast_weights, ensemble_mlp
 from drive_rllib.core.spec import Activation
 from drive_rllib.core.update import mixed_precision
-from tests.core.helpers import random_batch, tiny_nets
+from tests.core.helpers import random_batch, small_spec, tiny_nets
 
 
 def ensemble_params(widths: list[int], members: int = 3) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -104,7 +104,7 @@ def terms_and_grads(precision: str):
     nets = tiny_nets(model_hiddens=(32, 32), value_hiddens=(32, 32), policy_hiddens=(32, 32))
     batch = random_batch(64)
     nets.obs_normalizer.update(torch.randn(64, 3))
-    spec = UpdateSpec(horizon=3, num_samples=2, gamma=0.9, precision=precision)
+    spec = small_spec(precision=precision)
     torch.manual_seed(1)
     terms, diagnostics = update_terms(nets, batch, spec)
     sum(term.mean() for term in terms.values()).backward()

@@ -15,7 +15,7 @@ from drive_rllib.core import (
     update_terms,
 )
 from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_rsample
-from tests.core.helpers import random_batch, tiny_nets
+from tests.core.helpers import random_batch, small_spec, tiny_nets
 
 GROUPS = ("model", "posterior", "prior", "value", "entropy_floor")
 TERM_GROUPS = {
@@ -32,14 +32,7 @@ def groups_reached(policy_update: str, which: str, precision: str = "float32") -
     """Backward only the terms in TERM_GROUPS[which]; return the parameter groups with gradient."""
     torch.manual_seed(0)
     nets = tiny_nets()
-    spec = UpdateSpec(
-        horizon=3,
-        num_samples=2,
-        gamma=0.9,
-        alpha=1.0,
-        policy_update=policy_update,
-        precision=precision,
-    )
+    spec = small_spec(policy_update=policy_update, precision=precision)
     terms, _ = update_terms(nets, random_batch(16), spec)
     weights = loss_weights(spec, NetworkSpec())
     loss = sum(weights[name] * terms[name].mean() for name in TERM_GROUPS[which])
