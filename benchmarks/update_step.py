@@ -59,6 +59,7 @@ from drive_rllib.core import (
 )
 from drive_rllib.core.distributions import tanh_gaussian_rsample
 from drive_rllib.core.networks import TanhGaussianPolicy, mlp
+from drive_rllib.core.update import INDUCTOR_OPTIONS
 
 OBS_DIM, ACTION_DIM = 17, 6
 
@@ -116,9 +117,7 @@ def drive_step_fn(
         horizon=horizon, num_samples=num_samples, gamma=0.99, alpha=1.0, precision=precision
     )
     terms_fn = (
-        torch.compile(update_terms, options={"cpp_wrapper": True, "fallback_random": True})
-        if compiled
-        else update_terms
+        torch.compile(update_terms, options=dict(INDUCTOR_OPTIONS)) if compiled else update_terms
     )
     nets = DRIVENetworks(OBS_DIM, ACTION_DIM, network_spec).to(DEVICE)
     optimizers = {

@@ -72,6 +72,7 @@ from drive_rllib.core import (
 )
 from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
 from drive_rllib.core.spec import Aggregate
+from drive_rllib.core.update import INDUCTOR_OPTIONS
 
 #: The key of ``model_config`` that holds ``DRIVESpec.to_dict()``.
 SPEC_KEY = "drive_spec"
@@ -161,7 +162,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             compile_config.torch_dynamo_backend == "inductor"
             and not compile_config.torch_dynamo_mode
         ):
-            kwargs.setdefault("options", {"cpp_wrapper": True, "fallback_random": True})
+            kwargs.setdefault("options", dict(INDUCTOR_OPTIONS))
         self._step_terms = torch.compile(
             update_terms,
             backend=compile_config.torch_dynamo_backend,

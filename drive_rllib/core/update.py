@@ -76,6 +76,11 @@ from drive_rllib.core.networks import (
 from drive_rllib.core.spec import PolicyUpdate, Precision, UpdateSpec
 
 Normalize = Callable[[Tensor], Tensor]
+
+#: inductor's options for ``torch.compile(update_terms)`` (`DRIVETorchRLModule.compile`,
+#: ``benchmarks/update_step.py --compile``): its C++ wrapper calls the kernels, and the
+#: random draws are torch's own generators, so the compiled step draws eager's numbers.
+INDUCTOR_OPTIONS = {"cpp_wrapper": True, "fallback_random": True}
 ElitePairs = list[tuple[Tensor, Tensor]]
 
 
