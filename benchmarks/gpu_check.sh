@@ -3,14 +3,23 @@
 #
 #   bash benchmarks/gpu_check.sh            # from the repository root, in the project's venv
 #
-# 1. benchmarks/update_step.py on cuda: the core update step at headline sizes (E 7 of
+# 1. benchmarks/learner_update.py with both local Learners on the GPU (--num-gpus-per-learner 1):
+#    DRIVE's learner update through RLlib at headline sizes, the default (eager) and compiled
+#    (torch_compile_learner), against RLlib SAC's learner update, 5 interleaved rounds: the
+#    issue's ratio, measured on the GPU;
+# 2. benchmarks/update_step.py on cuda: the core update step at headline sizes (E 7 of
 #    4x200, 256x256 nets, H 5, N 1) in float32 and in bfloat16 mixed precision
 #    (precision="bfloat16"), next to a plain-torch SAC step, batch 256 and 1,024;
-# 2. three DRIVE iterations on HalfCheetah-v5 at headline sizes with one local Learner on
+# 3. three DRIVE iterations on HalfCheetah-v5 at headline sizes with one local Learner on
 #    the GPU (num_gpus_per_learner=1): ms per update step from RLlib's learner timer, and
 #    an assertion that every tensor of the Learner's RLModule and of its optimizers lives
 #    on cuda (and that the EnvRunner's copy acts on the CPU).
 # Without a CUDA device it prints "no CUDA device" and exits 0 (nothing to check).
+#
+# GPU_CHECK_CUDAGRAPHS=1 adds, last and without failing the check, the learner update
+# compiled with CUDA graphs (torch_compile_learner_dynamo_mode="reduce-overhead"): the
+# step is hundreds of small kernels, so on a GPU their launches may cost more than their
+# arithmetic. Not run on a GPU yet; it may take minutes more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +33,9 @@ if ! python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 
     exit 0
 fi
 python -c "import torch; print('gpu_check: device', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
+
+timeout 240 python benchmarks/learner_update.py --num-gpus-per-learner 1 --rounds 5 \
+    --updates 20 --prewarm 100 --settings 'compiled={"torch_compile_learner": true}'
 
 for batch in 256 1024; do
     timeout 120 python benchmarks/update_step.py --device cuda --batch "$batch" \
@@ -87,3 +99,10 @@ print("gpu_check: OK")
 algo.stop()
 ray.shutdown()
 PY
+
+if [ "${GPU_CHECK_CUDAGRAPHS:-0}" = "1" ]; then
+    timeout 300 python benchmarks/learner_update.py --num-gpus-per-learner 1 --rounds 5 \
+        --updates 20 --prewarm 100 --settings \
+        'cudagraphs={"torch_compile_learner": true, "torch_compile_learner_dynamo_mode": "reduce-overhead"}' \
+        || echo "gpu_check: the CUDA-graphs variant failed or timed out (exit $?); the check above stands."
+fi

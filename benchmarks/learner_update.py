@@ -51,6 +51,13 @@ the Learner; the prewarm pays the compile):
     python benchmarks/learner_update.py --rounds 5 --updates 20 --prewarm 200 \
         --settings 'compiled={"torch_compile_learner": true}'
 
+On a machine with a GPU, ``--num-gpus-per-learner 1`` puts both local Learners on it
+(RLlib's ``num_gpus_per_learner``; the timers wait for the GPU's queued work), which is how
+``benchmarks/gpu_check.sh`` takes the ratio there:
+
+    python benchmarks/learner_update.py --num-gpus-per-learner 1 --rounds 5 --updates 20 \
+        --prewarm 100 --settings 'compiled={"torch_compile_learner": true}'
+
 Precision: the headline algorithm runs DRIVEConfig's default ``precision="auto"``
 (bfloat16 on a CPU with AMX-BF16 or AVX512-BF16, float32 elsewhere); the first line
 of the output says which. Time the two side by side with settings of their own:
@@ -112,7 +119,12 @@ def file_settings(path: pathlib.Path) -> dict[str, Any]:
 
 
 def drive_algo(
-    env: str, recipe: str, updates: int, seed: int, extra: dict[str, Any] | None = None
+    env: str,
+    recipe: str,
+    updates: int,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+    gpus: float = 0,
 ) -> Any:
     from drive_rllib.algorithm import DRIVEConfig
 
@@ -127,7 +139,7 @@ def drive_algo(
         base.environment(env)
         .framework(**framework)
         .env_runners(num_env_runners=0)
-        .learners(num_learners=0)
+        .learners(num_learners=0, num_gpus_per_learner=gpus)
         .debugging(seed=seed)
         .training(
             **training,
@@ -157,7 +169,14 @@ def drive_update(algo: Any, updates: int) -> float:
         num_epochs=1,
         timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: 3000},
     )
+    synchronize()
     return (time.perf_counter() - start) * 1000 / updates
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work (a Learner on cuda), so the wall time includes it."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def batch_fetch_ms(algo: Any, rows: int) -> float:
@@ -177,6 +196,7 @@ def apply_gradients_ms(learner: Any, repeats: int = 10) -> float:
     start = time.perf_counter()
     for _ in range(repeats):
         learner.apply_gradients(grads)
+    synchronize()
     return (time.perf_counter() - start) * 1000 / repeats
 
 
@@ -195,12 +215,16 @@ def set_variant(
             group["foreach"] = None if not fused else False
 
 
-def sac_algo(peers: pathlib.Path, env: str, batch: int, seed: int) -> Any:
+def sac_algo(peers: pathlib.Path, env: str, batch: int, seed: int, gpus: float = 0) -> Any:
     spec = importlib.util.spec_from_file_location("rllib_sac_peer", peers)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.make_config(env, "generic", seed).training(
-        train_batch_size_per_learner=batch, num_steps_sampled_before_learning_starts=10**9
+    config = (
+        module.make_config(env, "generic", seed)
+        .training(
+            train_batch_size_per_learner=batch, num_steps_sampled_before_learning_starts=10**9
+        )
+        .learners(num_learners=0, num_gpus_per_learner=gpus)
     )
     algo = config.build_algo()
     for _ in range(20):  # fill the buffer without learning (as the harness does)
@@ -218,6 +242,7 @@ def sac_update(algo: Any, batch: int, updates: int) -> float:
         )
         start = time.perf_counter()
         algo.learner_group.update(episodes=episodes)
+        synchronize()
         total += time.perf_counter() - start
     return total * 1000 / updates
 
@@ -317,6 +342,12 @@ def main() -> None:
         default=[1],
         help="torch threads of this process, where both learners run; several: each timed",
     )
+    parser.add_argument(
+        "--num-gpus-per-learner",
+        type=float,
+        default=0,
+        help="RLlib's num_gpus_per_learner for both local Learners (1: DRIVE and SAC on the GPU)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -332,7 +363,8 @@ def main() -> None:
         log_to_driver=False,
     )
     extras = dict(parse_setting(text) for text in args.settings)
-    drive = drive_algo(args.env, args.recipe, args.updates, args.seed)
+    gpus = args.num_gpus_per_learner
+    drive = drive_algo(args.env, args.recipe, args.updates, args.seed, gpus=gpus)
     learner = drive.learner_group._learner
     if args.init_state:
         note = load_core_state(learner, args.init_state)
@@ -340,10 +372,10 @@ def main() -> None:
         note = prewarm(drive, args.prewarm, args.state)
     others = {}  # name -> a DRIVE algorithm of its own (--settings)
     for name, extra in extras.items():
-        others[name] = drive_algo(args.env, args.recipe, args.updates, args.seed, extra)
+        others[name] = drive_algo(args.env, args.recipe, args.updates, args.seed, extra, gpus)
         prewarm(others[name], args.prewarm, None)
     batch = drive.config.train_batch_size_per_learner
-    sac = None if args.no_sac else sac_algo(args.peers, args.env, batch, args.seed)
+    sac = None if args.no_sac else sac_algo(args.peers, args.env, batch, args.seed, gpus)
     variants = args.variants or (list(VARIANTS) if args.wins else ["all"])
     if "all" not in variants:
         variants = ["all", *variants]
@@ -399,7 +431,9 @@ def main() -> None:
     sizes["value_heads"] = drive.config.value_heads
     sizes["model_fit_interval"] = drive.config.model_fit_interval
     # precision as the headline Learner resolved it ("auto" -> bfloat16 or float32)
-    sizes["precision"] = learner.module["default_policy"].unwrapped().spec.update.precision.value
+    module = learner.module["default_policy"].unwrapped()
+    sizes["precision"] = module.spec.update.precision.value
+    sizes["device"] = str(next(module.parameters()).device)  # --num-gpus-per-learner
     print(
         f"\n{args.env}, recipe {args.recipe}: {json.dumps(sizes)}; C {args.updates} per round, "
         f"{args.rounds} rounds, torch threads {args.threads}; {note}; loadavg "
