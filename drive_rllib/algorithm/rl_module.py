@@ -93,6 +93,24 @@ class DRIVESquashedGaussian(TorchSquashedGaussian):
         return TorchDeterministic(loc=torch.tanh(self.loc))
 
 
+def require_cxx_compiler() -> None:
+    """One clear error, when the Learner is built, if inductor will find no C++ compiler.
+
+    ``torch.compile`` compiles lazily: without this the first update step (after the
+    whole warm-up) would fail deep inside inductor.
+    """
+    from torch._inductor import cpp_builder, exc
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except exc.InvalidCxxCompiler as error:
+        raise ValueError(
+            f"`torch_compile_learner` with the inductor backend needs a C++ compiler ({error}). "
+            "Install one (e.g. g++), point the CXX environment variable at it, or turn "
+            "compiling off: config.framework(torch_compile_learner=False)."
+        ) from error
+
+
 class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     """The RLModule of DRIVE (torch).
 
@@ -157,6 +175,8 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         """
         if self.is_compiled:
             return
+        if compile_config.torch_dynamo_backend == "inductor":
+            require_cxx_compiler()
         kwargs = dict(compile_config.kwargs)
         if (
             compile_config.torch_dynamo_backend == "inductor"

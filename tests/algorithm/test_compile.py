@@ -59,3 +59,25 @@ def test_a_compiled_learner_trains_with_finite_losses(ray_instance, tiny_config)
         assert changed_groups(initial, after) >= {"model", "posterior", "prior", "value"}
     finally:
         algo.stop()
+
+
+def test_inductor_without_a_cxx_compiler_is_one_clear_error_when_the_learner_is_built(
+    tiny_config, monkeypatch
+):
+    # inductor compiles on the first update step, after the warm-up; the Learner's build
+    # checks for its C++ compiler first.
+    import gymnasium as gym
+    from torch._inductor import config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/bin/g++",))
+    config = tiny_config().framework(
+        torch_compile_learner=True, torch_compile_learner_dynamo_backend="inductor"
+    )
+    env = gym.make("Pendulum-v1")
+    try:
+        with pytest.raises(
+            ValueError, match=r"needs a C\+\+ compiler.*torch_compile_learner=False"
+        ):
+            config.build_learner(env=env)
+    finally:
+        env.close()
