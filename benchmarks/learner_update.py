@@ -350,6 +350,12 @@ def main() -> None:
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    gpus = args.num_gpus_per_learner
+    if gpus > 0 and not torch.cuda.is_available():
+        raise SystemExit(
+            f"--num-gpus-per-learner {gpus:g}: this machine has no CUDA device "
+            "(torch.cuda.is_available() is False); leave it at 0 to time the Learners on CPU."
+        )
 
     import ray
 
@@ -363,7 +369,6 @@ def main() -> None:
         log_to_driver=False,
     )
     extras = dict(parse_setting(text) for text in args.settings)
-    gpus = args.num_gpus_per_learner
     drive = drive_algo(args.env, args.recipe, args.updates, args.seed, gpus=gpus)
     learner = drive.learner_group._learner
     if args.init_state:
