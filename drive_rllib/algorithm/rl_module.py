@@ -175,14 +175,11 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         """
         if self.is_compiled:
             return
+        kwargs = dict(compile_config.kwargs)
         if compile_config.torch_dynamo_backend == "inductor":
             require_cxx_compiler()
-        kwargs = dict(compile_config.kwargs)
-        if (
-            compile_config.torch_dynamo_backend == "inductor"
-            and not compile_config.torch_dynamo_mode
-        ):
-            kwargs.setdefault("options", dict(INDUCTOR_OPTIONS))
+            if not compile_config.torch_dynamo_mode:
+                kwargs.setdefault("options", dict(INDUCTOR_OPTIONS))
         self._step_terms = torch.compile(
             update_terms,
             backend=compile_config.torch_dynamo_backend,
