@@ -107,7 +107,8 @@ def require_cxx_compiler() -> None:
         raise ValueError(
             f"`torch_compile_learner` with the inductor backend needs a C++ compiler ({error}). "
             "Install one (e.g. g++), point the CXX environment variable at it, or turn "
-            "compiling off: config.framework(torch_compile_learner=False)."
+            "compiling off: config.framework(torch_compile_learner=False) "
+            "(torch_compile_learner: false in an experiment file)."
         ) from error
 
 

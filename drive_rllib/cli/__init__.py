@@ -306,14 +306,16 @@ def _check_local_resources(
     experiments: list[Any], options: dict[str, Any], where: Callable[..., str]
 ) -> None:
     """On a private local Ray instance (no --ray-address), every trial must fit this
-    machine; checked before Ray starts (a cluster is checked once connected)."""
+    machine, and a compiled update needs its C++ compiler; checked before Ray starts (a
+    cluster is checked once connected, its compilers by the Learners' build)."""
     if options["ray_address"] is not None:
         return
-    from drive_rllib.cli.experiments import check_resources, local_resources
+    from drive_rllib.cli.experiments import check_compiler, check_resources, local_resources
 
     available = local_resources()
     for experiment in experiments:
         check_resources(experiment, where(experiment.name, "config"), available, "this machine has")
+        check_compiler(experiment, where(experiment.name, "config", "torch_compile_learner"))
 
 
 def _note(text: str) -> None:

@@ -715,6 +715,25 @@ def check_resources(
             )
 
 
+def check_compiler(experiment: Experiment, where: str) -> None:
+    """A variant that compiles its update step with inductor (``torch_compile_learner``)
+    needs a C++ compiler where its Learner runs; on a private local instance that is
+    this machine, so a missing one is one line now, not a trial that fails after Ray
+    has started."""
+    from drive_rllib.algorithm.rl_module import require_cxx_compiler
+
+    for label, variant in resolved_variants(experiment.config):
+        backend = variant.get("torch_compile_learner_dynamo_backend", "inductor")
+        if variant.get("torch_compile_learner") is True and backend == "inductor":
+            try:
+                require_cxx_compiler()
+            except ValueError as error:
+                variant_label = f" (variant {label})" if label else ""
+                raise CLIError(
+                    f"{where}: experiment {experiment.name!r}{variant_label}: {error}"
+                ) from error
+
+
 #: Loggers whose warnings are RLlib's business, not the user's (deprecations inside RLlib).
 NOTICE_LOGGERS = (
     "ray.rllib",

@@ -99,3 +99,28 @@ def test_render_without_an_mp4_writer_says_what_to_install(tmp_path):
     )
     assert run.stderr.strip().splitlines() == [expected]
     assert not run.ray_started
+
+
+def test_a_compiled_update_without_a_cxx_compiler_is_one_error_before_ray_starts(tmp_path):
+    # The headline file compiles its update step; without a C++ compiler the trial would
+    # fail only once Ray and the Learner are up.
+    (tmp_path / "compiled.yaml").write_text(
+        "a:\n  run: DRIVE\n  env: Pendulum-v1\n  config:\n    torch_compile_learner: true\n"
+    )
+    run = rllib(
+        "train",
+        "file",
+        "compiled.yaml",
+        cwd=tmp_path,
+        extra_env={"CXX": str(tmp_path / "no-such-g++")},
+        timeout=120,
+    )
+    assert run.returncode == 2, run.describe()
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.describe()
+    assert lines[0].startswith(
+        "rllib: error: compiled.yaml:5: experiment 'a': `torch_compile_learner` with the "
+        "inductor backend needs a C++ compiler"
+    ), run.describe()
+    assert "torch_compile_learner: false in an experiment file" in lines[0]
+    assert not run.ray_started, run.describe()
