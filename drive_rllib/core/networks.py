@@ -384,11 +384,15 @@ class ModelStateBuffer(nn.Module):
         self.size.copy_(torch.clamp(self.size + count, max=self.capacity))
 
     def sample(self, count: int) -> Tensor:
-        """[count, S] states drawn uniformly with replacement from those held."""
-        if int(self.size) == 0:
-            raise RuntimeError("the model-state buffer is empty: run a distribution rollout first")
-        index = torch.randint(int(self.size), (count,), device=self.states.device)
-        return self.states[index]
+        """[count, S] states drawn uniformly with replacement from those held.
+
+        Tensor operations only: ``size`` is never read on the host, so a compiled update
+        step traces through without a graph break (and a GPU without a sync). An empty
+        buffer gives zeros; `update.start_states` then uses real states instead. The
+        index is a 62-bit random integer modulo ``size`` (bias below 2^-40).
+        """
+        draws = torch.randint(2**62, (count,), device=self.states.device)
+        return self.states[draws % self.size.clamp(min=1)]
 
 
 class DynamicsEnsemble(nn.Module):

@@ -309,10 +309,15 @@ def start_states(nets: DRIVENetworks, obs: Tensor, spec: UpdateSpec) -> Tensor:
             "lower posterior_batch_size or raise train_batch_size_per_learner."
         )
     num_model = round(num_starts * spec.start_state_model_fraction)
-    if buffer is None or num_model == 0 or int(buffer.size) == 0:
+    if buffer is None or num_model == 0:
         # the batch itself when it is all of it: update_terms then reuses its normalised rows
         return obs if num_starts == obs.shape[0] else obs[:num_starts]
-    return torch.cat([buffer.sample(num_model).to(obs), obs[: num_starts - num_model]])
+    # Whether the buffer holds states is a tensor, not read on the host (no graph break
+    # in the compiled step): while it is empty, the rows are the batch's first real ones.
+    held = buffer.size > 0
+    first = torch.where(held, buffer.sample(num_model).to(obs), obs[:num_model])
+    rest = torch.where(held, obs[: num_starts - num_model], obs[num_model:num_starts])
+    return torch.cat([first, rest])
 
 
 # --- 3. Eq. 6: posterior + policy ---------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from drive_rllib.core import NetworkSpec, combine_terms, loss_weights, update_terms
-from drive_rllib.core.networks import ReturnRange, RunningNormalizer
+from drive_rllib.core.networks import ModelStateBuffer, ReturnRange, RunningNormalizer
 from tests.core.helpers import random_batch, small_spec, tiny_nets
 
 
@@ -60,6 +60,20 @@ def test_compiled_update_step_equals_the_eager_one(policy_update, precision):
     assert grads.keys() == eager_grads.keys() and grads
     for name in grads:
         torch.testing.assert_close(grads[name], eager_grads[name], msg=name, **tolerance)
+
+
+@pytest.mark.parametrize("held", [0, 5])
+def test_the_step_from_model_start_states_traces_as_one_graph(held):
+    # Eq. 6's start states read the model-state buffer's size as a tensor, not on the
+    # host (``int(size)`` was a Tensor.item() graph break), empty buffer or not.
+    torch._dynamo.reset()
+    nets = tiny_nets()
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=8)
+    nets.model_states.add(torch.randn(held, 3))
+    spec = small_spec(start_state_model_fraction=0.5)
+    explained = torch._dynamo.explain(update_terms)(nets, random_batch(16), spec)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
 
 
 def test_normalizer_is_the_identity_before_two_rows_and_standardises_after():

@@ -150,9 +150,16 @@ def test_model_state_buffer_keeps_the_newest_states_in_a_ring():
     assert set(sample[:, 0].tolist()) <= {110.0, 112.0, 114.0, 116.0, 118.0}
 
 
-def test_empty_model_state_buffer_refuses_to_sample():
-    with pytest.raises(RuntimeError, match="empty"):
-        ModelStateBuffer(obs_dim=2, capacity=3).sample(1)
+def test_model_state_buffer_samples_only_the_states_it_holds():
+    # Read as tensors (no host sync): an empty buffer gives zeros, which start_states
+    # does not use; a partly filled one draws from its filled rows only, every one of them.
+    buffer = ModelStateBuffer(obs_dim=2, capacity=8)
+    assert torch.equal(buffer.sample(4), torch.zeros(4, 2))
+    buffer.add(torch.arange(1.0, 7.0).view(3, 2))  # states 1, 3, 5 (first coordinates)
+    torch.manual_seed(0)
+    drawn = buffer.sample(300)[:, 0].tolist()
+    assert set(drawn) == {1.0, 3.0, 5.0}
+    assert all(60 < drawn.count(value) < 140 for value in (1.0, 3.0, 5.0))  # about 100 each
 
 
 def test_distribution_rollout_keeps_every_state_until_termination():
@@ -186,7 +193,7 @@ def test_start_states_mix_model_states_and_real_states_in_the_given_share():
     assert start_states(nets, obs, spec) is obs  # no buffer: all real
     nets = tiny_nets(learn_termination=False)
     nets.model_states = ModelStateBuffer(obs_dim=3, capacity=4)
-    assert start_states(nets, obs, spec) is obs  # empty buffer: all real
+    torch.testing.assert_close(start_states(nets, obs, spec), obs)  # empty buffer: all real
     nets.model_states.add(torch.full((4, 3), -1.0))
     mixed = start_states(nets, obs, spec)
     assert mixed.shape == (8, 3)
