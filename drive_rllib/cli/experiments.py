@@ -720,11 +720,16 @@ def check_compiler(experiment: Experiment, where: str) -> None:
     needs a C++ compiler where its Learner runs; on a private local instance that is
     this machine, so a missing one is one line now, not a trial that fails after Ray
     has started."""
+    from drive_rllib.algorithm import DRIVEConfig
     from drive_rllib.algorithm.rl_module import require_cxx_compiler
 
     for label, variant in resolved_variants(experiment.config):
-        backend = variant.get("torch_compile_learner_dynamo_backend", "inductor")
-        if variant.get("torch_compile_learner") is True and backend == "inductor":
+        # The config's own defaults (RLlib's backend is "aot_eager" on macOS).
+        config = DRIVEConfig().update_from_dict(variant)
+        if (
+            config.torch_compile_learner
+            and config.torch_compile_learner_dynamo_backend == "inductor"
+        ):
             try:
                 require_cxx_compiler()
             except ValueError as error:
