@@ -142,7 +142,6 @@ LEARNER_SETTINGS = (
     "flush_denormals",
     "optimizer_implementation",
     "gradient_check",
-    "model_fit_thread",
 )
 LOOP_SETTINGS = (
     "updates_per_iteration",
@@ -223,7 +222,6 @@ class DRIVEConfig(AlgorithmConfig):
         self.flush_denormals = True
         self.optimizer_implementation = "fused"
         self.gradient_check = "global"
-        self.model_fit_thread = False
         # Algorithm 1.
         self.updates_per_iteration = 100  # C
         self.env_steps_per_iteration = 100  # T
@@ -300,7 +298,6 @@ class DRIVEConfig(AlgorithmConfig):
         flush_denormals: bool | None = NotProvided,
         optimizer_implementation: str | None = NotProvided,
         gradient_check: str | None = NotProvided,
-        model_fit_thread: bool | None = NotProvided,
         updates_per_iteration: int | None = NotProvided,
         env_steps_per_iteration: int | None = NotProvided,
         num_warmup_steps: int | None = NotProvided,
@@ -445,12 +442,6 @@ class DRIVEConfig(AlgorithmConfig):
                 see ``max_skipped_updates``), "per_parameter" (RLlib's
                 own ``apply_gradients``, with ``torch_skip_nan_gradients``) or "off"
                 (only the loss is checked, by ``combine_terms``). Default "global".
-            model_fit_thread: fit f_hat (its forward and backward) on a thread of its
-                own, beside Eq. 6, Eq. 5 and Eq. 4, so that the update step uses a
-                second CPU core; the gradients and the random draws are the same
-                (`drive_rllib.algorithm.model_fit_thread`). For a CPU Learner with a
-                core to spare; with ``num_learners`` 0 or 1 only (DDP all-reduces
-                the gradients of its one backward). Default False.
             updates_per_iteration: C >= 1, update steps per iteration on every
                 Learner, each on ``train_batch_size_per_learner`` rows. Default 100.
             env_steps_per_iteration: T >= 1, env steps per iteration over all
@@ -634,13 +625,6 @@ class DRIVEConfig(AlgorithmConfig):
         self._check_value("train_batch_size_per_learner", integer(minimum=1))
         self._check_value("model_weight_decay", non_negative_number)
         self._check_value("flush_denormals", flag)
-        self._check_value("model_fit_thread", flag)
-        if self.model_fit_thread is True and self.num_learners > 1:
-            self._value_error(
-                f"`model_fit_thread` with `num_learners` ({self.num_learners}) > 1: f_hat's "
-                "gradients would bypass DistributedDataParallel's all-reduce. Use "
-                "num_learners=0 or 1, or config.training(model_fit_thread=False)."
-            )
         for name, choices in (
             ("optimizer_implementation", OPTIMIZER_IMPLEMENTATIONS),
             ("gradient_check", GRADIENT_CHECKS),

@@ -59,11 +59,6 @@ Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
   and again when a shape first changes (the model-state buffer filling up);
   `DRIVETorchLearner.build` does the compiling, because RLlib 2.60's own hook
   compiles none of a MultiRLModule's modules.
-- ``model_fit_thread`` (default off; not under DDP): f_hat's fit, forward and
-  backward, runs on a thread of its own beside the rest of the step (a second CPU
-  core; `drive_rllib.algorithm.model_fit_thread`). ``compute_loss_for_module``
-  weighs its terms with the rest's, and ``compute_gradients`` sets its gradients on
-  f_hat after the rest's backward: the same gradients as the one backward.
 """
 
 from __future__ import annotations
@@ -84,19 +79,12 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch
 from ray.rllib.utils.annotations import override
 
 from drive_rllib import keys
-from drive_rllib.algorithm.model_fit_thread import ModelFitJob
-from drive_rllib.algorithm.rl_module import (
-    DIAGNOSTICS,
-    MODEL_FIT_JOB,
-    TERMS,
-    DRIVETorchRLModule,
-)
+from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModule
 from drive_rllib.core import combine_terms, loss_weights
 from drive_rllib.core.spec import Precision
 from drive_rllib.core.update import (
     MODEL_TERMS,
     distribution_rollout_states,
-    model_fit_diagnostics,
     native_bfloat16,
     resolve_precision,
 )
@@ -180,11 +168,6 @@ class DRIVETorchLearner(TorchLearner):
             # (``isinstance(self._module, TorchRLModule)``) and so compiles none.
             for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule
                 self.drive_module(module_id).compile(self._torch_compile_cfg)
-        # The model fits running on their threads in the step in progress, per module.
-        self._fit_jobs: dict[str, ModelFitJob] = {}
-        if self.config.model_fit_thread and not self.distributed:
-            for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule
-                self.drive_module(module_id).start_model_fit_thread(self._flush_denormals)
 
     def _set_precision(self, module_id: str, module: DRIVETorchRLModule) -> None:
         """Resolves the module's ``precision`` "auto" for this Learner's device (before any
@@ -314,16 +297,8 @@ class DRIVETorchLearner(TorchLearner):
         batch: dict[str, Any],
         fwd_out: dict[str, Any],
     ) -> torch.Tensor:
-        """The weighted sum of the terms ``forward_train`` computed; logs terms and
-        diagnostics. With a model-fit thread, f_hat's terms are its job's (waited for here)."""
-        terms, diagnostics = fwd_out[TERMS], fwd_out[DIAGNOSTICS]
-        job = fwd_out.get(MODEL_FIT_JOB)
-        if job is not None:
-            self._fit_jobs[module_id] = job
-            fitted = job.terms()  # detached: the job computes f_hat's gradients itself
-            terms = {**fitted, **terms}
-            num_members = self.drive_module(module_id).nets.model.num_members
-            diagnostics = {**diagnostics, **model_fit_diagnostics(fitted, num_members)}
+        """The weighted sum of the terms ``forward_train`` computed; logs terms and diagnostics."""
+        terms = fwd_out[TERMS]
         weights = self._loss_weights[module_id]
         try:
             loss = combine_terms(terms, weights)
@@ -332,6 +307,7 @@ class DRIVETorchLearner(TorchLearner):
             # that DDP's Learners stay in step.
             self._nonfinite_error = str(error)
             return combine_terms(terms, weights, check_finite=False)
+        diagnostics = fwd_out[DIAGNOSTICS]
         self._imagined_rewards[module_id] = torch.stack(
             [diagnostics[keys.IMAGINED_REWARD_LOW], diagnostics[keys.IMAGINED_REWARD_HIGH]]
         ).detach()
@@ -339,26 +315,11 @@ class DRIVETorchLearner(TorchLearner):
         held = () if self.drive_module(module_id).fits_model() else MODEL_TERMS
         logged = keys.update_step_metrics(
             {name: term.detach().mean() for name, term in terms.items() if name not in held},
-            {key: value.detach() for key, value in diagnostics.items()},
+            {key: value.detach() for key, value in fwd_out[DIAGNOSTICS].items()},
             loss.detach(),
         )
         self.metrics.log_dict(logged, key=module_id, reduce="mean")
         return loss
-
-    @override(TorchLearner)
-    def compute_gradients(
-        self, loss_per_module: dict[str, torch.Tensor], **kwargs: Any
-    ) -> dict[Any, torch.Tensor]:
-        """RLlib's one backward; then, with a model-fit thread, f_hat's gradients from the
-        thread's own backward (the loss holds f_hat's terms detached)."""
-        gradients = super().compute_gradients(loss_per_module, **kwargs)
-        jobs, self._fit_jobs = self._fit_jobs, {}
-        for module_id, job in jobs.items():
-            model = self.drive_module(module_id).nets.model
-            for param, grad in zip(model.parameters(), job.gradients(), strict=True):
-                param.grad = grad
-                gradients[self.get_param_ref(param)] = grad
-        return gradients
 
     @override(TorchLearner)
     def apply_gradients(self, gradients_dict: dict[Any, torch.Tensor]) -> None:
@@ -427,13 +388,7 @@ class DRIVETorchLearner(TorchLearner):
             self._start_return_range(module_id, module_batch[REWARD])
             self._distribution_rollout(module_id, module_batch[OBS])
         self._nonfinite_error, self._skip_step = None, False
-        try:
-            result = super()._update(batch, **kwargs)
-        finally:
-            # An error that left the step early must not leave a fit running into the next.
-            for module_id in batch:
-                self.drive_module(module_id).finish_model_fit()
-            self._fit_jobs.clear()
+        result = super()._update(batch, **kwargs)
         if self._skip_step:
             self._skip(saved_moments)
             return result

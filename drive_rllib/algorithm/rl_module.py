@@ -63,25 +63,22 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 
 from drive_rllib.algorithm.batch import core_batch
-from drive_rllib.algorithm.model_fit_thread import ModelFitJob, ModelFitThread
 from drive_rllib.core import (
     DRIVENetworks,
     DRIVESpec,
     InferencePolicy,
-    loss_weights,
     tanh_gaussian_rsample,
     update_terms,
 )
 from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
 from drive_rllib.core.spec import Aggregate
-from drive_rllib.core.update import INDUCTOR_OPTIONS, MODEL_TERMS, fit_terms
+from drive_rllib.core.update import INDUCTOR_OPTIONS
 
 #: The key of ``model_config`` that holds ``DRIVESpec.to_dict()``.
 SPEC_KEY = "drive_spec"
 # Keys of the `_forward_train` output.
 TERMS = "terms"
 DIAGNOSTICS = "diagnostics"
-MODEL_FIT_JOB = "model_fit_job"  # with a model-fit thread: the step's `ModelFitJob`
 
 
 class DRIVESquashedGaussian(TorchSquashedGaussian):
@@ -130,8 +127,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         (or of q_phi with ``inference_policy="posterior"``), and that policy's
         ``action_dist_inputs`` [B, 2A] = [mean, log std] for
         `DRIVESquashedGaussian` (``get_inference_action_dist_cls()``).
-        ``forward_train``: ``{"terms": {name: [B]}, "diagnostics": {key: scalar}}``
-        (and ``"model_fit_job"`` with a model-fit thread: ``_forward_train``).
+        ``forward_train``: ``{"terms": {name: [B]}, "diagnostics": {key: scalar}}``.
     """
 
     @override(RLModule)
@@ -147,15 +143,9 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
         # Set by DRIVEEnvRunner while it samples random warm-up actions; not state.
         self.act_uniformly = False
-        # What ``_forward_train`` computes the step with: ``update_terms`` and, on a
-        # model-fit thread, ``fit_terms``; their ``torch.compile`` wrappers once
-        # ``compile`` has run.
+        # What ``_forward_train`` computes the step with: ``update_terms``, or its
+        # ``torch.compile`` wrapper once ``compile`` has run.
         self._step_terms = update_terms
-        self._fit_terms = fit_terms
-        # The thread that fits f_hat beside the rest of the step (`start_model_fit_thread`).
-        self._fit_thread: ModelFitThread | None = None
-        self._fit_weights: dict[str, float] = {}
-        self._fit_job: ModelFitJob | None = None  # the step in progress's
         if self.inference_only:
             # RLlib's own pruning deletes nested attributes ("nets.model") from the
             # RLModule itself instead of from their parent, so prune here.
@@ -165,8 +155,8 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
     @override(TorchRLModule)
     def compile(self, compile_config: TorchCompileConfig) -> None:
-        """``torch.compile`` the update step's terms (``update_terms``, and ``fit_terms``
-        for a model-fit thread: each compiles on its first call), once; acting stays eager.
+        """``torch.compile`` the update step's terms (``update_terms``), once; acting
+        stays eager.
 
         The step traces into one graph (its backward with it). ``fits_model`` reads
         ``num_updates`` in Python, so it stays outside, and the compiled step is
@@ -191,14 +181,11 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             require_cxx_compiler()
             if not compile_config.torch_dynamo_mode:
                 kwargs.setdefault("options", dict(INDUCTOR_OPTIONS))
-        self._step_terms, self._fit_terms = (
-            torch.compile(
-                function,
-                backend=compile_config.torch_dynamo_backend,
-                mode=compile_config.torch_dynamo_mode,
-                **kwargs,
-            )
-            for function in (update_terms, fit_terms)
+        self._step_terms = torch.compile(
+            update_terms,
+            backend=compile_config.torch_dynamo_backend,
+            mode=compile_config.torch_dynamo_mode,
+            **kwargs,
         )
 
     @property
@@ -359,45 +346,11 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4) and
-        diagnostics; f_hat is fitted when ``fits_model``. With a model-fit thread
-        (`start_model_fit_thread`), the fit runs there: the output then holds its
-        `ModelFitJob` under ``MODEL_FIT_JOB``, and its terms are not in ``TERMS``."""
-        core = core_batch(batch)
-        fit_model = self.fits_model()
-        job = None
-        if fit_model and self._fit_thread is not None:
-            job = self._fit_thread.start(
-                self._fit_terms, self.nets, core, self.spec.update.precision, self._fit_weights
-            )
-            self._fit_job = job
+        diagnostics; f_hat is fitted when ``fits_model``."""
         terms, diagnostics = self._step_terms(
-            self.nets, core, self.spec.update, fit_model, job is not None
+            self.nets, core_batch(batch), self.spec.update, self.fits_model()
         )
-        out = {TERMS: terms, DIAGNOSTICS: diagnostics}
-        if job is not None:
-            out[MODEL_FIT_JOB] = job
-        return out
-
-    def start_model_fit_thread(self, flush_denormals: bool = False) -> None:
-        """From now on, fit f_hat on a thread of its own beside the rest of each update
-        step (`drive_rllib.algorithm.model_fit_thread`; ``DRIVEConfig.model_fit_thread``).
-        Not under DDP: f_hat's gradients would bypass its all-reduce."""
-        if self._fit_thread is None:
-            weights = loss_weights(self.spec.update, self.spec.networks)
-            self._fit_weights = {name: weights[name] for name in MODEL_TERMS if name in weights}
-            self._fit_thread = ModelFitThread(flush_denormals)
-
-    def finish_model_fit(self) -> None:
-        """Waits for the model fit of the step in progress, if any, whatever it raised
-        (the Learner calls it at the end of every step, an error or not)."""
-        job, self._fit_job = self._fit_job, None
-        if job is not None:
-            job.wait()
-
-    @property
-    def fits_apart(self) -> bool:
-        """Whether f_hat's fit runs on a model-fit thread (`start_model_fit_thread`)."""
-        return self._fit_thread is not None
+        return {TERMS: terms, DIAGNOSTICS: diagnostics}
 
     def fits_model(self) -> bool:
         """Whether the update step in progress fits f_hat: every one of the first

@@ -3,9 +3,7 @@
 ``update_terms`` runs, in this order (the order fixes the random draws):
 
 1. ``model_fit``: each ensemble member fits its own bootstrap of the batch (on a step
-   that does not fit f_hat, ``held_model_terms`` instead: see ``model_fit_interval``;
-   with ``fit_apart`` the caller fits f_hat itself, ``fit_terms`` on the bootstrap it
-   drew first with ``bootstrap_rows``, and this step holds no model terms);
+   that does not fit f_hat, ``held_model_terms`` instead: see ``model_fit_interval``);
 2. ``imagination``: what the rollouts share (elite parameters, member assignment);
 3. ``posterior_step``: Eq. 6 from a_t ~ q_phi, H imagined steps, psi held fixed;
 4. Eq. 5 (``distill_terms``) when ``policy_update="distill"``;
@@ -87,11 +85,7 @@ ElitePairs = list[tuple[Tensor, Tensor]]
 
 
 def update_terms(
-    nets: DRIVENetworks,
-    batch: dict[str, Tensor],
-    spec: UpdateSpec,
-    fit_model: bool = True,
-    fit_apart: bool = False,
+    nets: DRIVENetworks, batch: dict[str, Tensor], spec: UpdateSpec, fit_model: bool = True
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """All terms of one DRIVE update step (model, Eq. 6, Eq. 5 if distilling, Eq. 4).
 
@@ -103,30 +97,13 @@ def update_terms(
         fit_model: whether this step fits f_hat (``UpdateSpec.model_fit_interval``
             schedules it); if not, the model terms are ``held_model_terms`` and the
             diagnostics hold no model likelihood.
-        fit_apart: the caller fits f_hat for this step itself (``fit_terms``, e.g. on
-            the Learner's model-fit thread, `ModelFitThread`), after drawing its
-            bootstrap with ``bootstrap_rows`` just before this call: the terms and the
-            diagnostics hold nothing of f_hat's fit. f_hat's gradients come from that
-            fit alone (Eq. 6 and Eq. 4 hold f_hat fixed), so fitting apart changes no
-            gradient, and the random draws stay in this function's order.
 
     Returns:
         (terms, diagnostics): terms for ``combine_terms`` ([B] each, in a fixed
         order, float32); diagnostics are detached scalars under `drive_rllib.keys`.
     """
     with mixed_precision(batch["obs"].device, spec.precision):
-        return _update_terms(nets, batch, spec, fit_model, fit_apart)
-
-
-def fit_terms(
-    nets: DRIVENetworks, batch: dict[str, Tensor], boot: Tensor, precision: Precision
-) -> dict[str, Tensor]:
-    """f_hat's fit alone (``model_fit`` on the bootstrap ``boot``, under ``precision``):
-    the model terms of an update step whose ``update_terms`` runs with ``fit_apart``."""
-    with mixed_precision(batch["obs"].device, precision):
-        obs = batch["obs"]
-        normalize = nets.obs_normalizer.frozen(obs.dtype)
-        return model_fit(nets.model, normalize(obs), batch, nets.target_affine(obs.dtype), boot)
+        return _update_terms(nets, batch, spec, fit_model)
 
 
 def mixed_precision(
@@ -171,18 +148,12 @@ def native_bfloat16(device: torch.device) -> bool:
 
 
 def _update_terms(
-    nets: DRIVENetworks,
-    batch: dict[str, Tensor],
-    spec: UpdateSpec,
-    fit_model: bool,
-    fit_apart: bool,
+    nets: DRIVENetworks, batch: dict[str, Tensor], spec: UpdateSpec, fit_model: bool
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     obs = batch["obs"]
     normalize = nets.obs_normalizer.frozen(obs.dtype)
     obs_n = normalize(obs)
-    if fit_apart:
-        terms: dict[str, Tensor] = {}
-    elif fit_model:
+    if fit_model:
         terms = model_fit(nets.model, obs_n, batch, nets.target_affine(obs.dtype))
     else:
         terms = held_model_terms(nets.model, obs.shape[0])
@@ -199,8 +170,7 @@ def _update_terms(
     terms.update(floor_terms)
     eq4 = value_step(nets, obs_n, shared, batch, spec)
     terms.update(eq4.terms)
-    fitted_here = fit_model and not fit_apart
-    return terms, update_diagnostics(nets, terms, eq6, eq4, prior_log_prob, shared, fitted_here)
+    return terms, update_diagnostics(nets, terms, eq6, eq4, prior_log_prob, shared, fit_model)
 
 
 # --- 1. model learning --------------------------------------------------------------------------
@@ -211,16 +181,14 @@ def model_fit(
     obs_n: Tensor,
     batch: dict[str, Tensor],
     target_affine: tuple[Tensor, Tensor] | None = None,
-    boot: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Model learning: every member's NLL on its own bootstrap of the batch (``model_terms``).
 
-    With ``target_affine`` (mean, std) the targets (s' - s, r) are standardised first;
-    ``boot`` is the bootstrap [E, B] (drawn here by ``bootstrap_rows`` when None).
+    With ``target_affine`` (mean, std) the targets (s' - s, r) are standardised first.
     """
     obs, action = batch["obs"], batch["action"]
-    if boot is None:
-        boot = bootstrap_rows(model, obs.shape[0], obs.device)
+    batch_size = obs.shape[0]
+    boot = torch.randint(batch_size, (model.num_members, batch_size), device=obs.device)
     mean, log_std, term_logit = model(obs_n[boot], action[boot])
     target = torch.cat([batch["next_obs"] - obs, batch["reward"].unsqueeze(-1)], dim=-1)
     if target_affine is not None:
@@ -229,12 +197,6 @@ def model_fit(
     return model_terms(
         mean, log_std, term_logit, target, batch["terminated"][boot], model.learn_termination
     )
-
-
-def bootstrap_rows(model: DynamicsEnsemble, batch_size: int, device: torch.device) -> Tensor:
-    """Each member's bootstrap of a batch of ``batch_size`` rows: row indices [E, B] drawn
-    with replacement (the first random draw of an update step)."""
-    return torch.randint(batch_size, (model.num_members, batch_size), device=device)
 
 
 #: The terms of f_hat's fit (``model_fit``; "termination" with a termination head).
@@ -555,6 +517,7 @@ def update_diagnostics(
 ) -> dict[str, Tensor]:
     """Detached batch means of one update step, under `drive_rllib.keys` (terms excluded:
     the Learner logs those itself); the model's likelihoods only on a step that fits it."""
+    num_members = nets.model.num_members
     rewards = torch.cat(shared.imagined_rewards)
     reward_low, reward_high = torch.quantile(
         rewards, torch.tensor([0.01, 0.99], dtype=rewards.dtype, device=rewards.device)
@@ -577,19 +540,12 @@ def update_diagnostics(
         keys.IMAGINED_REWARD_HIGH: reward_high,
         keys.POLICY_SATURATION: (torch.tanh(eq6.prior_mean).abs() > 0.99).float().mean(),
     }
-    num_members = nets.model.num_members
     if fit_model:
-        diagnostics.update(model_fit_diagnostics(terms, num_members))
+        diagnostics[keys.MODEL_NLL_PER_MEMBER] = terms["model"].mean() / num_members
+        if "termination" in terms:
+            diagnostics[keys.MODEL_TERMINATION_PER_MEMBER] = (
+                terms["termination"].mean() / num_members
+            )
     if nets.entropy_floor is not None:
         diagnostics[keys.ENTROPY_FLOOR_WEIGHT] = nets.entropy_floor.weight.detach()
-    return diagnostics
-
-
-@torch.no_grad()
-def model_fit_diagnostics(terms: dict[str, Tensor], num_members: int) -> dict[str, Tensor]:
-    """f_hat's likelihoods per member (``model_fit``'s terms summed over the E members,
-    as batch means), under `drive_rllib.keys`."""
-    diagnostics = {keys.MODEL_NLL_PER_MEMBER: terms["model"].mean() / num_members}
-    if "termination" in terms:
-        diagnostics[keys.MODEL_TERMINATION_PER_MEMBER] = terms["termination"].mean() / num_members
     return diagnostics

@@ -149,7 +149,6 @@ def test_config_round_trips_through_a_dict():
         ({"flush_denormals": 1}, "`flush_denormals` must be True or False"),
         ({"optimizer_implementation": "apex"}, "`optimizer_implementation` must be one of"),
         ({"gradient_check": "yes"}, "`gradient_check` must be one of"),
-        ({"model_fit_thread": "on"}, "`model_fit_thread` must be True or False"),
         ({"horizon": tune.grid_search([1, 5])}, "unresolved search space"),
         ({"num_samples": tune.choice([1, 2])}, "unresolved search space"),
     ],
@@ -269,10 +268,3 @@ def test_torch_compile_settings_that_cannot_work_are_rejected(framework, learner
 
 def test_torch_compile_on_one_learner_is_accepted():
     pendulum().framework(torch_compile_learner=True).learners(num_learners=1).validate()
-
-
-def test_a_model_fit_thread_under_ddp_is_rejected_and_on_one_learner_accepted():
-    config = pendulum(model_fit_thread=True).learners(num_learners=2)
-    with pytest.raises(ValueError, match=r"`model_fit_thread` with `num_learners` \(2\) > 1"):
-        config.validate()
-    pendulum(model_fit_thread=True).learners(num_learners=1).validate()
