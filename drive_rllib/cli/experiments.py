@@ -656,6 +656,13 @@ def resolved_variants(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
     return variants
 
 
+def variant_error(experiment: Experiment, label: str, where: str, message: str) -> CLIError:
+    """The one-line error of a grid-search variant (``label`` from `resolved_variants`;
+    empty without a grid search) at ``where`` in the file."""
+    variant_label = f" (variant {label})" if label else ""
+    return CLIError(f"{where}: experiment {experiment.name!r}{variant_label}: {message}")
+
+
 def check_config_values(experiment: Experiment, where: str) -> None:
     """``DRIVEConfig.validate()`` on the grid-search variants: values and the env's spaces."""
     from drive_rllib.algorithm import DRIVEConfig
@@ -664,11 +671,7 @@ def check_config_values(experiment: Experiment, where: str) -> None:
         try:
             DRIVEConfig().update_from_dict(variant).validate()
         except ValueError as error:
-            message = str(error).splitlines()[0]
-            variant_label = f" (variant {label})" if label else ""
-            raise CLIError(
-                f"{where}: experiment {experiment.name!r}{variant_label}: {message}"
-            ) from None
+            raise variant_error(experiment, label, where, str(error).splitlines()[0]) from None
 
 
 def check_experiment(experiment: Experiment, where: Callable[..., str]) -> None:
@@ -708,11 +711,8 @@ def check_resources(
     for label, variant in resolved_variants(experiment.config):
         shortfall = resource_shortfall(variant, available, include_main_process=True)
         if shortfall:
-            variant_label = f" (variant {label})" if label else ""
-            raise CLIError(
-                f"{where}: experiment {experiment.name!r}{variant_label}: "
-                + shortfall.replace("the cluster has", cluster)
-            )
+            message = shortfall.replace("the cluster has", cluster)
+            raise variant_error(experiment, label, where, message)
 
 
 def check_compiler(experiment: Experiment, where: str) -> None:
@@ -733,10 +733,7 @@ def check_compiler(experiment: Experiment, where: str) -> None:
             try:
                 require_cxx_compiler()
             except ValueError as error:
-                variant_label = f" (variant {label})" if label else ""
-                raise CLIError(
-                    f"{where}: experiment {experiment.name!r}{variant_label}: {error}"
-                ) from error
+                raise variant_error(experiment, label, where, str(error)) from error
 
 
 #: Loggers whose warnings are RLlib's business, not the user's (deprecations inside RLlib).
