@@ -16,6 +16,8 @@
 #    (eager) and compiled (torch_compile_learner), against RLlib SAC's, 5 interleaved rounds.
 #    It compiles first (minutes), so it runs last and its failure does not fail the check.
 # Without a CUDA device it prints "no CUDA device" and exits 0 (nothing to check).
+# Run once, on an H100 (2026-12-06): steps 1-2 took about 2 minutes; figures and log in
+# benchmarks/results/gpu_check/h100_2026-12-06/.
 #
 # GPU_CHECK_CUDAGRAPHS=1 adds to step 3, in the same rotation, the learner update compiled
 # with CUDA graphs (torch_compile_learner_dynamo_mode="reduce-overhead"): the step is
@@ -104,7 +106,8 @@ ray.shutdown()
 PY
 
 # DRIVE's learner update (the default, eager, and the named settings) against RLlib SAC's,
-# both Learners on the GPU, in one rotation; a failure or timeout is reported, not fatal.
+# both Learners on the GPU, in one rotation; a setting that fails to build or compile is
+# left out of the rotation, and a failure or timeout of the whole is reported, not fatal.
 settings=('compiled={"torch_compile_learner": true}')
 limit=300
 if [ "${GPU_CHECK_CUDAGRAPHS:-0}" = "1" ]; then

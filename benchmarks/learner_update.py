@@ -377,8 +377,18 @@ def main() -> None:
         note = prewarm(drive, args.prewarm, args.state)
     others = {}  # name -> a DRIVE algorithm of its own (--settings)
     for name, extra in extras.items():
-        others[name] = drive_algo(args.env, args.recipe, args.updates, args.seed, extra, gpus)
-        prewarm(others[name], args.prewarm, None)
+        # A setting that fails to build or to run its first steps (a compiler error on a
+        # new device, say) is reported and left out; the others are still timed.
+        other = None
+        try:
+            other = drive_algo(args.env, args.recipe, args.updates, args.seed, extra, gpus)
+            prewarm(other, args.prewarm, None)
+        except Exception as error:  # noqa: BLE001 -- any failure of one variant
+            print(f"--settings {name}: failed, left out: {type(error).__name__}: {error}")
+            if other is not None:
+                other.stop()
+            continue
+        others[name] = other
     batch = drive.config.train_batch_size_per_learner
     sac = None if args.no_sac else sac_algo(args.peers, args.env, batch, args.seed, gpus)
     variants = args.variants or (list(VARIANTS) if args.wins else ["all"])

@@ -59,7 +59,7 @@ from drive_rllib.core import (
 )
 from drive_rllib.core.distributions import tanh_gaussian_rsample
 from drive_rllib.core.networks import TanhGaussianPolicy, mlp
-from drive_rllib.core.update import INDUCTOR_OPTIONS
+from drive_rllib.core.update import inductor_options
 
 OBS_DIM, ACTION_DIM = 17, 6
 
@@ -108,7 +108,7 @@ def drive_step_fn(
     ``state`` (from ``save_state``) sets the networks and Adam moments; ``fresh_batches``
     draws a new random batch (and merges it into the normaliser) every step;
     ``precision`` is `UpdateSpec.precision`; ``compiled`` runs ``update_terms`` through
-    ``torch.compile`` (inductor, C++ wrapper) as ``torch_compile_learner`` does.
+    ``torch.compile`` (inductor, `inductor_options`) as ``torch_compile_learner`` does.
     """
     network_spec = NetworkSpec(
         ensemble_size=ensemble_size, num_elites=5, model_hiddens=model_hiddens
@@ -117,7 +117,7 @@ def drive_step_fn(
         horizon=horizon, num_samples=num_samples, gamma=0.99, alpha=1.0, precision=precision
     )
     terms_fn = (
-        torch.compile(update_terms, options=dict(INDUCTOR_OPTIONS)) if compiled else update_terms
+        torch.compile(update_terms, options=inductor_options(DEVICE)) if compiled else update_terms
     )
     nets = DRIVENetworks(OBS_DIM, ACTION_DIM, network_spec).to(DEVICE)
     optimizers = {
@@ -504,7 +504,9 @@ def main() -> None:
         help="UpdateSpec.precision of the DRIVE steps (several: each in the same rotation)",
     )
     parser.add_argument(
-        "--compile", action="store_true", help="torch.compile the steps (inductor, cpp_wrapper)"
+        "--compile",
+        action="store_true",
+        help="torch.compile the steps (inductor, inductor_options: cpp_wrapper on a CPU)",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
@@ -590,7 +592,7 @@ def main() -> None:
         f"{'x'.join(map(str, hiddens))}, obs {OBS_DIM}, action {ACTION_DIM}, "
         f"1 torch thread, fused Adam, denormals flushed, median of {args.repeats} "
         f"interleaved rounds x {args.steps} steps, "
-        f"{'compiled (inductor, cpp_wrapper)' if args.compile else 'eager'}, "
+        f"{f'compiled (inductor, {inductor_options(DEVICE)})' if args.compile else 'eager'}, "
         f"loadavg {os.getloadavg()[0]:.2f}"
     )
     print(f"\nplain-torch SAC update: {sac_ms:.1f} ms\n")

@@ -72,7 +72,7 @@ from drive_rllib.core import (
 )
 from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
 from drive_rllib.core.spec import Aggregate
-from drive_rllib.core.update import INDUCTOR_OPTIONS
+from drive_rllib.core.update import inductor_options
 
 #: The key of ``model_config`` that holds ``DRIVESpec.to_dict()``.
 SPEC_KEY = "drive_spec"
@@ -166,13 +166,13 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         them costs minutes for nothing. Called by `DRIVETorchLearner.build` when
         ``torch_compile_learner`` is set; a second call does nothing.
 
-        With inductor and no dynamo mode, the step runs under inductor's C++ wrapper
+        With inductor and no dynamo mode, the step draws its random numbers with
+        torch's own generators (``fallback_random``), not inductor's per-element ones:
+        a tenth of the step on one CPU core, and the compiled step draws the eager
+        step's numbers; and on a CPU it runs under inductor's C++ wrapper
         (``cpp_wrapper``): the compiled step's few hundred kernel and matmul calls are
         made from C++ instead of a generated Python function, which saved about a
-        tenth of the step on one CPU core; and it draws its random numbers with
-        torch's own generators (``fallback_random``), not inductor's per-element ones:
-        a tenth of the step again, and the compiled step draws the eager step's numbers
-        (README, Performance).
+        tenth of the step again (README, Performance; `inductor_options`).
         """
         if self.is_compiled:
             return
@@ -180,7 +180,8 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         if compile_config.torch_dynamo_backend == "inductor":
             require_cxx_compiler()
             if not compile_config.torch_dynamo_mode:
-                kwargs.setdefault("options", dict(INDUCTOR_OPTIONS))
+                device = next(self.parameters()).device  # the Learner's, by now
+                kwargs.setdefault("options", inductor_options(device))
         self._step_terms = torch.compile(
             update_terms,
             backend=compile_config.torch_dynamo_backend,

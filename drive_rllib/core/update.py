@@ -77,10 +77,23 @@ from drive_rllib.core.spec import PolicyUpdate, Precision, UpdateSpec
 
 Normalize = Callable[[Tensor], Tensor]
 
-#: inductor's options for ``torch.compile(update_terms)`` (`DRIVETorchRLModule.compile`,
-#: ``benchmarks/update_step.py --compile``): its C++ wrapper calls the kernels, and the
-#: random draws are torch's own generators, so the compiled step draws eager's numbers.
-INDUCTOR_OPTIONS = {"cpp_wrapper": True, "fallback_random": True}
+
+def inductor_options(device: torch.device) -> dict[str, bool]:
+    """inductor's options for ``torch.compile(update_terms)`` on ``device``
+    (`DRIVETorchRLModule.compile`, ``benchmarks/update_step.py --compile``).
+
+    Everywhere, the random draws are torch's own generators (``fallback_random``), so
+    the compiled step draws eager's numbers. On a CPU, inductor's C++ wrapper calls the
+    kernels (``cpp_wrapper``; measured faster there). Not on a GPU: with torch 2.11 on an
+    H100 the C++ wrapper failed to build the step's backward ("CudaKernelParamCache not
+    populated", 2026-12-06), and its gain was measured on a CPU only.
+    """
+    options = {"fallback_random": True}
+    if device.type == "cpu":
+        options["cpp_wrapper"] = True
+    return options
+
+
 ElitePairs = list[tuple[Tensor, Tensor]]
 
 

@@ -62,22 +62,49 @@ def test_a_compiled_learner_trains_with_finite_losses(ray_instance, tiny_config)
 
 
 def test_inductor_without_a_cxx_compiler_is_one_clear_error_when_the_learner_is_built(
-    tiny_config, monkeypatch
+    tiny_config,
 ):
     # inductor compiles on the first update step, after the warm-up; the Learner's build
     # checks for its C++ compiler first.
     import gymnasium as gym
     from torch._inductor import config as inductor_config
 
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/bin/g++",))
     config = tiny_config().framework(
         torch_compile_learner=True, torch_compile_learner_dynamo_backend="inductor"
     )
     env = gym.make("Pendulum-v1")
+    # inductor's own patch, not monkeypatch: monkeypatch's undo leaves cpp.cxx unreadable
+    # for the rest of the process.
+    patched = inductor_config.patch({"cpp.cxx": ("/nonexistent/bin/g++",)})
     try:
-        with pytest.raises(
-            ValueError, match=r"needs a C\+\+ compiler.*torch_compile_learner=False"
+        with (
+            patched,
+            pytest.raises(ValueError, match=r"needs a C\+\+ compiler.*torch_compile_learner=False"),
         ):
             config.build_learner(env=env)
     finally:
         env.close()
+
+
+@pytest.mark.parametrize(("device", "cpp_wrapper"), [("cpu", True), ("meta", False)])
+def test_the_cxx_wrapper_is_asked_for_on_a_cpu_only(tiny_config, monkeypatch, device, cpp_wrapper):
+    # On CUDA, torch 2.11's C++ wrapper failed to build the step's backward (an H100,
+    # 2026-12-06); a module on any device but a CPU compiles without it. "meta" stands in
+    # for a GPU: the module's own parameters tell compile where it runs.
+    import gymnasium as gym
+
+    env = gym.make("Pendulum-v1")
+    try:
+        module = tiny_config().build_learner(env=env).module[MODULE_ID].unwrapped()
+    finally:
+        env.close()
+    module.to(device)
+    asked = {}
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: asked.update(kwargs) or fn)
+    cfg = type(
+        "Config", (), {"kwargs": {}, "torch_dynamo_backend": "inductor", "torch_dynamo_mode": None}
+    )()
+    module._step_terms = update_terms  # not compiled yet
+    module.compile(cfg)
+    assert asked["options"]["fallback_random"] is True
+    assert asked["options"].get("cpp_wrapper", False) is cpp_wrapper
