@@ -10,7 +10,10 @@
 # 2. three DRIVE iterations on HalfCheetah-v5 at headline sizes with one local Learner on
 #    the GPU (num_gpus_per_learner=1): ms per update step from RLlib's learner timer, and
 #    an assertion that every tensor of the Learner's RLModule and of its optimizers lives
-#    on cuda (and that the EnvRunner's copy acts on the CPU).
+#    on cuda (and that the EnvRunner's copy acts on the CPU); then torch.profiler over 10
+#    update steps through RLlib: the top operators, and how long the kernels kept the GPU
+#    busy per step (on the H100 the Learner's step took 43 ms where step 1's core step
+#    took 33: where the other 10 go is the profile's question).
 # 3. the issue's ratio on the GPU: benchmarks/learner_update.py with both local Learners
 #    there (--num-gpus-per-learner 1), DRIVE's learner update at headline sizes, the default
 #    (eager) and compiled (torch_compile_learner), against RLlib SAC's, 5 interleaved rounds.
@@ -47,7 +50,7 @@ for batch in 256 1024; do
         --precision float32 bfloat16 $(json_to "update_step_cuda_b$batch.json")
 done
 
-timeout 180 python - <<'PY'
+timeout 240 python - <<'PY'
 import os
 import time
 
@@ -101,6 +104,30 @@ runner_devices = algo.env_runner_group.foreach_env_runner(
 print(f"gpu_check: learner tensors on {sorted(learner_devices)}; env runner module on "
       f"{sorted(set().union(*runner_devices))}")
 print("gpu_check: OK")
+
+# Where the Learner's step goes on the GPU: torch.profiler over 10 update steps through
+# RLlib, as benchmarks/learner_update.py runs them (step 1 times the core step alone; the
+# difference is the Learner's and RLlib's own work). GPU_CHECK_OUT keeps the trace.
+import sys
+
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, "benchmarks")
+from learner_update import drive_update
+
+drive_update(algo, 10)  # warm
+activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+with profile(activities=activities) as prof:
+    ms = drive_update(algo, 10)
+events = prof.key_averages()
+device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+print(f"gpu_check: 10 profiled update steps through RLlib: {ms:.2f} ms per step with the "
+      f"profiler on; kernels busy {device_us / 1000 / 10:.2f} ms per step")
+print(events.table(sort_by="self_cpu_time_total", row_limit=20))
+if torch.cuda.is_available():
+    print(events.table(sort_by="self_device_time_total", row_limit=15))
+if os.environ.get("GPU_CHECK_OUT"):
+    prof.export_chrome_trace(os.path.join(os.environ["GPU_CHECK_OUT"], "learner_trace.json.gz"))
 algo.stop()
 ray.shutdown()
 PY
