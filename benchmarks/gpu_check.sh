@@ -26,7 +26,11 @@
 # with CUDA graphs (torch_compile_learner_dynamo_mode="reduce-overhead"): the step is
 # hundreds of small kernels, so on a GPU their launches may cost more than their
 # arithmetic. Step 3's limit goes from 5 to 7 minutes.
-# GPU_CHECK_OUT=DIR also writes the figures of steps 1 and 3 there as JSON.
+# GPU_CHECK_OUT=DIR also writes the figures of steps 1 and 3 there as JSON (and step 2's
+# profile as a trace).
+# GPU_CHECK_DRY_RUN=1 runs every step on the CPU with a few update steps each and no RLlib
+# SAC, in about a minute: it checks the script and measures nothing (tests/test_gpu_check.py
+# runs it, so that a check only a lent GPU runs cannot rot unseen).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,20 +38,31 @@ if ! python -c "import torch, drive_rllib" 2>/dev/null; then
     echo "gpu_check: ERROR: python cannot import torch and drive_rllib; activate the project's venv." >&2
     exit 2
 fi
-if ! python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    echo "gpu_check: SKIPPED: no CUDA device (torch $(python -c 'import torch; print(torch.__version__)')," \
-         "torch.cuda.is_available() is False); nothing was checked."
-    exit 0
+if [ "${GPU_CHECK_DRY_RUN:-0}" = "1" ]; then
+    # The whole script on the CPU, with a few update steps each and no RLlib SAC: it
+    # checks that the script runs (tests/test_gpu_check.py), and measures nothing.
+    export GPU_CHECK_DEVICE=cpu
+    echo "gpu_check: DRY RUN on the CPU (GPU_CHECK_DRY_RUN=1): every step with a few update" \
+         "steps; it checks the script and measures nothing."
+    steps=(--repeats 1 --steps 1)
+else
+    if ! python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+        echo "gpu_check: SKIPPED: no CUDA device (torch $(python -c 'import torch; print(torch.__version__)')," \
+             "torch.cuda.is_available() is False); nothing was checked."
+        exit 0
+    fi
+    export GPU_CHECK_DEVICE=cuda
+    python -c "import torch; print('gpu_check: device', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
+    steps=(--repeats 5 --steps 20)
 fi
-python -c "import torch; print('gpu_check: device', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
 
 # GPU_CHECK_OUT=DIR also writes each benchmark's figures there as JSON.
 json_to() { if [ -n "${GPU_CHECK_OUT:-}" ]; then echo --json "$GPU_CHECK_OUT/$1"; fi; }
 
 for batch in 256 1024; do
-    timeout 120 python benchmarks/update_step.py --device cuda --batch "$batch" \
-        --model-hiddens 200 200 200 200 --horizons 5 --samples 1 --repeats 5 --steps 20 \
-        --precision float32 bfloat16 $(json_to "update_step_cuda_b$batch.json")
+    timeout 120 python benchmarks/update_step.py --device "$GPU_CHECK_DEVICE" --batch "$batch" \
+        --model-hiddens 200 200 200 200 --horizons 5 --samples 1 "${steps[@]}" \
+        --precision float32 bfloat16 $(json_to "update_step_${GPU_CHECK_DEVICE}_b$batch.json")
 done
 
 timeout 240 python - <<'PY'
@@ -60,14 +75,17 @@ import torch
 
 from drive_rllib.algorithm import DRIVEConfig
 
-ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False,
+device = os.environ["GPU_CHECK_DEVICE"]  # "cpu" only in a dry run
+gpus = 1 if device == "cuda" else 0
+dry = device != "cuda"
+ray.init(address="local", num_cpus=4, num_gpus=gpus, include_dashboard=False,
          configure_logging=False, log_to_driver=False)
-updates = 200
+updates = 4 if dry else 200
 config = (
     DRIVEConfig()
     .environment("HalfCheetah-v5")
     .env_runners(num_env_runners=1, num_envs_per_env_runner=8)
-    .learners(num_learners=0, num_gpus_per_learner=1)
+    .learners(num_learners=0, num_gpus_per_learner=gpus)
     .training(
         ensemble_size=7, num_elites=5, model_hiddens=[200, 200, 200, 200],
         policy_hiddens=[256, 256], value_hiddens=[256, 256], train_batch_size_per_learner=256,
@@ -76,7 +94,7 @@ config = (
     )
 )
 algo = config.build_algo()
-for iteration in range(3):
+for iteration in range(1 if dry else 3):
     start = time.perf_counter()
     result = algo.train()
     wall = time.perf_counter() - start
@@ -97,7 +115,7 @@ def devices(learner):
 
 # A local Learner's foreach_learner returns RemoteCallResults: one result, no indexing.
 learner_devices = next(iter(algo.learner_group.foreach_learner(devices))).get()
-assert all(d.startswith("cuda") for d in learner_devices), learner_devices
+assert all(d.split(":")[0] == device for d in learner_devices), learner_devices
 runner_devices = algo.env_runner_group.foreach_env_runner(
     lambda runner: {str(p.device) for p in runner.module.parameters()}, local_env_runner=False
 )
@@ -115,16 +133,17 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, "benchmarks")
 from learner_update import drive_update
 
-drive_update(algo, 10)  # warm
-activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+profiled = 2 if dry else 10
+drive_update(algo, profiled)  # warm
+activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpus else [])
 with profile(activities=activities) as prof:
-    ms = drive_update(algo, 10)
+    ms = drive_update(algo, profiled)
 events = prof.key_averages()
 device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
-print(f"gpu_check: 10 profiled update steps through RLlib: {ms:.2f} ms per step with the "
-      f"profiler on; kernels busy {device_us / 1000 / 10:.2f} ms per step")
+print(f"gpu_check: {profiled} profiled update steps through RLlib: {ms:.2f} ms per step with "
+      f"the profiler on; kernels busy {device_us / 1000 / profiled:.2f} ms per step")
 print(events.table(sort_by="self_cpu_time_total", row_limit=20))
-if torch.cuda.is_available():
+if gpus:
     print(events.table(sort_by="self_device_time_total", row_limit=15))
 if os.environ.get("GPU_CHECK_OUT"):
     prof.export_chrome_trace(os.path.join(os.environ["GPU_CHECK_OUT"], "learner_trace.json.gz"))
@@ -135,6 +154,14 @@ PY
 # DRIVE's learner update (the default, eager, and the named settings) against RLlib SAC's,
 # both Learners on the GPU, in one rotation; a setting that fails to build or compile is
 # left out of the rotation, and a failure or timeout of the whole is reported, not fatal.
+if [ "$GPU_CHECK_DEVICE" = "cpu" ]; then
+    # The dry run: one round of two steps, no RLlib SAC (the harness may not be beside the
+    # checkout), and a compiled setting traced by aot_eager (seconds, not minutes).
+    timeout 300 python benchmarks/learner_update.py --rounds 1 --updates 2 --prewarm 2 --no-sac \
+        --settings 'compiled={"torch_compile_learner": true, "torch_compile_learner_dynamo_backend": "aot_eager"}' \
+        $(json_to learner_update_cpu.json)
+    exit 0
+fi
 settings=('compiled={"torch_compile_learner": true}')
 limit=300
 if [ "${GPU_CHECK_CUDAGRAPHS:-0}" = "1" ]; then
