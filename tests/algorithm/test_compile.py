@@ -92,6 +92,7 @@ def test_the_cxx_wrapper_is_asked_for_on_a_cpu_only(tiny_config, monkeypatch, de
     # 2026-12-06); a module on any device but a CPU compiles without it. "meta" stands in
     # for a GPU: the module's own parameters tell compile where it runs.
     import gymnasium as gym
+    from ray.rllib.core.rl_module.torch.torch_compile_config import TorchCompileConfig
 
     env = gym.make("Pendulum-v1")
     try:
@@ -101,10 +102,7 @@ def test_the_cxx_wrapper_is_asked_for_on_a_cpu_only(tiny_config, monkeypatch, de
     module.to(device)
     asked = {}
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: asked.update(kwargs) or fn)
-    cfg = type(
-        "Config", (), {"kwargs": {}, "torch_dynamo_backend": "inductor", "torch_dynamo_mode": None}
-    )()
-    module._step_terms = update_terms  # not compiled yet
-    module.compile(cfg)
+    assert not module.is_compiled
+    module.compile(TorchCompileConfig(torch_dynamo_backend="inductor"))
     assert asked["options"]["fallback_random"] is True
     assert asked["options"].get("cpp_wrapper", False) is cpp_wrapper
