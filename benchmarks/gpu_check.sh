@@ -25,7 +25,9 @@
 # GPU_CHECK_CUDAGRAPHS=1 adds to step 3, in the same rotation, the learner update compiled
 # with CUDA graphs (torch_compile_learner_dynamo_mode="reduce-overhead"): the step is
 # hundreds of small kernels, so on a GPU their launches may cost more than their
-# arithmetic. Step 3's limit goes from 5 to 7 minutes.
+# arithmetic. Step 3's limit goes from 5 to 7 minutes. learner_update.py then prints how
+# many compiled graphs inductor ran without CUDA graphs (0 is the aim), and TORCH_LOGS=
+# cudagraphs logs the reason of each skip.
 # GPU_CHECK_OUT=DIR also writes the figures of steps 1 and 3 there as JSON (and step 2's
 # profile as a trace).
 # GPU_CHECK_DRY_RUN=1 runs every step on the CPU with a few update steps each and no RLlib
@@ -167,6 +169,8 @@ limit=300
 if [ "${GPU_CHECK_CUDAGRAPHS:-0}" = "1" ]; then
     settings+=('cudagraphs={"torch_compile_learner": true, "torch_compile_learner_dynamo_mode": "reduce-overhead"}')
     limit=420
+    # learner_update.py prints how many graphs ran without CUDA graphs; this logs why.
+    export TORCH_LOGS="${TORCH_LOGS:-cudagraphs}"
 fi
 timeout "$limit" python benchmarks/learner_update.py --num-gpus-per-learner 1 --rounds 5 \
     --updates 20 --prewarm 100 --settings "${settings[@]}" $(json_to learner_update_cuda.json) \

@@ -274,6 +274,15 @@ def prewarm(algo: Any, updates: int, state_file: str | None) -> str:
     return f"{updates} prewarm updates" + (f", state saved to {state_file}" if state_file else "")
 
 
+def inductor_cudagraph_skips() -> int:
+    """How many compiled graphs inductor has run without CUDA graphs in this process
+    (dynamo mode "reduce-overhead" asks for them; a reason such as a CPU tensor in the
+    graph makes inductor run that graph without, slower, and counts it here)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["cudagraph_skips"])
+
+
 def subnormals(learner: Any) -> dict[str, int]:
     counts = {}
     for name, optimizer in learner.get_optimizers_for_module("default_policy"):
@@ -376,10 +385,12 @@ def main() -> None:
     else:
         note = prewarm(drive, args.prewarm, args.state)
     others = {}  # name -> a DRIVE algorithm of its own (--settings)
+    cudagraph_skips = {}  # name -> graphs inductor ran without the CUDA graphs asked for
     for name, extra in extras.items():
         # A setting that fails to build or to run its first steps (a compiler error on a
         # new device, say) is reported and left out; the others are still timed.
         other = None
+        skips_before = inductor_cudagraph_skips()
         try:
             other = drive_algo(args.env, args.recipe, args.updates, args.seed, extra, gpus)
             prewarm(other, args.prewarm, None)
@@ -389,6 +400,13 @@ def main() -> None:
                 other.stop()
             continue
         others[name] = other
+        if extra.get("torch_compile_learner_dynamo_mode") == "reduce-overhead":
+            cudagraph_skips[name] = inductor_cudagraph_skips() - skips_before
+            print(
+                f"--settings {name}: inductor skipped CUDA graphs for "
+                f"{cudagraph_skips[name]} graph(s) (0: every compiled graph replays as a CUDA "
+                "graph; on a CPU there are none; TORCH_LOGS=cudagraphs logs each skip's reason)"
+            )
     batch = drive.config.train_batch_size_per_learner
     sac = None if args.no_sac else sac_algo(args.peers, args.env, batch, args.seed, gpus)
     variants = args.variants or (list(VARIANTS) if args.wins else ["all"])
@@ -509,6 +527,7 @@ def main() -> None:
                     "settings": extras,
                     "loadavg": os.getloadavg(),
                     "subnormals": subnormals(learner),
+                    "cudagraph_skips": cudagraph_skips,
                 },
                 f,
                 indent=1,

@@ -137,6 +137,20 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     return not extremes or bool(torch.isfinite(torch.cat(extremes)).all())
 
 
+def copied_scalars(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached float32 copies of scalar tensors, made in one op (one ``torch.stack``).
+
+    What the metrics logger keeps past the step must not share memory with the step's
+    outputs: under CUDA graphs (``torch_compile_learner_dynamo_mode="reduce-overhead"``)
+    the next step's replay overwrites them
+    (`tests/algorithm/test_learner.py::test_logged_metrics_outlive_the_step_outputs_they_came_from`).
+    """
+    if not values:
+        return {}
+    stacked = torch.stack([value.detach().float().reshape(()) for value in values.values()])
+    return dict(zip(values, stacked.unbind()))
+
+
 class DRIVETorchLearner(TorchLearner):
     """Torch Learner of DRIVE (see the module docstring for one update step)."""
 
@@ -307,15 +321,15 @@ class DRIVETorchLearner(TorchLearner):
             # that DDP's Learners stay in step.
             self._nonfinite_error = str(error)
             return combine_terms(terms, weights, check_finite=False)
-        diagnostics = fwd_out[DIAGNOSTICS]
+        diagnostics = copied_scalars(fwd_out[DIAGNOSTICS])
         self._imagined_rewards[module_id] = torch.stack(
             [diagnostics[keys.IMAGINED_REWARD_LOW], diagnostics[keys.IMAGINED_REWARD_HIGH]]
-        ).detach()
+        )
         # A step that holds f_hat has zeros for its terms, not the model's likelihood.
         held = () if self.drive_module(module_id).fits_model() else MODEL_TERMS
         logged = keys.update_step_metrics(
             {name: term.detach().mean() for name, term in terms.items() if name not in held},
-            {key: value.detach() for key, value in fwd_out[DIAGNOSTICS].items()},
+            diagnostics,
             loss.detach(),
         )
         self.metrics.log_dict(logged, key=module_id, reduce="mean")

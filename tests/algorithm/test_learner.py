@@ -151,3 +151,26 @@ def test_bfloat16_on_a_device_without_it_warns_what_to_set(tiny_config, monkeypa
         learner = local_learner(tiny_config, precision="bfloat16")
     assert learner.module[MODULE_ID].unwrapped().spec.update.precision.value == "bfloat16"
     assert "emulates it" in caplog.text and "precision='auto' or 'float32'" in caplog.text
+
+
+def test_logged_metrics_outlive_the_step_outputs_they_came_from(tiny_config):
+    # Under CUDA graphs (torch_compile_learner_dynamo_mode="reduce-overhead") the next
+    # step's replay overwrites this step's outputs, while the metrics logger keeps its
+    # values until the iteration's results are reduced. Here every output is overwritten
+    # by hand (NaN) after the step has logged them.
+    from tests.core.helpers import random_batch
+
+    learner = local_learner(tiny_config)
+    module = learner.module[MODULE_ID].unwrapped()
+    batch = random_batch(batch_size=16, obs_dim=3, action_dim=1)
+    with torch.no_grad():
+        terms, diagnostics = module._step_terms(module.nets, batch, module.spec.update, True)
+    fwd_out = {"terms": terms, "diagnostics": diagnostics}
+    expected = {key: float(value) for key, value in diagnostics.items()}
+    learner.compute_loss_for_module(
+        module_id=MODULE_ID, config=learner.config, batch={}, fwd_out=fwd_out
+    )
+    for tensor in [*terms.values(), *diagnostics.values()]:
+        tensor.fill_(math.nan)
+    for key, value in expected.items():
+        assert learner.metrics.peek((MODULE_ID, key)) == pytest.approx(value), key
