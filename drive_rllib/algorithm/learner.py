@@ -137,17 +137,20 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     return not extremes or bool(torch.isfinite(torch.cat(extremes)).all())
 
 
-def copied_scalars(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Detached float32 copies of scalar tensors, made in one op (one ``torch.stack``).
+def copied_scalars(
+    values: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
+    """Detached copies of scalar tensors in ``dtype``, made in one op (one ``torch.stack``).
 
     What the metrics logger keeps past the step must not share memory with the step's
-    outputs: under CUDA graphs (``torch_compile_learner_dynamo_mode="reduce-overhead"``)
-    the next step's replay overwrites them
+    outputs or with buffers that later steps write: under CUDA graphs
+    (``torch_compile_learner_dynamo_mode="reduce-overhead"``) the next step's replay
+    overwrites the outputs
     (`tests/algorithm/test_learner.py::test_logged_metrics_outlive_the_step_outputs_they_came_from`).
     """
     if not values:
         return {}
-    stacked = torch.stack([value.detach().float().reshape(()) for value in values.values()])
+    stacked = torch.stack([value.detach().to(dtype).reshape(()) for value in values.values()])
     return dict(zip(values, stacked.unbind()))
 
 
@@ -410,22 +413,27 @@ class DRIVETorchLearner(TorchLearner):
         for module_id in batch:
             module = self.drive_module(module_id)
             config = self.config.get_config_for_module(module_id)
-            module.nets.polyak_update(config.tau)
+            nets = module.nets
+            nets.polyak_update(config.tau)
             self._move_return_range(module_id)
-            module.num_updates += 1
-            num_updates = int(module.num_updates)
+            num_updates = module.count_update()
             interval = config.model_eval_interval
             if interval and num_updates % interval == 0:
                 self._rank_ensemble(module_id, config.model_eval_batch_size)
+            # Copies, not float(): no wait for the device here; RLlib reads them back
+            # when it reduces the iteration's results.
+            statistics = {
+                keys.NORMALIZER_COUNT: nets.obs_normalizer.count,
+                keys.RETURN_LOW: nets.return_range.low,
+                keys.RETURN_HIGH: nets.return_range.high,
+            }
+            if nets.model_states is not None:
+                statistics[keys.MODEL_STATES] = nets.model_states.size
             self.metrics.log_dict(
                 {
+                    keys.MODEL_STATES: 0.0,
+                    **copied_scalars(statistics, torch.float64),
                     keys.UPDATE_STEPS_LIFETIME: num_updates,
-                    keys.NORMALIZER_COUNT: float(module.nets.obs_normalizer.count),
-                    keys.RETURN_LOW: float(module.nets.return_range.low),
-                    keys.RETURN_HIGH: float(module.nets.return_range.high),
-                    keys.MODEL_STATES: 0.0
-                    if module.nets.model_states is None
-                    else float(module.nets.model_states.size),
                     keys.SKIPPED_STEPS: self.num_skipped_steps,
                 },
                 key=module_id,
@@ -532,7 +540,7 @@ class DRIVETorchLearner(TorchLearner):
         spec = module.spec.update
         buffer = module.nets.model_states
         interval = spec.distribution_rollout_interval
-        if buffer is None or not interval or int(module.num_updates) % interval:
+        if buffer is None or not interval or module.updates_done() % interval:
             return
         world = dist.get_world_size() if self.distributed else 1
         share = max(1, spec.distribution_rollout_batch // world)

@@ -71,6 +71,7 @@ from drive_rllib.core import (
     update_terms,
 )
 from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
+from drive_rllib.core.networks import HostCopy
 from drive_rllib.core.spec import Aggregate
 from drive_rllib.core.update import inductor_options
 
@@ -141,6 +142,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         # Update steps run so far: a buffer, so it is checkpointed and equal on all
         # Learners (it schedules the ranking of the ensemble).
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
+        self._num_updates_host = HostCopy()  # read without a GPU sync per step
         # Set by DRIVEEnvRunner while it samples random warm-up actions; not state.
         self.act_uniformly = False
         # What ``_forward_train`` computes the step with: ``update_terms``, or its
@@ -359,8 +361,20 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         counts the steps applied, equal on every Learner; the Learner moves it after the
         step)."""
         spec = self.spec.update
-        step = int(self.num_updates)
+        step = self.updates_done()
         return step < spec.model_fit_interval_start or step % spec.model_fit_interval == 0
+
+    def updates_done(self) -> int:
+        """``num_updates`` as an int; read back from its device only after a restore."""
+        return int(self._num_updates_host.read(self.num_updates))
+
+    def count_update(self) -> int:
+        """Adds one to ``num_updates`` (on its device) and returns the new count, without
+        reading it back."""
+        done = self.updates_done() + 1
+        self.num_updates += 1
+        self._num_updates_host.wrote(self.num_updates, done)
+        return done
 
     @torch.no_grad()
     def holdout_errors(self, batch: dict[str, np.ndarray]) -> torch.Tensor:

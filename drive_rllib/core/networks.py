@@ -300,6 +300,31 @@ class GaussianValue(nn.Module):
         return center + width * raw_mu, self.sigma_min + width * F.softplus(raw_sigma)
 
 
+class HostCopy:
+    """A scalar tensor's value as a Python number, read from its device again only when
+    the tensor was replaced or written in place since (its autograd version counter moves
+    with every in-place op, ``load_state_dict``'s copies included).
+
+    A Learner reads its step counter and flags several times per update step; on a GPU
+    every ``int()`` of a CUDA tensor waits for the kernels queued before it. Read through
+    this, such a value costs one wait after a restore, not one per read.
+    """
+
+    def __init__(self) -> None:
+        self._tensor: Tensor | None = None
+        self._version = -1
+        self._value: float = 0
+
+    def read(self, tensor: Tensor) -> float:
+        if tensor is not self._tensor or tensor._version != self._version:
+            self._tensor, self._version, self._value = tensor, tensor._version, tensor.item()
+        return self._value
+
+    def wrote(self, tensor: Tensor, value: float) -> None:
+        """Records that ``tensor`` holds ``value`` now (the caller has just written it)."""
+        self._tensor, self._version, self._value = tensor, tensor._version, value
+
+
 class ReturnRange(nn.Module):
     """The range [low, high] of discounted returns, from the range of per-step rewards.
 
@@ -315,10 +340,11 @@ class ReturnRange(nn.Module):
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        self._initialised_host = HostCopy()
 
     @property
     def is_set(self) -> bool:
-        return bool(self.initialised)
+        return bool(self._initialised_host.read(self.initialised))
 
     @torch.no_grad()
     def update(self, reward_low: Tensor, reward_high: Tensor, gamma: float, rate: float) -> None:
@@ -329,6 +355,7 @@ class ReturnRange(nn.Module):
             self.low.copy_(low)
             self.high.copy_(high)
             self.initialised.fill_(True)
+            self._initialised_host.wrote(self.initialised, True)
             return
         self.low.lerp_(low, rate)
         self.high.lerp_(high, rate)

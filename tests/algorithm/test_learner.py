@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from drive_rllib.algorithm.learner import adam_options, all_finite
 
@@ -174,3 +175,43 @@ def test_logged_metrics_outlive_the_step_outputs_they_came_from(tiny_config):
         tensor.fill_(math.nan)
     for key, value in expected.items():
         assert learner.metrics.peek((MODULE_ID, key)) == pytest.approx(value), key
+
+
+class CountHostReads(TorchFunctionMode):
+    """Counts what reads a tensor's value back to Python (on a GPU: a wait for the device)."""
+
+    READS = frozenset({"item", "tolist", "numpy", "__bool__", "__int__", "__float__"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self.READS:
+            self.reads += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.ray
+def test_an_update_step_reads_two_values_back_from_the_device(ray_instance):
+    # The loss's and the gradients' finiteness checks (the skip-on-NaN rule needs both);
+    # counters, flags and logged statistics stay on the device until RLlib reduces the
+    # results once per update() call. Per step = (reads of 6 steps - reads of 2) / 4.
+    import numpy as np
+
+    from drive_rllib.algorithm.batch import learner_batch
+    from tests.algorithm.test_skipped_update import B, make_learner, rows
+
+    learner = make_learner()
+
+    def reads(steps: int, seed: int) -> int:
+        parts = [rows(seed + i) for i in range(steps)]
+        batch = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        with CountHostReads() as mode:
+            learner.update(batch=learner_batch(batch), minibatch_size=B, num_epochs=1)
+        return mode.reads
+
+    reads(2, 0)  # the first step sets the return range from the rewards' quantiles
+    per_step = (reads(6, 10) - reads(2, 20)) / 4
+    assert per_step == 2
+    assert learner.module[MODULE_ID].unwrapped().updates_done() == 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from drive_rllib.core import (
     DRIVENetworks,
@@ -13,6 +14,7 @@ from drive_rllib.core import (
     RunningNormalizer,
     model_terms,
 )
+from drive_rllib.core.networks import HostCopy, ReturnRange
 from drive_rllib.core.update import model_fit
 from tests.core.helpers import tiny_nets
 
@@ -185,3 +187,45 @@ def test_parameter_groups_are_disjoint_and_complete():
     trainable = {id(p) for p in nets.parameters() if p.requires_grad}
     assert set(ids) == trainable
     assert "entropy_floor" not in tiny_nets(entropy_floor=False).parameter_groups()
+
+
+class CountHostReads(TorchFunctionMode):
+    """Counts ``Tensor.item()`` calls (what a GPU would wait for) while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") == "item":
+            self.reads += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_host_copy_reads_the_device_only_after_a_write():
+    counter = torch.tensor(3)
+    host = HostCopy()
+    with CountHostReads() as mode:
+        assert [host.read(counter) for _ in range(3)] == [3, 3, 3]
+        assert mode.reads == 1
+        counter += 1  # an in-place write the copy was not told of
+        assert host.read(counter) == 4
+        counter += 1
+        host.wrote(counter, 5)  # told: no read
+        assert host.read(counter) == 5
+        assert mode.reads == 2
+        counter.copy_(torch.tensor(9))  # as load_state_dict writes a buffer
+        assert host.read(counter) == 9
+        replaced = torch.tensor(9)  # the same value in another tensor: read again
+        assert host.read(replaced) == 9
+        assert mode.reads == 4
+
+
+def test_return_range_is_set_follows_its_buffer_through_a_restore():
+    fresh, used = ReturnRange(), ReturnRange()
+    used.update(torch.tensor(-1.0), torch.tensor(1.0), gamma=0.5, rate=0.1)
+    assert used.is_set and not fresh.is_set
+    fresh.load_state_dict(used.state_dict())
+    assert fresh.is_set
+    used.load_state_dict(ReturnRange().state_dict())
+    assert not used.is_set
