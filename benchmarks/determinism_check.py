@@ -184,13 +184,16 @@ def run(out: str, niceness: int = 0) -> None:
 
 def renamed(row: dict[str, float | None]) -> tuple[dict[str, float | None], list[str]]:
     """The row under today's keys, and every pair of old keys that named one quantity but
-    held different values."""
+    held different values. An old key is renamed only in a row that lacks its new key (a
+    row of the old code): ``loss/termination`` is a key of today's code as well."""
     prefix = f"learners/{MODULE_ID}/"
     mapped: dict[str, float | None] = {}
     conflicts = []
     for key, value in row.items():
         leaf = key[len(prefix) :] if key.startswith(prefix) else None
         new_key = prefix + RENAMED[leaf] if leaf in RENAMED else key
+        if new_key != key and new_key in row:
+            new_key = key
         if new_key in mapped:
             if not same(mapped[new_key], value):
                 conflicts.append(f"{key} -> {new_key}: {mapped[new_key]!r} vs {value!r}")
