@@ -40,6 +40,13 @@ move, and ``training/skipped_steps`` counts it (all Learners skip together
 under DDP). ``max_skipped_updates`` consecutive skips fail the trial with
 ``combine_terms``' message.
 
+On a GPU every value read back to Python waits for the kernels queued before it. A
+step reads two: the loss's and the gradients' finiteness (the skip rule above). The
+step counter and the return range's flag are read through `HostCopy` (from the device
+only after a restore wrote them), and the logged diagnostics and statistics are one
+stacked copy per step that RLlib reads back when it reduces the results; the copy also
+keeps them valid under CUDA graphs, whose next replay overwrites the step's outputs.
+
 Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
 
 - ``flush_denormals``: subnormal floats are flushed to zero on the CPU thread
