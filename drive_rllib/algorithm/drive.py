@@ -437,11 +437,11 @@ class DRIVEConfig(AlgorithmConfig):
             optimizer_implementation: "fused" (one fused Adam kernel per component
                 where the device has one, else "foreach"), "foreach" or "for_loop"
                 (torch's own default on CPU). Default "fused".
-            gradient_check: "global" (one NaN / inf check over all gradients;
-                a non-finite one skips the whole update step as a NaN loss does,
-                see ``max_skipped_updates``), "per_parameter" (RLlib's
-                own ``apply_gradients``, with ``torch_skip_nan_gradients``) or "off"
-                (only the loss is checked, by ``combine_terms``). Default "global".
+            gradient_check: "global" (one NaN / inf check over the loss and all
+                gradients together; a non-finite one skips the whole update step,
+                see ``max_skipped_updates``), "per_parameter" (the loss checked, then
+                RLlib's own ``apply_gradients``, with ``torch_skip_nan_gradients``) or
+                "off" (only the loss is checked). Default "global".
             updates_per_iteration: C >= 1, update steps per iteration on every
                 Learner, each on ``train_batch_size_per_learner`` rows. Default 100.
             env_steps_per_iteration: T >= 1, env steps per iteration over all

@@ -8,8 +8,8 @@ One update step (one minibatch of ``train_batch_size_per_learner`` rows):
    with ``policy_update="distill"``, Eq. 4) inside DDP's forward;
 3. ``compute_loss_for_module`` weights them with the weights built once in
    ``build`` (the core's ``loss_weights`` of the module's spec) and sums them
-   into one scalar (``combine_terms``), and logs every term and diagnostic
-   under `drive_rllib.keys`; RLlib runs one backward (DDP all-reduces the
+   into one scalar (``combine_terms``); every term and diagnostic is logged
+   under `drive_rllib.keys` once the step is applied; RLlib runs one backward (DDP all-reduces the
    gradients) and steps one Adam optimizer per component (model, posterior,
    prior, value, entropy_floor);
 4. Polyak update of psi_bar; the return range moves toward the quantiles of
@@ -41,8 +41,9 @@ under DDP). ``max_skipped_updates`` consecutive skips fail the trial with
 ``combine_terms``' message.
 
 On a GPU every value read back to Python waits for the kernels queued before it. A
-step reads two: the loss's and the gradients' finiteness (the skip rule above). The
-step counter and the return range's flag are read through `HostCopy` (from the device
+step reads one: whether the loss and the gradients are finite, checked together in
+``apply_gradients`` (the skip rule above), so the backward is queued right behind the
+forward. The step counter and the return range's flag are read through `HostCopy` (from the device
 only after a restore wrote them), and the logged diagnostics and statistics are one
 stacked copy per step that RLlib reads back when it reduces the results; the copy also
 keeps them valid under CUDA graphs, whose next replay overwrites the step's outputs.
@@ -172,7 +173,11 @@ class DRIVETorchLearner(TorchLearner):
         self._imagined_rewards: dict[str, torch.Tensor] = {}
         self._replay_name: str | None = None
         self._replay_timeout_s: float | None = None
-        # The non-finite check of the step in progress (the message of combine_terms).
+        # The non-finite check of the step in progress: per module, its loss and terms
+        # (checked with the gradients in apply_gradients, so that a step waits for the
+        # device once), what it logs once the step is applied, and the reason of a skip.
+        self._unchecked: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+        self._step_metrics: dict[str, dict[str, Any]] = {}
         self._nonfinite_error: str | None = None
         self._skip_step = False
         self.num_skipped_steps = 0
@@ -321,52 +326,52 @@ class DRIVETorchLearner(TorchLearner):
         batch: dict[str, Any],
         fwd_out: dict[str, Any],
     ) -> torch.Tensor:
-        """The weighted sum of the terms ``forward_train`` computed; logs terms and diagnostics."""
+        """The weighted sum of the terms ``forward_train`` computed; keeps the terms and
+        diagnostics to log once the step is applied.
+
+        The loss is not checked here: a NaN / inf loss is found with the gradients in
+        ``apply_gradients`` (one wait for the device per step), which then skips the
+        step; the backward runs either way, so that DDP's Learners stay in step.
+        """
         terms = fwd_out[TERMS]
-        weights = self._loss_weights[module_id]
-        try:
-            loss = combine_terms(terms, weights)
-        except FloatingPointError as error:
-            # The step will be skipped (apply_gradients); the backward still runs, so
-            # that DDP's Learners stay in step.
-            self._nonfinite_error = str(error)
-            return combine_terms(terms, weights, check_finite=False)
+        loss = combine_terms(terms, self._loss_weights[module_id], check_finite=False)
+        self._unchecked[module_id] = (loss.detach(), terms)
         diagnostics = copied_scalars(fwd_out[DIAGNOSTICS])
         self._imagined_rewards[module_id] = torch.stack(
             [diagnostics[keys.IMAGINED_REWARD_LOW], diagnostics[keys.IMAGINED_REWARD_HIGH]]
         )
         # A step that holds f_hat has zeros for its terms, not the model's likelihood.
         held = () if self.drive_module(module_id).fits_model() else MODEL_TERMS
-        logged = keys.update_step_metrics(
+        self._step_metrics[module_id] = keys.update_step_metrics(
             {name: term.detach().mean() for name, term in terms.items() if name not in held},
             diagnostics,
             loss.detach(),
         )
-        self.metrics.log_dict(logged, key=module_id, reduce="mean")
         return loss
 
     @override(TorchLearner)
     def apply_gradients(self, gradients_dict: dict[Any, torch.Tensor]) -> None:
         """Steps every optimizer, or none when the loss or a gradient is non-finite.
 
-        A non-finite step is skipped as a whole (``_skip`` then counts it). The loss
-        was checked by ``combine_terms``; ``gradient_check="global"`` checks all the
-        gradients in one pass (`all_finite`) and steps the optimizers directly;
-        "per_parameter" runs RLlib's own ``apply_gradients`` (its per-parameter
-        checks), as do a grad scaler or learning-rate scheduler classes; "off" checks
-        only the loss.
+        A non-finite step is skipped as a whole (``_skip`` then counts it).
+        ``gradient_check="global"`` checks the loss and all the gradients in one pass
+        (`all_finite`: one wait for the device) and steps the optimizers directly;
+        "per_parameter" checks the loss, then runs RLlib's own ``apply_gradients`` (its
+        per-parameter checks), as do a grad scaler or learning-rate scheduler classes;
+        "off" checks only the loss.
         """
-        finite = self._nonfinite_error is None
-        if finite and self._gradient_check == "global":
-            finite = all_finite(gradients_dict.values())
+        unchecked, self._unchecked = self._unchecked, {}
+        checked = [loss for loss, _ in unchecked.values()]
+        if self._gradient_check == "global":
+            checked += gradients_dict.values()
+        finite = all_finite(checked)
         if self.distributed:
             flag = torch.tensor(float(finite), device=self._device)
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
             finite = bool(flag.item())
         if not finite:
             self._skip_step = True
-            if self._nonfinite_error is None:
-                self._nonfinite_error = "non-finite gradients (the loss itself was finite)"
+            self._nonfinite_error = self._nonfinite_reason(unchecked, gradients_dict)
             return
         gradients_dict = self._hold_models(gradients_dict)
         if (
@@ -381,6 +386,23 @@ class DRIVETorchLearner(TorchLearner):
         for module_id, optimizer_names in self._module_optimizers.items():
             for optimizer_name in optimizer_names:
                 self.get_optimizer(module_id, optimizer_name).step()
+
+    def _nonfinite_reason(
+        self,
+        unchecked: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]],
+        gradients_dict: dict[Any, torch.Tensor],
+    ) -> str:
+        """Why this step is skipped (read only on this path): the non-finite loss terms
+        (`combine_terms`' message), else the gradients, else another Learner's step."""
+        for module_id, (loss, terms) in unchecked.items():
+            if not bool(torch.isfinite(loss)):
+                try:
+                    combine_terms(terms, self._loss_weights[module_id])
+                except FloatingPointError as error:
+                    return str(error)
+        if self.distributed and all_finite(gradients_dict.values()):
+            return "a non-finite loss or gradient on another Learner"
+        return "non-finite gradients (the loss itself was finite)"
 
     def _hold_models(self, gradients_dict: dict[Any, torch.Tensor]) -> dict[Any, torch.Tensor]:
         """``gradients_dict`` without f_hat's (zero) gradients where this step did not fit
@@ -412,12 +434,17 @@ class DRIVETorchLearner(TorchLearner):
             self._start_return_range(module_id, module_batch[REWARD])
             self._distribution_rollout(module_id, module_batch[OBS])
         self._nonfinite_error, self._skip_step = None, False
+        self._unchecked.clear()
+        self._step_metrics.clear()
         result = super()._update(batch, **kwargs)
         if self._skip_step:
             self._skip(saved_moments)
             return result
         self._consecutive_skips = 0
         for module_id in batch:
+            logged = self._step_metrics.pop(module_id, None)
+            if logged is not None:
+                self.metrics.log_dict(logged, key=module_id, reduce="mean")
             module = self.drive_module(module_id)
             config = self.config.get_config_for_module(module_id)
             nets = module.nets
@@ -449,8 +476,10 @@ class DRIVETorchLearner(TorchLearner):
         return result
 
     def _skip(self, saved_moments: dict[str, list[torch.Tensor]]) -> None:
-        """Undoes what a skipped step changed before its gradients (the normalisers' sums)."""
+        """Undoes what a skipped step changed before its gradients (the normalisers' sums);
+        its terms and diagnostics are not logged."""
         self._imagined_rewards.clear()
+        self._step_metrics.clear()
         for module_id, saved in saved_moments.items():
             for tensor, value in zip(self._normalizer_sums(module_id), saved):
                 tensor.copy_(value)
