@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from drive_rllib.algorithm.learner import adam_options, all_finite
 
@@ -188,21 +187,6 @@ def test_logged_metrics_outlive_the_step_outputs_they_came_from(ray_instance):
         assert logged[key].peek() == pytest.approx(expected, rel=1e-5), key
 
 
-class CountHostReads(TorchFunctionMode):
-    """Counts what reads a tensor's value back to Python (on a GPU: a wait for the device)."""
-
-    READS = frozenset({"item", "tolist", "numpy", "__bool__", "__int__", "__float__"})
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in self.READS:
-            self.reads += 1
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.ray
 def test_an_update_step_reads_one_value_back_from_the_device(ray_instance):
     # Whether the loss and the gradients are finite (the skip-on-NaN rule), in one check;
@@ -212,6 +196,7 @@ def test_an_update_step_reads_one_value_back_from_the_device(ray_instance):
 
     from drive_rllib.algorithm.batch import learner_batch
     from tests.algorithm.test_skipped_update import B, make_learner, rows
+    from tests.core.helpers import CountHostReads
 
     learner = make_learner()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from drive_rllib.core import DRIVENetworks, NetworkSpec, UpdateSpec
 
@@ -42,3 +43,18 @@ def random_batch(
 def t(*values: float) -> torch.Tensor:
     """A float64 tensor of the given values (hand-worked cases)."""
     return torch.tensor(values, dtype=torch.float64)
+
+
+class CountHostReads(TorchFunctionMode):
+    """Counts what reads a tensor's value back to Python (on a GPU: a wait for the device)."""
+
+    READS = frozenset({"item", "tolist", "numpy", "__bool__", "__int__", "__float__"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self.READS:
+            self.reads += 1
+        return func(*args, **(kwargs or {}))

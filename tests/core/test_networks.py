@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from drive_rllib.core import (
     DRIVENetworks,
@@ -16,7 +15,7 @@ from drive_rllib.core import (
 )
 from drive_rllib.core.networks import HostCopy, ReturnRange
 from drive_rllib.core.update import model_fit
-from tests.core.helpers import tiny_nets
+from tests.core.helpers import CountHostReads, tiny_nets
 
 NOISE_STD = 0.1
 
@@ -187,19 +186,6 @@ def test_parameter_groups_are_disjoint_and_complete():
     trainable = {id(p) for p in nets.parameters() if p.requires_grad}
     assert set(ids) == trainable
     assert "entropy_floor" not in tiny_nets(entropy_floor=False).parameter_groups()
-
-
-class CountHostReads(TorchFunctionMode):
-    """Counts ``Tensor.item()`` calls (what a GPU would wait for) while active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") == "item":
-            self.reads += 1
-        return func(*args, **(kwargs or {}))
 
 
 def test_host_copy_reads_the_device_only_after_a_write():
