@@ -9,9 +9,9 @@ One update step (one minibatch of ``train_batch_size_per_learner`` rows):
 3. ``compute_loss_for_module`` weights them with the weights built once in
    ``build`` (the core's ``loss_weights`` of the module's spec) and sums them
    into one scalar (``combine_terms``); every term and diagnostic is logged
-   under `drive_rllib.keys` once the step is applied; RLlib runs one backward (DDP all-reduces the
-   gradients) and steps one Adam optimizer per component (model, posterior,
-   prior, value, entropy_floor);
+   under `drive_rllib.keys` once the step is applied; RLlib runs one backward
+   (DDP all-reduces the gradients) and steps one Adam optimizer per component
+   (model, posterior, prior, value, entropy_floor);
 4. Polyak update of psi_bar; the return range moves toward the quantiles of
    the rewards imagined in this step (averaged over Learners); every
    ``model_eval_interval`` steps a ranking of the ensemble members on held-out
@@ -43,10 +43,11 @@ under DDP). ``max_skipped_updates`` consecutive skips fail the trial with
 On a GPU every value read back to Python waits for the kernels queued before it. A
 step reads one: whether the loss and the gradients are finite, checked together in
 ``apply_gradients`` (the skip rule above), so the backward is queued right behind the
-forward. The step counter and the return range's flag are read through `HostCopy` (from the device
-only after a restore wrote them), and the logged diagnostics and statistics are one
-stacked copy per step that RLlib reads back when it reduces the results; the copy also
-keeps them valid under CUDA graphs, whose next replay overwrites the step's outputs.
+forward. The step counter and the return range's flag are read through `HostCopy`
+(from the device only after a restore wrote them), and the logged diagnostics and
+statistics are one stacked copy per step that RLlib reads back when it reduces the
+results; the copy also keeps them valid under CUDA graphs, whose next replay
+overwrites the step's outputs.
 
 Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
 
