@@ -660,6 +660,7 @@ class DRIVENetworks(nn.Module):
 
     @torch.no_grad()
     def polyak_update(self, tau: float) -> None:
-        """psi_bar <- tau * psi + (1 - tau) * psi_bar."""
-        for target, source in zip(self.target_value.parameters(), self.value.parameters()):
-            target.lerp_(source, tau)
+        """psi_bar <- tau * psi + (1 - tau) * psi_bar (one ``_foreach_lerp_`` over every
+        parameter: one kernel per device and dtype, not one per parameter)."""
+        targets = list(self.target_value.parameters())
+        torch._foreach_lerp_(targets, list(self.value.parameters()), tau)
