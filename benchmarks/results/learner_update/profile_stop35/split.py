@@ -15,21 +15,28 @@ import sys
 
 def main(path: str) -> None:
     total, graphs, rest = 0, collections.Counter(), collections.Counter()
-    for line in open(path):
-        stack, _, count = line.rstrip().rpartition(" ")
-        frames, count = stack.split(";"), int(count)
-        timed = any("drive_update" in f for f in frames) and not any("prewarm" in f for f in frames)
-        if not timed:
-            continue
-        total += count
-        graph = [f for f in frames if "_wrap_func" in f]
-        if graph:
-            kind = "forward" if any("CompiledFunction.forward" in f for f in frames) else "backward"
-            graphs[f"compiled graph, {kind}"] += count
-            continue
-        names = [re.sub(r"\(/.*?/(site-packages|main)/", "(", f) for f in frames]
-        ours = [f for f in names if "drive_rllib" in f or "ray/rllib" in f]
-        rest[" <- ".join(reversed(ours[-2:]))[:150]] += count
+    with open(path) as lines:
+        for line in lines:
+            stack, _, count = line.rstrip().rpartition(" ")
+            frames, count = stack.split(";"), int(count)
+            timed = any("drive_update" in f for f in frames) and not any(
+                "prewarm" in f for f in frames
+            )
+            if not timed:
+                continue
+            total += count
+            graph = [f for f in frames if "_wrap_func" in f]
+            if graph:
+                kind = (
+                    "forward"
+                    if any("CompiledFunction.forward" in f for f in frames)
+                    else "backward"
+                )
+                graphs[f"compiled graph, {kind}"] += count
+                continue
+            names = [re.sub(r"\(/.*?/(site-packages|main)/", "(", f) for f in frames]
+            ours = [f for f in names if "drive_rllib" in f or "ray/rllib" in f]
+            rest[" <- ".join(reversed(ours[-2:]))[:150]] += count
     print(f"timed samples {total}")
     for name, count in graphs.most_common():
         print(f"{100 * count / total:5.1f}%  {name}")
