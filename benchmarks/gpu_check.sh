@@ -10,7 +10,8 @@
 # 2. three DRIVE iterations on HalfCheetah-v5 at headline sizes with one local Learner on
 #    the GPU (num_gpus_per_learner=1): ms per update step from RLlib's learner timer, and
 #    an assertion that every tensor of the Learner's RLModule and of its optimizers lives
-#    on cuda (and that the EnvRunner's copy acts on the CPU); then torch.profiler over 10
+#    on cuda (and that the EnvRunner's copy acts on the CPU), and that the skip-on-NaN
+#    check (all_finite) finds NaN and inf there; then torch.profiler over 10
 #    update steps through RLlib: the top operators, and how long the kernels kept the GPU
 #    busy per step (on the H100 the Learner's step took 43 ms where step 1's core step
 #    took 33: where the other 10 go is the profile's question).
@@ -123,6 +124,19 @@ runner_devices = algo.env_runner_group.foreach_env_runner(
 )
 print(f"gpu_check: learner tensors on {sorted(learner_devices)}; env runner module on "
       f"{sorted(set().union(*runner_devices))}")
+# The skip-on-NaN rule's check (learner.all_finite: one _foreach_norm on an accelerator,
+# per-tensor min/max on a CPU) finds NaN and +-inf on this device.
+from drive_rllib.algorithm.learner import all_finite
+
+probe = [torch.ones(1000, device=device), torch.zeros(7, 5, device=device),
+         torch.tensor(2.0, device=device)]
+assert all_finite(probe)
+for bad in (float("nan"), float("inf"), -float("inf")):
+    for index, place in ((1, (3, 2)), (2, ())):
+        spoiled = [t.clone() for t in probe]
+        spoiled[index][place] = bad
+        assert not all_finite(spoiled), (bad, index)
+print(f"gpu_check: all_finite finds NaN and inf on {device}")
 print("gpu_check: OK")
 
 # Where the Learner's step goes on the GPU: torch.profiler over 10 update steps through

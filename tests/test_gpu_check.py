@@ -57,6 +57,7 @@ def test_the_dry_run_runs_every_step_on_the_cpu(tmp_path):
     # step 2: the training iteration, the device assertion, the profile
     assert "gpu_check: iteration 1:" in stdout
     assert "gpu_check: learner tensors on ['cpu']; env runner module on ['cpu']" in stdout
+    assert "gpu_check: all_finite finds NaN and inf on cpu" in stdout
     assert "gpu_check: OK" in stdout
     assert "gpu_check: 2 profiled update steps through RLlib" in stdout
     assert (out / "learner_trace.json.gz").stat().st_size > 0

@@ -5,11 +5,12 @@ One update step (one minibatch of ``train_batch_size_per_learner`` rows):
 1. merge the batch's observation moments into the RLModule's normaliser
    (summed over all Learners under DDP, so the normalisers stay identical);
 2. ``forward_train``: the RLModule computes every term (model, Eq. 6, Eq. 5
-   with ``policy_update="distill"``, Eq. 4) inside DDP's forward;
-3. ``compute_loss_for_module`` weights them with the weights built once in
-   ``build`` (the core's ``loss_weights`` of the module's spec) and sums them
-   into one scalar (``combine_terms``); every term and diagnostic is logged
-   under `drive_rllib.keys` once the step is applied; RLlib runs one backward
+   with ``policy_update="distill"``, Eq. 4) inside DDP's forward, and their
+   weighted sum (the core's ``update_loss``, with the ``loss_weights`` of the
+   module's spec), in the compiled step when the Learner compiles;
+3. ``compute_loss_for_module`` takes that sum as the loss; every term's mean
+   and every diagnostic is logged under `drive_rllib.keys` once the step is
+   applied; RLlib runs one backward
    (DDP all-reduces the gradients) and steps one Adam optimizer per component
    (model, posterior, prior, value, entropy_floor);
 4. Polyak update of psi_bar; the return range moves toward the quantiles of
@@ -58,12 +59,12 @@ Cost switches (``DRIVEConfig``; measured in ``benchmarks/learner_update.py``):
   component, where the device has one; "foreach" otherwise), "foreach" or
   "for_loop" (torch's default on CPU).
 - ``gradient_check``: "global" checks all gradients for NaN / inf at once (a
-  non-finite one skips the step as above; ``combine_terms`` has already
-  checked the loss); "per_parameter" is RLlib's own ``apply_gradients`` (two
-  checks per parameter); "off" checks nothing more.
+  non-finite one skips the step as above, and the loss with them);
+  "per_parameter" checks the loss, then runs RLlib's own ``apply_gradients``
+  (two checks per parameter); "off" checks the loss only.
 - ``torch_compile_learner`` (RLlib's ``config.framework`` setting, default off):
-  ``torch.compile`` of each module's update step (``update_terms``: the model
-  fit, Eq. 6, Eq. 5, Eq. 4 and their backward pass) with RLlib's dynamo backend
+  ``torch.compile`` of each module's update step (``update_loss``: the model
+  fit, Eq. 6, Eq. 5, Eq. 4, the weighted sum and their backward pass) with RLlib's dynamo backend
   (inductor on Linux). The first update compiles for a minute or more on a CPU,
   and again when a shape first changes (the model-state buffer filling up);
   `DRIVETorchLearner.build` does the compiling, because RLlib 2.60's own hook
@@ -88,8 +89,14 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch
 from ray.rllib.utils.annotations import override
 
 from drive_rllib import keys
-from drive_rllib.algorithm.rl_module import DIAGNOSTICS, TERMS, DRIVETorchRLModule
-from drive_rllib.core import combine_terms, loss_weights
+from drive_rllib.algorithm.rl_module import (
+    DIAGNOSTICS,
+    LOSS,
+    TERM_MEANS,
+    TERMS,
+    DRIVETorchRLModule,
+)
+from drive_rllib.core import combine_terms
 from drive_rllib.core.spec import Precision
 from drive_rllib.core.update import (
     MODEL_TERMS,
@@ -136,14 +143,26 @@ def _fused_adam_devices() -> set[str]:
     return set(_get_fused_kernels_supported_devices())
 
 
-def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
-    """Whether every element of every tensor is finite: one min/max pass each, one sync.
+def all_finite(tensors: Iterable[torch.Tensor | None], foreach: bool | None = None) -> bool:
+    """Whether every element of every tensor is finite, with one wait for the device.
 
-    Min and max propagate NaN and see +-inf, and cannot overflow as a sum could; on CPU
-    this is several times faster than ``torch.nn.utils.get_total_norm(..., inf)``.
+    On a CPU (``foreach`` None there, or False): one min/max pass per tensor, which
+    propagates NaN, sees +-inf and cannot overflow as a sum of squares could; several
+    times faster there than ``torch.nn.utils.get_total_norm(..., inf)`` or
+    ``torch._foreach_norm``. Elsewhere (``foreach`` None on an accelerator, or True): the
+    inf-norm of every tensor in one ``torch._foreach_norm`` (NaN propagates through it
+    too), two kernels in all instead of two per tensor.
     """
-    extremes = [torch.stack(torch.aminmax(t)) for t in tensors if t is not None and t.numel()]
-    return not extremes or bool(torch.isfinite(torch.cat(extremes)).all())
+    present = [t for t in tensors if t is not None and t.numel()]
+    if not present:
+        return True
+    if foreach is None:
+        foreach = present[0].device.type != "cpu"
+    if foreach:
+        extremes = torch.stack(torch._foreach_norm(present, math.inf))
+    else:
+        extremes = torch.cat([torch.stack(torch.aminmax(t)) for t in present])
+    return bool(torch.isfinite(extremes).all())
 
 
 def copied_scalars(
@@ -156,11 +175,14 @@ def copied_scalars(
     (``torch_compile_learner_dynamo_mode="reduce-overhead"``) the next step's replay
     overwrites the outputs
     (`tests/algorithm/test_learner.py::test_logged_metrics_outlive_the_step_outputs_they_came_from`).
+    Stacked as they are (``torch.stack`` promotes mixed dtypes), then cast once: three
+    aten ops for any number of values, not three per value.
     """
     if not values:
         return {}
-    stacked = torch.stack([value.detach().to(dtype).reshape(()) for value in values.values()])
-    return dict(zip(values, stacked.unbind()))
+    with torch.no_grad():
+        stacked = torch.stack([v if v.dim() == 0 else v.reshape(()) for v in values.values()])
+        return dict(zip(values, stacked.to(dtype).unbind()))
 
 
 class DRIVETorchLearner(TorchLearner):
@@ -185,13 +207,8 @@ class DRIVETorchLearner(TorchLearner):
         self._consecutive_skips = 0
         self._flush_denormals = bool(self.config.flush_denormals)
         self._gradient_check = self.config.gradient_check
-        # The weight of every loss term, per module, from the module's own spec.
-        self._loss_weights: dict[str, dict[str, float]] = {}
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
-            module = self.drive_module(module_id)
-            self._set_precision(module_id, module)
-            spec = module.spec
-            self._loss_weights[module_id] = loss_weights(spec.update, spec.networks)
+            self._set_precision(module_id, self.drive_module(module_id))
         if self._torch_compile_forward_train:
             # RLlib 2.60's TorchLearner.build means to compile every TorchRLModule of
             # the MultiRLModule, but tests the MultiRLModule itself
@@ -327,27 +344,24 @@ class DRIVETorchLearner(TorchLearner):
         batch: dict[str, Any],
         fwd_out: dict[str, Any],
     ) -> torch.Tensor:
-        """The weighted sum of the terms ``forward_train`` computed; keeps the terms and
-        diagnostics to log once the step is applied.
+        """The weighted sum of the terms, as ``forward_train`` computed it
+        (``update_loss``); keeps the term means and diagnostics to log once the step
+        is applied, as one stacked copy (`copied_scalars`).
 
         The loss is not checked here: a NaN / inf loss is found with the gradients in
         ``apply_gradients`` (one wait for the device per step), which then skips the
         step; the backward runs either way, so that DDP's Learners stay in step.
         """
-        terms = fwd_out[TERMS]
-        loss = combine_terms(terms, self._loss_weights[module_id], check_finite=False)
-        self._unchecked[module_id] = (loss.detach(), terms)
-        diagnostics = copied_scalars(fwd_out[DIAGNOSTICS])
-        self._imagined_rewards[module_id] = torch.stack(
-            [diagnostics[keys.IMAGINED_REWARD_LOW], diagnostics[keys.IMAGINED_REWARD_HIGH]]
-        )
+        loss = fwd_out[LOSS]
+        self._unchecked[module_id] = (loss.detach(), fwd_out[TERMS])
         # A step that holds f_hat has zeros for its terms, not the model's likelihood.
         held = () if self.drive_module(module_id).fits_model() else MODEL_TERMS
-        self._step_metrics[module_id] = keys.update_step_metrics(
-            {name: term.detach().mean() for name, term in terms.items() if name not in held},
-            diagnostics,
-            loss.detach(),
+        means = {name: mean for name, mean in fwd_out[TERM_MEANS].items() if name not in held}
+        logged = copied_scalars(keys.update_step_metrics(means, fwd_out[DIAGNOSTICS], loss))
+        self._imagined_rewards[module_id] = torch.stack(
+            [logged[keys.IMAGINED_REWARD_LOW], logged[keys.IMAGINED_REWARD_HIGH]]
         )
+        self._step_metrics[module_id] = logged
         return loss
 
     @override(TorchLearner)
@@ -398,7 +412,7 @@ class DRIVETorchLearner(TorchLearner):
         for module_id, (loss, terms) in unchecked.items():
             if not bool(torch.isfinite(loss)):
                 try:
-                    combine_terms(terms, self._loss_weights[module_id])
+                    combine_terms(terms, self.drive_module(module_id).loss_weights)
                 except FloatingPointError as error:
                     return str(error)
         if self.distributed and all_finite(gradients_dict.values()):

@@ -11,10 +11,10 @@ into ``model_config[SPEC_KEY]`` by ``DRIVEConfig`` and read back once in
 ``setup``.
 
 ``_forward_train`` runs the whole differentiable update step (the core's
-``update_terms``), so under DDP (``num_learners > 1``) it runs inside
-DistributedDataParallel's forward and the gradients of the one backward are
-all-reduced. The module only computes the terms; the Learner weights and sums
-them.
+``update_loss``: the terms, their batch means and their weighted total, with
+the weights of ``loss_weights``), so under DDP (``num_learners > 1``) it runs
+inside DistributedDataParallel's forward and the gradients of the one backward
+are all-reduced. The Learner takes the total as the loss.
 
 On EnvRunners (``inference_only=True``) the module keeps only what acting
 needs: the normaliser and pi_theta (and q_phi when it is the
@@ -67,8 +67,9 @@ from drive_rllib.core import (
     DRIVENetworks,
     DRIVESpec,
     InferencePolicy,
+    loss_weights,
     tanh_gaussian_rsample,
-    update_terms,
+    update_loss,
 )
 from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
 from drive_rllib.core.networks import HostCopy
@@ -78,6 +79,8 @@ from drive_rllib.core.update import inductor_options
 #: The key of ``model_config`` that holds ``DRIVESpec.to_dict()``.
 SPEC_KEY = "drive_spec"
 # Keys of the `_forward_train` output.
+LOSS = "loss"
+TERM_MEANS = "term_means"
 TERMS = "terms"
 DIAGNOSTICS = "diagnostics"
 
@@ -128,7 +131,8 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         (or of q_phi with ``inference_policy="posterior"``), and that policy's
         ``action_dist_inputs`` [B, 2A] = [mean, log std] for
         `DRIVESquashedGaussian` (``get_inference_action_dist_cls()``).
-        ``forward_train``: ``{"terms": {name: [B]}, "diagnostics": {key: scalar}}``.
+        ``forward_train``: ``{"loss": scalar, "term_means": {name: scalar}, "terms":
+        {name: [B]}, "diagnostics": {key: scalar}}`` (``update_loss``).
     """
 
     @override(RLModule)
@@ -145,9 +149,11 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         self._num_updates_host = HostCopy()  # read without a GPU sync per step
         # Set by DRIVEEnvRunner while it samples random warm-up actions; not state.
         self.act_uniformly = False
-        # What ``_forward_train`` computes the step with: ``update_terms``, or its
+        # The weight of every loss term (``update_loss`` sums the weighted term means).
+        self.loss_weights = loss_weights(self.spec.update, self.spec.networks)
+        # What ``_forward_train`` computes the step with: ``update_loss``, or its
         # ``torch.compile`` wrapper once ``compile`` has run.
-        self._step_terms = update_terms
+        self._step = update_loss
         if self.inference_only:
             # RLlib's own pruning deletes nested attributes ("nets.model") from the
             # RLModule itself instead of from their parent, so prune here.
@@ -157,7 +163,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
     @override(TorchRLModule)
     def compile(self, compile_config: TorchCompileConfig) -> None:
-        """``torch.compile`` the update step's terms (``update_terms``), once; acting
+        """``torch.compile`` the update step's loss (``update_loss``), once; acting
         stays eager.
 
         The step traces into one graph (its backward with it). ``fits_model`` reads
@@ -184,8 +190,8 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
             if not compile_config.torch_dynamo_mode:
                 device = next(self.parameters()).device  # the Learner's, by now
                 kwargs.setdefault("options", inductor_options(device))
-        self._step_terms = torch.compile(
-            update_terms,
+        self._step = torch.compile(
+            update_loss,
             backend=compile_config.torch_dynamo_backend,
             mode=compile_config.torch_dynamo_mode,
             **kwargs,
@@ -194,7 +200,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     @property
     def is_compiled(self) -> bool:
         """Whether ``compile`` has run: the update step is ``torch.compile``'s."""
-        return self._step_terms is not update_terms
+        return self._step is not update_loss
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:
@@ -348,12 +354,12 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """One DRIVE update step's unreduced terms (model, Eq. 6, Eq. 5, Eq. 4) and
-        diagnostics; f_hat is fitted when ``fits_model``."""
-        terms, diagnostics = self._step_terms(
-            self.nets, core_batch(batch), self.spec.update, self.fits_model()
+        """One DRIVE update step's loss, its terms (model, Eq. 6, Eq. 5, Eq. 4) unreduced and
+        as batch means, and its diagnostics; f_hat is fitted when ``fits_model``."""
+        loss, means, terms, diagnostics = self._step(
+            self.nets, core_batch(batch), self.spec.update, self.loss_weights, self.fits_model()
         )
-        return {TERMS: terms, DIAGNOSTICS: diagnostics}
+        return {LOSS: loss, TERM_MEANS: means, TERMS: terms, DIAGNOSTICS: diagnostics}
 
     def fits_model(self) -> bool:
         """Whether the update step in progress fits f_hat: every one of the first

@@ -22,6 +22,7 @@ from drive_rllib.core.distributions import (
 )
 from drive_rllib.core.imagine import balanced_member_assignment, ensemble_step, imagine
 from drive_rllib.core.losses import (
+    combine_means,
     combine_terms,
     distill_terms,
     entropy_floor_terms,
@@ -50,7 +51,7 @@ from drive_rllib.core.spec import (
     UpdateSpec,
     ValueLoss,
 )
-from drive_rllib.core.update import update_terms, value_target
+from drive_rllib.core.update import update_loss, update_terms, value_target
 
 __all__ = [
     "ActingSpec",
@@ -68,6 +69,7 @@ __all__ = [
     "UpdateSpec",
     "ValueLoss",
     "balanced_member_assignment",
+    "combine_means",
     "combine_terms",
     "diag_gaussian_kl",
     "distill_terms",
@@ -83,6 +85,7 @@ __all__ = [
     "posterior_terms",
     "tanh_gaussian_log_prob",
     "tanh_gaussian_rsample",
+    "update_loss",
     "update_terms",
     "value_target",
     "value_target_law",

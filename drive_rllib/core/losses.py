@@ -220,12 +220,19 @@ def combine_terms(
         KeyError: a term without a weight or a weight without a term.
         FloatingPointError: a term is NaN or infinite (names the terms).
     """
-    if set(terms) != set(weights):
-        raise KeyError(
-            f"loss terms and weights differ: terms without weight {sorted(set(terms) - set(weights))}, "
-            f"weights without term {sorted(set(weights) - set(terms))}"
-        )
     means = {name: term.mean() for name, term in terms.items()}
+    return combine_means(means, weights, check_finite)
+
+
+def combine_means(
+    means: dict[str, Tensor], weights: dict[str, float], check_finite: bool = True
+) -> Tensor:
+    """``combine_terms`` of terms already reduced to their batch means (scalars)."""
+    if set(means) != set(weights):
+        raise KeyError(
+            f"loss terms and weights differ: terms without weight {sorted(set(means) - set(weights))}, "
+            f"weights without term {sorted(set(weights) - set(means))}"
+        )
     total = sum(weights[name] * value for name, value in means.items())
     if check_finite and not torch.isfinite(total):
         bad = sorted(name for name, value in means.items() if not torch.isfinite(value))

@@ -59,6 +59,7 @@ from drive_rllib.core.imagine import (
     imagine,
 )
 from drive_rllib.core.losses import (
+    combine_means,
     distill_terms,
     entropy_floor_terms,
     model_terms,
@@ -117,6 +118,27 @@ def update_terms(
     """
     with mixed_precision(batch["obs"].device, spec.precision):
         return _update_terms(nets, batch, spec, fit_model)
+
+
+def update_loss(
+    nets: DRIVENetworks,
+    batch: dict[str, Tensor],
+    spec: UpdateSpec,
+    weights: dict[str, float],
+    fit_model: bool = True,
+) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+    """One update step's loss: ``update_terms``, each term's batch mean and their
+    weighted total (``combine_means`` with ``weights``, e.g. ``loss_weights``), not
+    checked for finiteness (no read back to the host). What the RLModule runs, and
+    compiles, so that the means and the total are part of the compiled step.
+
+    Returns:
+        (total, term means, terms, diagnostics): the scalar loss, the unweighted mean
+        of each term, and ``update_terms``' two dicts.
+    """
+    terms, diagnostics = update_terms(nets, batch, spec, fit_model)
+    means = {name: term.mean() for name, term in terms.items()}
+    return combine_means(means, weights, check_finite=False), means, terms, diagnostics
 
 
 def mixed_precision(

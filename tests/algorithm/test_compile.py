@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from drive_rllib.core import update_terms
+from drive_rllib.core import update_loss
 from tests.algorithm.helpers import MODULE_ID, changed_groups, learner_module_states
 
 
@@ -30,13 +30,13 @@ def test_the_learner_compiles_the_update_step_once_and_only_it(tiny_config):
         env.close()
     module = learner.module[MODULE_ID].unwrapped()
     assert module.is_compiled
-    # The step's terms are the compiled wrapper; acting stays the class's eager code.
-    assert module._step_terms is not update_terms
+    # The step's loss is the compiled wrapper; acting stays the class's eager code.
+    assert module._step is not update_loss
     assert "_forward_exploration" not in vars(module)
     assert "_forward_inference" not in vars(module)
-    wrapper = module._step_terms
+    wrapper = module._step
     module.compile(learner._torch_compile_cfg)  # a second call does nothing
-    assert module._step_terms is wrapper
+    assert module._step is wrapper
 
 
 @pytest.mark.ray

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from drive_rllib.algorithm.learner import adam_options, all_finite
+from drive_rllib import keys
+from drive_rllib.algorithm.learner import adam_options, all_finite, copied_scalars
 
 MODULE_ID = "default_policy"
 
@@ -27,15 +28,32 @@ def test_adam_options_fall_back_to_foreach_without_a_fused_kernel():
     assert adam_options("fused", params) == {"foreach": True}
 
 
-def test_all_finite_finds_one_bad_element_among_many():
-    tensors = [torch.ones(1000), torch.zeros(7, 5), None]
-    assert all_finite(tensors)
+@pytest.mark.parametrize("foreach", [False, True, None])
+def test_all_finite_finds_one_bad_element_among_many(foreach):
+    # foreach=True is the accelerators' path (one _foreach_norm), run here on a CPU.
+    tensors = [torch.ones(1000), torch.zeros(7, 5), None, torch.tensor(2.0), torch.ones(0)]
+    assert all_finite(tensors, foreach)
     for bad in (math.nan, math.inf, -math.inf):
-        spoiled = [t.clone() if t is not None else None for t in tensors]
-        spoiled[1][3, 2] = bad
-        assert not all_finite(spoiled), bad
+        for index, place in ((1, (3, 2)), (3, ())):  # a gradient, a 0-d loss
+            spoiled = [t.clone() if t is not None else None for t in tensors]
+            spoiled[index][place] = bad
+            assert not all_finite(spoiled, foreach), (bad, index)
     # Huge but finite: a max, not a sum of squares, so no overflow.
-    assert all_finite([torch.full((10,), 3e38)])
+    assert all_finite([torch.full((10,), 3e38)], foreach)
+    assert all_finite([None, torch.ones(0)], foreach)
+
+
+def test_copied_scalars_are_one_stacked_copy_in_the_asked_dtype():
+    loss = torch.tensor(2.5, requires_grad=True) * 2.0
+    values = {"a": loss, "b": torch.tensor([7]), "c": torch.tensor(0.1, dtype=torch.float64)}
+    copied = copied_scalars(values, torch.float64)
+    assert list(copied) == ["a", "b", "c"]
+    assert [v.item() for v in copied.values()] == [5.0, 7.0, 0.1]
+    assert all(v.dtype == torch.float64 and v.dim() == 0 for v in copied.values())
+    assert not any(v.requires_grad for v in copied.values())
+    loss.detach().fill_(0.0)  # an output overwritten later does not reach the copy
+    assert copied["a"].item() == 5.0
+    assert copied_scalars({}) == {}
 
 
 def local_learner(tiny_config, **training):
@@ -166,17 +184,22 @@ def test_logged_metrics_outlive_the_step_outputs_they_came_from(ray_instance):
 
     learner = make_learner()
     module = learner.module[MODULE_ID].unwrapped()
-    step_terms, outputs, values = module._step_terms, [], []
+    step, outputs, values = module._step, [], []
 
     def replayed(*args, **kwargs):
         for tensor in outputs:
             tensor.detach().fill_(math.nan)
-        terms, diagnostics = step_terms(*args, **kwargs)
-        outputs[:] = [*terms.values(), *diagnostics.values()]
-        values.append({key: float(value) for key, value in diagnostics.items()})
-        return terms, diagnostics
+        loss, means, terms, diagnostics = step(*args, **kwargs)
+        outputs[:] = [*means.values(), *terms.values(), *diagnostics.values()]
+        values.append(
+            {
+                **{key: float(value) for key, value in diagnostics.items()},
+                **{keys.term_key(name): float(value) for name, value in means.items()},
+            }
+        )
+        return loss, means, terms, diagnostics
 
-    module._step_terms = replayed
+    module._step = replayed
     parts = [rows(0), rows(1)]
     batch = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     result = learner.update(batch=learner_batch(batch), minibatch_size=B, num_epochs=1)

@@ -17,6 +17,7 @@ from drive_rllib.core import (
     loss_weights,
     model_terms,
     posterior_terms,
+    update_loss,
     update_terms,
     value_terms,
 )
@@ -204,3 +205,30 @@ def test_weights_name_exactly_the_terms_of_an_update(policy_update, value_loss, 
     assert set(terms) == set(weights)
     assert weights["return"] == -0.5  # -J_U / alpha
     assert torch.isfinite(combine_terms(terms, weights))
+
+
+def test_update_loss_is_the_weighted_sum_of_its_term_means_and_does_not_check_them():
+    nets = tiny_nets()
+    spec = UpdateSpec(horizon=2, num_samples=1, gamma=0.9)
+    batch = random_batch(16)
+    torch.manual_seed(1)
+    terms, diagnostics = update_terms(nets, batch, spec)
+    weights = {name: 0.5 + i for i, name in enumerate(terms)}  # distinct, so order matters
+    torch.manual_seed(1)
+    total, means, loss_terms, loss_diagnostics = update_loss(nets, batch, spec, weights)
+    assert list(means) == list(terms) and list(loss_diagnostics) == list(diagnostics)
+    for name in terms:
+        torch.testing.assert_close(loss_terms[name], terms[name])
+        torch.testing.assert_close(means[name], terms[name].mean())
+    by_hand = sum(weights[name] * terms[name].mean().item() for name in terms)
+    assert total.item() == pytest.approx(by_hand, rel=1e-5)
+    torch.testing.assert_close(total, combine_terms(terms, weights))
+    assert total.requires_grad
+    # A NaN reward makes Eq. 4's terms NaN: the total comes back NaN, nothing raises
+    # (the Learner finds it with the gradients and skips the step).
+    batch["reward"][3] = float("nan")
+    total, means, _, _ = update_loss(nets, batch, spec, weights)
+    assert torch.isnan(total)
+    assert any(torch.isnan(mean) for mean in means.values())
+    with pytest.raises(KeyError, match="weights without term"):
+        update_loss(nets, batch, spec, {**weights, "extra": 1.0})
