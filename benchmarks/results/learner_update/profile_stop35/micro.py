@@ -1,7 +1,9 @@
-"""Two micro-benchmarks at the headline file's sizes, one torch thread (ms or us per call):
+"""Three micro-benchmarks at the headline file's sizes, one torch thread (ms or us per call):
 the five fused Adam optimizers' steps against one fused Adam with the five parameter
 groups; psi_bar's Polyak update as a loop of ``lerp_`` against one ``_foreach_lerp_``
-(`DRIVENetworks.polyak_update`). Three alternating repeats each.
+(`DRIVENetworks.polyak_update`); `learner.all_finite` over every gradient, per-tensor
+min/max (its CPU path) against one ``_foreach_norm`` (its accelerator path). Three
+alternating repeats each.
 
     OMP_NUM_THREADS=1 python micro.py > micro.txt
 """
@@ -10,6 +12,7 @@ import time
 
 import torch
 
+from drive_rllib.algorithm.learner import all_finite
 from drive_rllib.core import DRIVENetworks, NetworkSpec
 
 
@@ -50,6 +53,7 @@ def main() -> None:
             for target, source in zip(nets.target_value.parameters(), nets.value.parameters()):
                 target.lerp_(source, 0.005)
 
+    grads = [p.grad for p in nets.parameters()]
     for _ in range(3):
         print(
             f"Adam: five optimizers {timed(five_steps, 300) * 1e3:.2f} ms, "
@@ -58,6 +62,11 @@ def main() -> None:
         print(
             f"Polyak: lerp_ per parameter {timed(loop_lerp, 2000) * 1e6:.0f} us, "
             f"_foreach_lerp_ {timed(lambda: nets.polyak_update(0.005), 2000) * 1e6:.0f} us"
+        )
+        print(
+            f"all_finite over {len(grads)} gradients: min/max per tensor "
+            f"{timed(lambda: all_finite(grads, foreach=False), 300) * 1e3:.2f} ms, "
+            f"_foreach_norm {timed(lambda: all_finite(grads, foreach=True), 300) * 1e3:.2f} ms"
         )
 
 
