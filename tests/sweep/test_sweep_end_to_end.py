@@ -43,6 +43,12 @@ TINY = {
     "num_cpus_for_main_process": 1,
 }
 GRID = {(1, 1), (1, 2), (2, 1), (2, 2)}
+#: Each trial's stop (8 iterations). The first run is interrupted when a trial logs its 2nd
+#: iteration, and the trials must all still be short of the stop by then: a trial whose
+#: last result reaches the stop just before Tune handles Ctrl-C keeps a checkpoint at the
+#: stop but no result marked done, and Tune's resume then runs it one more iteration.
+#: With a stop of 4 iterations a CI machine hit that race (a trial ended at 500 env steps).
+BUDGET = 800
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -119,7 +125,7 @@ def storage(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def sweep_path(storage) -> str:
     return sweep_file(
-        storage, "tiny-sweep", 400, [1, 2], [1, 2], checkpoint_config={"checkpoint_frequency": 1}
+        storage, "tiny-sweep", BUDGET, [1, 2], [1, 2], checkpoint_config={"checkpoint_frequency": 1}
     )
 
 
@@ -155,7 +161,10 @@ def test_ctrl_c_saves_the_sweep_and_says_how_to_resume(interrupted, sweep_path, 
     assert last.startswith("Interrupted: "), interrupted.describe()
     command = f"rllib train file {sweep_path} --storage-path {storage} --resume"
     assert last.endswith(f"Resume: {command}"), interrupted.describe()
-    assert re.search(r"trial \w+: interrupted after \d+ env steps", interrupted.stdout)
+    steps = re.findall(r"trial \w+: interrupted after (\d+) env steps", interrupted.stdout)
+    assert steps, interrupted.describe()
+    # Every interrupted trial is short of its stop (see BUDGET): the resume is tested.
+    assert all(int(n) < BUDGET for n in steps), interrupted.describe()
 
 
 def test_resume_runs_every_grid_point_to_the_end_in_the_same_trials(resumed, storage):
@@ -170,7 +179,7 @@ def test_resume_runs_every_grid_point_to_the_end_in_the_same_trials(resumed, sto
     for trial, p in zip(trials, params):
         assert f"horizon={p['horizon']},num_samples={p['num_samples']}" in trial.name
         result = last_result(trial)
-        assert result["done"] and result["num_env_steps_sampled_lifetime"] == 400
+        assert result["done"] and result["num_env_steps_sampled_lifetime"] == BUDGET
     assert f"rllib sweep-report {storage / 'tiny-sweep'}" in resumed.stdout
 
 
@@ -186,7 +195,7 @@ def test_sweep_report_of_the_sweep(resumed, storage, tmp_path):
     assert {(int(row["H"]), int(row["N"])) for row in rows} == GRID
     for row in rows:
         assert row["seeds"] == "1" and row["failed"] == "0" and row["unfinished"] == "0"
-        assert float(row["env_steps_mean"]) == 400
+        assert float(row["env_steps_mean"]) == BUDGET
         # Pendulum's returns lie in [-16.3 * 200, 0]; the first episode ends at 200 steps.
         assert -3300 < float(row["final_return_mean"]) < 0
         assert -3300 < float(row["auc_return_mean"]) < 0
