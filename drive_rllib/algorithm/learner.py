@@ -39,7 +39,7 @@ gradients are not applied, so weights and optimizer states stay as they were,
 the normaliser's sums are put back, psi_bar and the update counter do not
 move, and ``training/skipped_steps`` counts it (all Learners skip together
 under DDP). ``max_skipped_updates`` consecutive skips fail the trial with
-``combine_terms``' message.
+``combine_means``' message (the non-finite terms).
 
 On a GPU every value read back to Python waits for the kernels queued before it. A
 step reads one: whether the loss and the gradients are finite, checked together in
@@ -93,10 +93,9 @@ from drive_rllib.algorithm.rl_module import (
     DIAGNOSTICS,
     LOSS,
     TERM_MEANS,
-    TERMS,
     DRIVETorchRLModule,
 )
-from drive_rllib.core import combine_terms
+from drive_rllib.core import combine_means
 from drive_rllib.core.spec import Precision
 from drive_rllib.core.update import (
     MODEL_TERMS,
@@ -196,9 +195,9 @@ class DRIVETorchLearner(TorchLearner):
         self._imagined_rewards: dict[str, torch.Tensor] = {}
         self._replay_name: str | None = None
         self._replay_timeout_s: float | None = None
-        # The non-finite check of the step in progress: per module, its loss and terms
-        # (checked with the gradients in apply_gradients, so that a step waits for the
-        # device once), what it logs once the step is applied, and the reason of a skip.
+        # The non-finite check of the step in progress: per module, its loss and term
+        # means (checked with the gradients in apply_gradients, so that a step waits for
+        # the device once), what it logs once the step is applied, and the reason of a skip.
         self._unchecked: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
         self._step_metrics: dict[str, dict[str, Any]] = {}
         self._nonfinite_error: str | None = None
@@ -353,7 +352,7 @@ class DRIVETorchLearner(TorchLearner):
         step; the backward runs either way, so that DDP's Learners stay in step.
         """
         loss = fwd_out[LOSS]
-        self._unchecked[module_id] = (loss.detach(), fwd_out[TERMS])
+        self._unchecked[module_id] = (loss.detach(), fwd_out[TERM_MEANS])
         # A step that holds f_hat has zeros for its terms, not the model's likelihood.
         held = () if self.drive_module(module_id).fits_model() else MODEL_TERMS
         means = {name: mean for name, mean in fwd_out[TERM_MEANS].items() if name not in held}
@@ -408,11 +407,11 @@ class DRIVETorchLearner(TorchLearner):
         gradients_dict: dict[Any, torch.Tensor],
     ) -> str:
         """Why this step is skipped (read only on this path): the non-finite loss terms
-        (`combine_terms`' message), else the gradients, else another Learner's step."""
-        for module_id, (loss, terms) in unchecked.items():
+        (`combine_means`' message), else the gradients, else another Learner's step."""
+        for module_id, (loss, means) in unchecked.items():
             if not bool(torch.isfinite(loss)):
                 try:
-                    combine_terms(terms, self.drive_module(module_id).loss_weights)
+                    combine_means(means, self.drive_module(module_id).loss_weights)
                 except FloatingPointError as error:
                     return str(error)
         if self.distributed and all_finite(gradients_dict.values()):

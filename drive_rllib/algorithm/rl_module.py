@@ -81,7 +81,6 @@ SPEC_KEY = "drive_spec"
 # Keys of the `_forward_train` output.
 LOSS = "loss"
 TERM_MEANS = "term_means"
-TERMS = "terms"
 DIAGNOSTICS = "diagnostics"
 
 
@@ -131,8 +130,8 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         (or of q_phi with ``inference_policy="posterior"``), and that policy's
         ``action_dist_inputs`` [B, 2A] = [mean, log std] for
         `DRIVESquashedGaussian` (``get_inference_action_dist_cls()``).
-        ``forward_train``: ``{"loss": scalar, "term_means": {name: scalar}, "terms":
-        {name: [B]}, "diagnostics": {key: scalar}}`` (``update_loss``).
+        ``forward_train``: ``{"loss": scalar, "term_means": {name: scalar},
+        "diagnostics": {key: scalar}}`` (``update_loss``).
     """
 
     @override(RLModule)
@@ -354,12 +353,12 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
 
     @override(RLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """One DRIVE update step's loss, its terms (model, Eq. 6, Eq. 5, Eq. 4) unreduced and
-        as batch means, and its diagnostics; f_hat is fitted when ``fits_model``."""
-        loss, means, terms, diagnostics = self._step(
+        """One DRIVE update step's loss, the batch means of its terms (model, Eq. 6, Eq. 5,
+        Eq. 4) and its diagnostics; f_hat is fitted when ``fits_model``."""
+        loss, means, _, diagnostics = self._step(
             self.nets, core_batch(batch), self.spec.update, self.loss_weights, self.fits_model()
         )
-        return {LOSS: loss, TERM_MEANS: means, TERMS: terms, DIAGNOSTICS: diagnostics}
+        return {LOSS: loss, TERM_MEANS: means, DIAGNOSTICS: diagnostics}
 
     def fits_model(self) -> bool:
         """Whether the update step in progress fits f_hat: every one of the first
