@@ -11,9 +11,9 @@ alternating repeats each.
 import time
 
 import torch
+from common import file_networks
 
 from drive_rllib.algorithm.learner import all_finite
-from drive_rllib.core import DRIVENetworks, NetworkSpec
 
 
 def timed(fn, calls: int) -> float:
@@ -26,17 +26,7 @@ def timed(fn, calls: int) -> float:
 
 
 def main() -> None:
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    spec = NetworkSpec(
-        ensemble_size=8,
-        num_elites=8,
-        model_hiddens=(256, 256, 256),
-        model_layer_norm=True,
-        model_activation="silu",
-        value_heads=5,
-    )
-    nets = DRIVENetworks(17, 6, spec)
+    nets = file_networks()
     groups = nets.parameter_groups()
     print({name: sum(p.numel() for p in params) for name, params in groups.items()})
     for p in nets.parameters():

@@ -11,8 +11,8 @@ import statistics
 import time
 
 import torch
+from common import file_networks
 
-from drive_rllib.core import DRIVENetworks, NetworkSpec
 from drive_rllib.core.distributions import tanh_gaussian_action
 from drive_rllib.core.imagine import ensemble_step
 from drive_rllib.core.networks import autocast_weights
@@ -39,21 +39,8 @@ def rollout(nets, start, spec):
 
 
 def main() -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    torch.set_flush_denormal(True)
-    net_spec = NetworkSpec(
-        ensemble_size=8,
-        num_elites=8,
-        model_hiddens=(256, 256, 256),
-        model_layer_norm=True,
-        model_activation="silu",
-        model_normalize_targets=True,
-        value_heads=5,
-        learn_termination=False,
-    )
+    nets = file_networks()
     spec = UpdateSpec(distribution_rollout_horizon=20, precision="bfloat16")
-    nets = DRIVENetworks(17, 6, net_spec)
     nets.obs_normalizer.update(torch.randn(1000, 17))
     start = torch.randn(256, 17)
     compiled = torch.compile(rollout, options=inductor_options(torch.device("cpu")))
