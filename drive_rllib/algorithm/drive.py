@@ -406,7 +406,7 @@ class DRIVEConfig(AlgorithmConfig):
                 several times faster on CPUs with AMX or AVX512-BF16 and on GPUs
                 with bf16 tensor cores; elsewhere they are emulated (slower). "auto":
                 bfloat16 where the Learner's device has it, else float32. On
-                HalfCheetah-v5 bfloat16 learned as float32 did (README, Performance).
+                HalfCheetah-v5 bfloat16 learned as float32 did (`docs/performance.md`).
                 Default "auto".
             inference_policy: the policy whose deterministic mean acts when
                 ``explore=False`` (evaluation): "prior" (pi_theta) or

@@ -179,7 +179,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         step's numbers; and on a CPU it runs under inductor's C++ wrapper
         (``cpp_wrapper``): the compiled step's few hundred kernel and matmul calls are
         made from C++ instead of a generated Python function, which saved about a
-        tenth of the step again (README, Performance; `inductor_options`).
+        tenth of the step again (`docs/performance.md`; `inductor_options`).
         """
         if self.is_compiled:
             return

@@ -116,7 +116,7 @@ def ensemble_mlp(
             x = F.layer_norm(x, x.shape[-1:])
         # bmm, then the bias, not baddbmm: compiled, the add fuses into the next
         # layer norm / activation kernel, where baddbmm first copies the bias into
-        # its output (README, Performance).
+        # its output (`docs/performance.md`).
         x = torch.bmm(x, weight)
         x = x + bias.to(x.dtype)
         if index < last:
