@@ -7,7 +7,7 @@ SAC: twin 256x256 Q MLPs, a tanh-Gaussian 256x256 actor, learned temperature,
 one backward, three Adam steps, Polyak. Both on HalfCheetah-sized inputs (obs
 17, action 6), batch 256, random data (cost does not depend on the values).
 
-    python benchmarks/update_step.py                 # the README table
+    python benchmarks/update_step.py                 # issue 2's table (docs/performance.md)
     python benchmarks/update_step.py --repeats 5 --steps 20 --profile
     python benchmarks/update_step.py --model-hiddens 200 200 200 200 --prewarm 1250 \
         --save-state /tmp/drive_core_state.pt --horizons 5 --samples 1       # headline sizes
