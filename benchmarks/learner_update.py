@@ -283,6 +283,24 @@ def inductor_cudagraph_skips() -> int:
     return int(counters["inductor"]["cudagraph_skips"])
 
 
+#: Environment variables that change the timings without changing the code (threads, the
+#: allocator, oneDNN, inductor's cache), recorded with the results.
+TIMING_ENVIRONMENT = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "GLIBC_TUNABLES",
+    "LD_PRELOAD",
+    "ONEDNN_DEFAULT_FPMATH_MODE",
+    "ONEDNN_PRIMITIVE_CACHE_CAPACITY",
+    "TORCHINDUCTOR_CACHE_DIR",
+)
+
+
+def timing_environment() -> dict[str, str]:
+    """The ``TIMING_ENVIRONMENT`` variables this process has set."""
+    return {name: os.environ[name] for name in TIMING_ENVIRONMENT if name in os.environ}
+
+
 def subnormals(learner: Any) -> dict[str, int]:
     counts = {}
     for name, optimizer in learner.get_optimizers_for_module("default_policy"):
@@ -470,7 +488,7 @@ def main() -> None:
     print(
         f"\n{args.env}, recipe {args.recipe}: {json.dumps(sizes)}; C {args.updates} per round, "
         f"{args.rounds} rounds, torch threads {args.threads}; {note}; loadavg "
-        f"{os.getloadavg()[0]:.2f}"
+        f"{os.getloadavg()[0]:.2f}; environment {json.dumps(timing_environment())}"
     )
     print(f"subnormal floats in Adam's moments after the rounds: {subnormals(learner)}")
     print(
@@ -526,6 +544,7 @@ def main() -> None:
                     "sizes": sizes,
                     "settings": extras,
                     "loadavg": os.getloadavg(),
+                    "environment": timing_environment(),
                     "subnormals": subnormals(learner),
                     "cudagraph_skips": cudagraph_skips,
                 },
