@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 import numpy as np
+from timing_environment import timing_environment
 
 DEFAULT_CONFIGS = [
     "0:1:rllib",
@@ -211,7 +212,16 @@ def main() -> None:
         print(line)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "args": vars(args), "loadavg": os.getloadavg()}, f, indent=1)
+            json.dump(
+                {
+                    "rows": rows,
+                    "args": vars(args),
+                    "loadavg": os.getloadavg(),
+                    "environment": timing_environment(),
+                },
+                f,
+                indent=1,
+            )
     ray.shutdown()
 
 

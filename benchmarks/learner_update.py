@@ -82,6 +82,7 @@ import time
 from typing import Any
 
 import torch
+from timing_environment import timing_environment
 
 HEADLINE = {
     "ensemble_size": 7,
@@ -281,24 +282,6 @@ def inductor_cudagraph_skips() -> int:
     from torch._dynamo.utils import counters
 
     return int(counters["inductor"]["cudagraph_skips"])
-
-
-#: Environment variables that change the timings without changing the code (threads, the
-#: allocator, oneDNN, inductor's cache), recorded with the results.
-TIMING_ENVIRONMENT = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "GLIBC_TUNABLES",
-    "LD_PRELOAD",
-    "ONEDNN_DEFAULT_FPMATH_MODE",
-    "ONEDNN_PRIMITIVE_CACHE_CAPACITY",
-    "TORCHINDUCTOR_CACHE_DIR",
-)
-
-
-def timing_environment() -> dict[str, str]:
-    """The ``TIMING_ENVIRONMENT`` variables this process has set."""
-    return {name: os.environ[name] for name in TIMING_ENVIRONMENT if name in os.environ}
 
 
 def subnormals(learner: Any) -> dict[str, int]:

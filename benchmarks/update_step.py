@@ -46,6 +46,7 @@ import time
 
 import numpy as np
 import torch
+from timing_environment import timing_environment
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -227,7 +228,13 @@ def compare_wins(args, state: dict | None) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"times": times, "adam": adam, "args": vars(args), "loadavg": os.getloadavg()},
+                {
+                    "times": times,
+                    "adam": adam,
+                    "args": vars(args),
+                    "loadavg": os.getloadavg(),
+                    "environment": timing_environment(),
+                },
                 f,
                 indent=1,
             )
@@ -665,6 +672,7 @@ def main() -> None:
                     "batch": args.batch,
                     "ensemble": args.ensemble,
                     "loadavg": os.getloadavg(),
+                    "environment": timing_environment(),
                 },
                 f,
                 indent=1,
