@@ -10,16 +10,11 @@ cache of its own:
             python memory_budget.py $b | tr '\\n' ' ')"; done; done
 """
 
-import pathlib
 import sys
 import time
 
 import torch._functorch.config as functorch_config
-
-sys.path.insert(
-    0, str(pathlib.Path(__file__).resolve().parents[2] / "update_step/kernels_2026-12-06")
-)
-from common import core_step
+from interleaved import core_step
 
 functorch_config.activation_memory_budget = float(sys.argv[1])
 step = core_step(compiled=True)

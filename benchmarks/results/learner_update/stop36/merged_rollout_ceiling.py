@@ -16,17 +16,9 @@ interleaved rounds of 10 steps). Three steps:
 """
 
 import dataclasses
-import pathlib
-import statistics
-import sys
-import time
 
 import torch
-
-sys.path.insert(
-    0, str(pathlib.Path(__file__).resolve().parents[2] / "update_step/kernels_2026-12-06")
-)
-from common import core_step
+from interleaved import compare, core_step
 
 from drive_rllib.core import update
 from drive_rllib.core.distributions import tanh_gaussian_rsample
@@ -104,25 +96,5 @@ def use(name):
     update._update_terms, update.value_target = variants[name]
 
 
-steps = {}
-for name in variants:
-    use(name)
-    steps[name] = core_step(compiled=True)
-    began = time.time()
-    for _ in range(3):
-        steps[name]()
-    print(f"{name}: compile {time.time() - began:.1f} s", flush=True)
-times = {name: [] for name in steps}
-for round_ in range(7):
-    order = list(steps) if round_ % 2 else list(steps)[::-1]
-    for name in order:
-        use(name)
-        began = time.perf_counter()
-        for _ in range(10):
-            steps[name]()
-        times[name].append((time.perf_counter() - began) * 100)
-for name, values in times.items():
-    print(f"{name}: {statistics.median(values):.2f} ms/step {[round(v, 1) for v in values]}")
-for name in ("short", "merged"):
-    ratios = [a / b for a, b in zip(times[name], times["full"])]
-    print(f"{name} / full, median per round: {statistics.median(ratios):.3f}")
+steps = {name: core_step(compiled=True) for name in variants}
+compare(steps, use, baseline="full")

@@ -8,14 +8,9 @@ processes, alternating:
 """
 
 import ctypes
-import pathlib
 import resource
 import sys
 import time
-
-sys.path.insert(
-    0, str(pathlib.Path(__file__).resolve().parents[2] / "update_step/kernels_2026-12-06")
-)
 
 if len(sys.argv) > 1 and sys.argv[1] == "mallopt":
     libc = ctypes.CDLL("libc.so.6")
@@ -23,7 +18,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "mallopt":
     libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
     libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
 
-from common import core_step
+from interleaved import core_step
 
 step = core_step(compiled=True)
 for _ in range(5):
