@@ -11,7 +11,7 @@ into ``model_config[SPEC_KEY]`` by ``DRIVEConfig`` and read back once in
 ``setup``.
 
 ``_forward_train`` runs the whole differentiable update step (the core's
-``update_loss``: the terms, their batch means and their weighted total, with
+``update_loss``: the batch means of the terms and their weighted total, with
 the weights of ``loss_weights``), so under DDP (``num_learners > 1``) it runs
 inside DistributedDataParallel's forward and the gradients of the one backward
 are all-reduced. The Learner takes the total as the loss.
@@ -355,7 +355,7 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """One DRIVE update step's loss, the batch means of its terms (model, Eq. 6, Eq. 5,
         Eq. 4) and its diagnostics; f_hat is fitted when ``fits_model``."""
-        loss, means, _, diagnostics = self._step(
+        loss, means, diagnostics = self._step(
             self.nets, core_batch(batch), self.spec.update, self.loss_weights, self.fits_model()
         )
         return {LOSS: loss, TERM_MEANS: means, DIAGNOSTICS: diagnostics}

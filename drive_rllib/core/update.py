@@ -126,19 +126,19 @@ def update_loss(
     spec: UpdateSpec,
     weights: dict[str, float],
     fit_model: bool = True,
-) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """One update step's loss: ``update_terms``, each term's batch mean and their
     weighted total (``combine_means`` with ``weights``, e.g. ``loss_weights``), not
     checked for finiteness (no read back to the host). What the RLModule runs, and
     compiles, so that the means and the total are part of the compiled step.
 
     Returns:
-        (total, term means, terms, diagnostics): the scalar loss, the unweighted mean
-        of each term, and ``update_terms``' two dicts.
+        (total, term means, diagnostics): the scalar loss, the unweighted mean of each
+        term, and ``update_terms``' diagnostics.
     """
     terms, diagnostics = update_terms(nets, batch, spec, fit_model)
     means = {name: term.mean() for name, term in terms.items()}
-    return combine_means(means, weights, check_finite=False), means, terms, diagnostics
+    return combine_means(means, weights, check_finite=False), means, diagnostics
 
 
 def mixed_precision(

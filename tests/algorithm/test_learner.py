@@ -189,15 +189,15 @@ def test_logged_metrics_outlive_the_step_outputs_they_came_from(ray_instance):
     def replayed(*args, **kwargs):
         for tensor in outputs:
             tensor.detach().fill_(math.nan)
-        loss, means, terms, diagnostics = step(*args, **kwargs)
-        outputs[:] = [*means.values(), *terms.values(), *diagnostics.values()]
+        loss, means, diagnostics = step(*args, **kwargs)
+        outputs[:] = [*means.values(), *diagnostics.values()]
         values.append(
             {
                 **{key: float(value) for key, value in diagnostics.items()},
                 **{keys.term_key(name): float(value) for name, value in means.items()},
             }
         )
-        return loss, means, terms, diagnostics
+        return loss, means, diagnostics
 
     module._step = replayed
     parts = [rows(0), rows(1)]
