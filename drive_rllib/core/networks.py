@@ -90,7 +90,40 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
 
-ACTIVATIONS = {Activation.RELU: F.relu, Activation.SILU: F.silu}
+class _SignGradReLU(torch.autograd.Function):
+    """ReLU whose backward is ``grad * sign(relu(x))``: F.relu's values and gradients."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        out = torch.relu(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (out,) = ctx.saved_tensors
+        return grad * torch.sign(out)
+
+
+def relu(x: Tensor) -> Tensor:
+    """ReLU for ``ensemble_mlp``; compiled, one whose backward saves no bool mask.
+
+    ``F.relu``'s backward masks the gradient with out <= 0. Where the activation
+    feeds a layer norm (psi's heads), the partitioner of a compiled step keeps that
+    mask as a bool tensor rather than the float output, and on AVX2 CPUs (no
+    AVX-512) inductor's vectorised bool stores and loads are slow: storing a
+    [5, 256, 256] mask takes 5.8 ms as bool, 0.18 ms as float. Compiled, the
+    gradient is instead ``grad * sign(out)``, a float product, so no bool tensor is
+    made: the same values and the same gradients (sign(0) = 0, as F.relu's mask),
+    and a compiled float32 core step of 0.91x the time on such a CPU
+    (`docs/performance.md`, stop 38). Eager, ``F.relu`` (one backward op, not two).
+    """
+    if torch.compiler.is_compiling():
+        return _SignGradReLU.apply(x)
+    return F.relu(x)
+
+
+ACTIVATIONS = {Activation.RELU: relu, Activation.SILU: F.silu}
 
 
 def ensemble_mlp(

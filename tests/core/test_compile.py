@@ -13,9 +13,17 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from drive_rllib.core import NetworkSpec, combine_terms, loss_weights, update_terms
-from drive_rllib.core.networks import ModelStateBuffer, ReturnRange, RunningNormalizer
+from drive_rllib.core.networks import (
+    ACTIVATIONS,
+    ModelStateBuffer,
+    ReturnRange,
+    RunningNormalizer,
+    ensemble_mlp,
+)
+from drive_rllib.core.spec import Activation
 from tests.core.helpers import random_batch, small_spec, tiny_nets
 
 
@@ -123,3 +131,56 @@ def test_normalizer_and_return_range_trace_without_a_break():
     set_ = read(normalizer, returns, x)
     assert torch.equal(unset[4], x) and torch.equal(set_[4], x.clamp(-2.0, 2.0))
     torch.testing.assert_close(set_[0], normalizer.total / normalizer.count)
+
+
+def saved_dtypes_and_grads(params, x):
+    """The dtypes a compiled ``ensemble_mlp`` (psi's layout: ReLU, layer norms) saves for
+    its backward, its output and its parameters' gradients. The backend partitions the
+    graph as inductor does (the min-cut partitioner), then runs eager kernels."""
+    torch._dynamo.reset()
+    for weight, bias in params:
+        weight.grad = bias.grad = None
+    compiled = torch.compile(
+        lambda x: ensemble_mlp(x, params, Activation.RELU, layer_norm=True),
+        backend="aot_eager_decomp_partition",
+    )
+    dtypes = []
+
+    def pack(tensor):
+        dtypes.append(tensor.dtype)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = compiled(x)
+    out.sum().backward()
+    return dtypes, out.detach(), [p.grad.clone() for layer in params for p in layer]
+
+
+def test_compiled_relu_saves_no_bool_mask_and_has_f_relus_values_and_gradients(monkeypatch):
+    # On AVX2 CPUs inductor stores and loads bool tensors slowly; F.relu's mask, where
+    # the activation feeds a layer norm, is saved as one (`networks.relu`).
+    torch.manual_seed(0)
+    sizes = [(3, 8), (8, 8), (8, 1)]
+    params = [
+        (torch.randn(2, i, o, requires_grad=True), torch.randn(2, 1, o, requires_grad=True))
+        for i, o in sizes
+    ]
+    # Row 0 puts the first layer's pre-activations at exactly 0, where F.relu's
+    # gradient is 0 (and (x + |x|) / 2's would be 1/2).
+    x = torch.cat([torch.zeros(1, 3), torch.randn(5, 3)])
+    with torch.no_grad():
+        params[0][1].zero_()
+    eager_out = ensemble_mlp(x, params, Activation.RELU, layer_norm=True)
+    eager_out.sum().backward()
+    eager_grads = [p.grad.clone() for layer in params for p in layer]
+
+    dtypes, out, grads = saved_dtypes_and_grads(params, x)
+    assert dtypes and torch.bool not in dtypes
+    torch.testing.assert_close(out, eager_out.detach())  # decomposed layer norm: rounding
+    for grad, eager_grad in zip(grads, eager_grads):
+        torch.testing.assert_close(grad, eager_grad)
+
+    monkeypatch.setitem(ACTIVATIONS, Activation.RELU, F.relu)
+    f_relu_dtypes, f_relu_out, _ = saved_dtypes_and_grads(params, x)
+    assert torch.bool in f_relu_dtypes  # what the compiled networks.relu avoids
+    assert torch.equal(f_relu_out, out)
