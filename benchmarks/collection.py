@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 import numpy as np
-from timing_environment import timing_environment
+from timing_environment import machine, timing_environment
 
 DEFAULT_CONFIGS = [
     "0:1:rllib",
@@ -218,6 +218,7 @@ def main() -> None:
                     "args": vars(args),
                     "loadavg": os.getloadavg(),
                     "environment": timing_environment(),
+                    "machine": machine(),
                 },
                 f,
                 indent=1,

@@ -82,7 +82,7 @@ import time
 from typing import Any
 
 import torch
-from timing_environment import timing_environment
+from timing_environment import machine, timing_environment
 
 HEADLINE = {
     "ensemble_size": 7,
@@ -471,7 +471,8 @@ def main() -> None:
     print(
         f"\n{args.env}, recipe {args.recipe}: {json.dumps(sizes)}; C {args.updates} per round, "
         f"{args.rounds} rounds, torch threads {args.threads}; {note}; loadavg "
-        f"{os.getloadavg()[0]:.2f}; environment {json.dumps(timing_environment())}"
+        f"{os.getloadavg()[0]:.2f}; environment {json.dumps(timing_environment())}; "
+        f"machine {json.dumps(machine())}"
     )
     print(f"subnormal floats in Adam's moments after the rounds: {subnormals(learner)}")
     print(
@@ -528,6 +529,7 @@ def main() -> None:
                     "settings": extras,
                     "loadavg": os.getloadavg(),
                     "environment": timing_environment(),
+                    "machine": machine(),
                     "subnormals": subnormals(learner),
                     "cudagraph_skips": cudagraph_skips,
                 },

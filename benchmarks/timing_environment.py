@@ -20,3 +20,32 @@ TIMING_ENVIRONMENT = (
 def timing_environment() -> dict[str, str]:
     """The ``TIMING_ENVIRONMENT`` variables this process has set."""
     return {name: os.environ[name] for name in TIMING_ENVIRONMENT if name in os.environ}
+
+
+def machine() -> dict[str, object]:
+    """The CPU the figures came from: its model name (Linux's ``/proc/cpuinfo``), the
+    vector instructions torch's kernels use (``AVX2``, ``AVX512``, ...), whether oneDNN
+    has bfloat16 arithmetic here, and the logical CPUs. This project's machine has
+    changed between sessions (an AMX CPU on 2026-12-05 and 06, an AVX2 one on
+    2026-12-06's last stop), and ratios measured on one do not carry to the other."""
+    import torch
+
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in cpuinfo
+                    if line.startswith("model name")
+                ),
+                model,
+            )
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_matmul": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "logical_cpus": os.cpu_count(),
+    }

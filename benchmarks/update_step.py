@@ -46,7 +46,7 @@ import time
 
 import numpy as np
 import torch
-from timing_environment import timing_environment
+from timing_environment import machine, timing_environment
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -234,6 +234,7 @@ def compare_wins(args, state: dict | None) -> None:
                     "args": vars(args),
                     "loadavg": os.getloadavg(),
                     "environment": timing_environment(),
+                    "machine": machine(),
                 },
                 f,
                 indent=1,
@@ -673,6 +674,7 @@ def main() -> None:
                     "ensemble": args.ensemble,
                     "loadavg": os.getloadavg(),
                     "environment": timing_environment(),
+                    "machine": machine(),
                 },
                 f,
                 indent=1,
