@@ -112,11 +112,12 @@ def relu(x: Tensor) -> Tensor:
     feeds a layer norm (psi's heads), the partitioner of a compiled step keeps that
     mask as a bool tensor rather than the float output, and on AVX2 CPUs (no
     AVX-512) inductor's vectorised bool stores and loads are slow: storing a
-    [5, 256, 256] mask takes 5.8 ms as bool, 0.18 ms as float. Compiled, the
+    [5, 256, 256] mask takes 4.6 ms as bool, 0.11 ms as float. Compiled, the
     gradient is instead ``grad * sign(out)``, a float product, so no bool tensor is
     made: the same values and the same gradients (sign(0) = 0, as F.relu's mask),
-    and a compiled float32 core step of 0.91x the time on such a CPU
-    (`docs/performance.md`, stop 38). Eager, ``F.relu`` (one backward op, not two).
+    and a compiled float32 core step of 0.92-0.94x the time on such a CPU
+    (`benchmarks/results/update_step/relu_avx2/`). Eager, ``F.relu`` (one backward
+    op, not two).
     """
     if torch.compiler.is_compiling():
         return _SignGradReLU.apply(x)
