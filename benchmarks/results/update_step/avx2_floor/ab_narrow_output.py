@@ -8,18 +8,15 @@ Usage: ``OMP_NUM_THREADS=1 python ab_narrow_output.py [ROUNDS]``.
 """
 
 import pathlib
-import statistics
 import sys
-import time
-import types
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "kernels_2026-12-06"))
-from common import core_step, update_step
+from common import compiled_variant, interleaved_rounds
 
-from drive_rllib.core import networks, update
+from drive_rllib.core import networks
 from drive_rllib.core.networks import ACTIVATIONS
 from drive_rllib.core.spec import Activation
 
@@ -44,32 +41,14 @@ def narrow_mlp(x, params, activation=Activation.RELU, layer_norm=False):
 
 
 variants = {"base": networks.ensemble_mlp, "narrow": narrow_mlp}
+
+
+def use(name):
+    networks.ensemble_mlp = variants[name]
+
+
 steps = {}
-for name, fn in variants.items():
-    networks.ensemble_mlp = fn
-    entry = update.update_terms
-    update_step.update_terms = types.FunctionType(
-        entry.__code__.replace(), entry.__globals__, f"terms_{name}", entry.__defaults__
-    )
-    step = core_step(compiled=True, precision="float32")
-    start = time.time()
-    for _ in range(3):
-        step()
-    print(name, f"compiled {time.time() - start:.0f} s", flush=True)
-    steps[name] = step
-times = {name: [] for name in steps}
-for r in range(int(sys.argv[1]) if len(sys.argv) > 1 else 7):
-    names = list(steps)
-    for name in names[r % 2 :] + names[: r % 2]:
-        networks.ensemble_mlp = variants[name]
-        steps[name]()
-        start = time.perf_counter()
-        for _ in range(10):
-            steps[name]()
-        times[name].append((time.perf_counter() - start) * 100)
-for name, ms in times.items():
-    ratio = statistics.median(a / b for a, b in zip(ms, times["base"]))
-    print(
-        f"{name} median {statistics.median(ms):.2f} ratio {ratio:.3f} "
-        f"({' '.join(f'{x:.1f}' for x in ms)})"
-    )
+for name in variants:
+    use(name)
+    steps[name] = compiled_variant(name, "float32")
+interleaved_rounds(steps, int(sys.argv[1]) if len(sys.argv) > 1 else 7, base="base", before=use)

@@ -1,13 +1,20 @@
-"""Shared by the one-off scripts here: the headline-size core step of benchmarks/update_step.py."""
+"""Shared by the one-off scripts here and in the folders beside it: the headline-size core
+step of benchmarks/update_step.py, and the A/B loop that compiles variants of it and times
+them in interleaved rounds."""
 
 import pathlib
+import statistics
 import sys
+import time
+import types
 
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))  # benchmarks/
 
 import update_step
+
+from drive_rllib.core import update
 
 
 def core_step(compiled: bool, precision: str = "bfloat16"):
@@ -19,3 +26,44 @@ def core_step(compiled: bool, precision: str = "bfloat16"):
     return update_step.drive_step_fn(
         5, 1, 256, 7, (200, 200, 200, 200), precision=precision, compiled=compiled
     )
+
+
+def compiled_variant(name: str, precision: str = "bfloat16"):
+    """The compiled core step for one A/B variant, compiled now (3 warm-up steps).
+
+    The step's entry function gets a code object of its own, so that this variant
+    compiles its own graphs from whatever the caller patched (or the inductor config in
+    force) right now, and another variant's compile does not replace them.
+    """
+    entry = update.update_terms
+    update_step.update_terms = types.FunctionType(
+        entry.__code__.replace(), entry.__globals__, f"terms_{name}", entry.__defaults__
+    )
+    step = core_step(compiled=True, precision=precision)
+    start = time.time()
+    for _ in range(3):
+        step()
+    print(name, f"compiled in {time.time() - start:.0f} s", flush=True)
+    return step
+
+
+def interleaved_rounds(steps: dict, rounds: int, base: str, before=lambda name: None) -> None:
+    """Time each step (10 per round, after one untimed) in rounds of rotated order and
+    print each one's median ms and median per-round ratio to ``base``; ``before(name)``
+    runs ahead of each variant's turn (to put its patch back in place)."""
+    times = {name: [] for name in steps}
+    for r in range(rounds):
+        names = list(steps)
+        for name in names[r % 2 :] + names[: r % 2]:
+            before(name)
+            steps[name]()
+            start = time.perf_counter()
+            for _ in range(10):
+                steps[name]()
+            times[name].append((time.perf_counter() - start) * 100)
+    for name, ms in times.items():
+        ratio = statistics.median(a / b for a, b in zip(ms, times[base]))
+        print(
+            f"{name:<10} median {statistics.median(ms):.2f} ms  ratio to {base} {ratio:.3f}  "
+            f"({' '.join(f'{x:.1f}' for x in ms)})"
+        )
