@@ -282,6 +282,7 @@ class DRIVEConfig(AlgorithmConfig):
         model_state_rounds: int | None = NotProvided,
         model_fit_interval: int | None = NotProvided,
         model_fit_interval_start: int | None = NotProvided,
+        model_batch_size: int | None = NotProvided,
         posterior_batch_size: int | None = NotProvided,
         precision: str | None = NotProvided,
         inference_policy: str | None = NotProvided,
@@ -392,6 +393,10 @@ class DRIVEConfig(AlgorithmConfig):
                 every step before ``model_fit_interval`` applies (e.g.
                 ``num_warmup_steps``, so that the warm-up catch-up fits on every
                 step). Default 0.
+            model_batch_size: rows of each f_hat member's bootstrap per fitting
+                step (0: one per batch row, ``train_batch_size_per_learner``); at
+                most that. Fewer rows cut the model fit (about a third of a
+                step's arithmetic) in proportion. Default 0.
             posterior_batch_size: Eq. 6's start states per update step (0: one
                 per batch row, ``train_batch_size_per_learner``); at most that.
                 Eq. 6's rollouts are the largest part of a step's cost; f_hat and
@@ -657,16 +662,18 @@ class DRIVEConfig(AlgorithmConfig):
                 f"(`train_batch_size_per_learner`={self.train_batch_size_per_learner}): "
                 "raise replay_capacity."
             )
-        if (
-            isinstance(self.posterior_batch_size, int)
-            and isinstance(self.train_batch_size_per_learner, int)
-            and self.posterior_batch_size > self.train_batch_size_per_learner
-        ):
-            self._value_error(
-                f"`posterior_batch_size` ({self.posterior_batch_size}) exceeds one batch "
-                f"(`train_batch_size_per_learner`={self.train_batch_size_per_learner}): "
-                "lower posterior_batch_size (0: the whole batch)."
-            )
+        for name in ("model_batch_size", "posterior_batch_size"):
+            rows = getattr(self, name)
+            if (
+                isinstance(rows, int)
+                and isinstance(self.train_batch_size_per_learner, int)
+                and rows > self.train_batch_size_per_learner
+            ):
+                self._value_error(
+                    f"`{name}` ({rows}) exceeds one batch "
+                    f"(`train_batch_size_per_learner`={self.train_batch_size_per_learner}): "
+                    f"lower {name} (0: the whole batch)."
+                )
 
     def _check_reliability_settings(self) -> None:
         """The replay actor's timeout and snapshots, the data checks' bounds."""

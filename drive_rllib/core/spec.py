@@ -330,6 +330,11 @@ class UpdateSpec(_Checked):
         model_fit_interval_start: update steps >= 0, counted from the first, that
             fit f_hat on every step before ``model_fit_interval`` applies (e.g.
             ``num_warmup_steps``: the warm-up catch-up fits on every step).
+        model_batch_size: rows of each member's bootstrap in f_hat's fit per update
+            step (0: as many as the batch has rows); at most the batch's rows. Fewer
+            rows cut the fit's forward and backward in proportion (about a third of
+            the step's arithmetic); every member still takes a gradient step on every
+            fitting step, on a noisier estimate.
         posterior_batch_size: Eq. 6's start states per update step (0: as many as
             the batch has rows); at most the batch's rows. Fewer start states cut
             Eq. 6's rollouts, forward and backward, in proportion (the step's
@@ -364,6 +369,7 @@ class UpdateSpec(_Checked):
     model_state_rounds: int = setting(10, integer(minimum=1))
     model_fit_interval: int = setting(1, integer(minimum=1))
     model_fit_interval_start: int = setting(0, integer(minimum=0))
+    model_batch_size: int = setting(0, integer(minimum=0))
     posterior_batch_size: int = setting(0, integer(minimum=0))
     precision: Precision = setting(Precision.AUTO, one_of(Precision))
 

@@ -189,7 +189,9 @@ def _update_terms(
     normalize = nets.obs_normalizer.frozen(obs.dtype)
     obs_n = normalize(obs)
     if fit_model:
-        terms = model_fit(nets.model, obs_n, batch, nets.target_affine(obs.dtype))
+        terms = model_fit(
+            nets.model, obs_n, batch, nets.target_affine(obs.dtype), spec.model_batch_size
+        )
     else:
         terms = held_model_terms(nets.model, obs.shape[0])
     shared = imagination(nets, normalize, obs.shape[0], obs.device, spec)
@@ -216,14 +218,23 @@ def model_fit(
     obs_n: Tensor,
     batch: dict[str, Tensor],
     target_affine: tuple[Tensor, Tensor] | None = None,
+    rows: int = 0,
 ) -> dict[str, Tensor]:
     """Model learning: every member's NLL on its own bootstrap of the batch (``model_terms``).
 
     With ``target_affine`` (mean, std) the targets (s' - s, r) are standardised first.
+    Each bootstrap draws ``rows`` of the batch's rows (0: as many as it has;
+    ``UpdateSpec.model_batch_size``), so the terms are [rows].
     """
     obs, action = batch["obs"], batch["action"]
     batch_size = obs.shape[0]
-    boot = torch.randint(batch_size, (model.num_members, batch_size), device=obs.device)
+    rows = rows or batch_size
+    if rows > batch_size:
+        raise ValueError(
+            f"`model_batch_size` ({rows}) exceeds the batch's {batch_size} rows: "
+            "lower model_batch_size or raise train_batch_size_per_learner."
+        )
+    boot = torch.randint(batch_size, (model.num_members, rows), device=obs.device)
     mean, log_std, term_logit = model(obs_n[boot], action[boot])
     target = torch.cat([batch["next_obs"] - obs, batch["reward"].unsqueeze(-1)], dim=-1)
     if target_affine is not None:

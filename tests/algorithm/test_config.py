@@ -129,6 +129,11 @@ def test_config_round_trips_through_a_dict():
             "`posterior_batch_size` (33) exceeds one batch",
         ),
         ({"posterior_batch_size": -1}, "`posterior_batch_size` must be >= 0"),
+        (
+            {"model_batch_size": 33, "train_batch_size_per_learner": 32},
+            "`model_batch_size` (33) exceeds one batch",
+        ),
+        ({"model_batch_size": -1}, "`model_batch_size` must be >= 0"),
         ({"holdout_every": 1}, "`holdout_every=1` would hold out every replay row"),
         ({"holdout_every": 0}, "set `model_eval_interval=0` too"),
         ({"target_entropy": "auto"}, "`target_entropy` must be a finite number or None"),

@@ -14,8 +14,9 @@ from drive_rllib.core import (
     model_terms,
 )
 from drive_rllib.core.networks import HostCopy, ReturnRange
-from drive_rllib.core.update import model_fit
-from tests.core.helpers import CountHostReads, tiny_nets
+from drive_rllib.core.spec import UpdateSpec
+from drive_rllib.core.update import MODEL_TERMS, model_fit, update_terms
+from tests.core.helpers import CountHostReads, random_batch, tiny_nets
 
 NOISE_STD = 0.1
 
@@ -215,3 +216,30 @@ def test_return_range_is_set_follows_its_buffer_through_a_restore():
     assert fresh.is_set
     used.load_state_dict(ReturnRange().state_dict())
     assert not used.is_set
+
+
+def test_model_batch_size_k_fits_every_member_on_its_own_k_bootstrap_rows():
+    """``model_fit(rows=k)`` draws a [E, k] bootstrap: its terms are ``model_terms`` of
+    exactly those rows ([k]); 0 means the whole batch; more than the batch is an error
+    that names the setting. Through ``update_terms`` the model term has k rows and the
+    other terms keep the batch's."""
+    nets = tiny_nets(learn_termination=True)
+    batch = random_batch(8)
+    obs_n = batch["obs"]
+    torch.manual_seed(3)
+    terms = model_fit(nets.model, obs_n, batch, rows=3)
+    torch.manual_seed(3)
+    boot = torch.randint(8, (nets.model.num_members, 3))
+    mean, log_std, logit = nets.model(obs_n[boot], batch["action"][boot])
+    target = torch.cat([batch["next_obs"] - batch["obs"], batch["reward"][:, None]], -1)[boot]
+    expected = model_terms(mean, log_std, logit, target, batch["terminated"][boot])
+    assert terms["model"].shape == terms["termination"].shape == (3,)
+    for name in ("model", "termination"):
+        torch.testing.assert_close(terms[name], expected[name])
+    assert model_fit(nets.model, obs_n, batch, rows=0)["model"].shape == (8,)
+    with pytest.raises(ValueError, match="lower model_batch_size"):
+        model_fit(nets.model, obs_n, batch, rows=9)
+    spec = UpdateSpec(horizon=2, start_state_model_fraction=0.0, model_batch_size=3)
+    all_terms, _ = update_terms(nets, batch, spec)
+    assert all_terms["model"].shape == (3,)
+    assert all(term.shape == (8,) for name, term in all_terms.items() if name not in MODEL_TERMS)
