@@ -12,14 +12,13 @@ Usage: ``OMP_NUM_THREADS=1 python matmul_floor.py``.
 import collections
 import pathlib
 import sys
-import time
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "kernels_2026-12-06"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))  # benchmarks/
-from common import core_step
+from common import core_step, microseconds
 from timing_environment import machine
 
 MATMULS = {"aten.mm", "aten.addmm", "aten.bmm"}
@@ -43,15 +42,6 @@ class CountMatmuls(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def time_call(fn, repeats):
-    for _ in range(10):
-        fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
-
-
 def alone(name, a_shape, b_shape):
     a, b = torch.randn(a_shape), torch.randn(b_shape)
     if name == "aten.addmm":
@@ -71,7 +61,7 @@ total_flops = sum(counter.calls[k] * counter.flops[k] for k in counter.calls)
 floor = 0.0
 rows = []
 for key, count in counter.calls.most_common():
-    seconds = time_call(alone(*key), repeats=max(20, 2000 // count))
+    seconds = microseconds(alone(*key), max(20, 2000 // count), warmup=10) / 1e6
     floor += count * seconds
     rows.append((count * seconds, key, count, seconds))
 print(f"{sum(counter.calls.values())} matmul calls, {total_flops / 1e9:.3f} GFLOP per core step")
@@ -84,6 +74,6 @@ for total, key, count, seconds in sorted(rows, reverse=True)[:12]:
         f"  {total * 1e3:6.2f} ms  {count:3d} x {seconds * 1e6:6.1f} us ({gflops:5.1f} GFLOP/s)  {key}"
     )
 a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-seconds = time_call(lambda: a @ b, repeats=20)
+seconds = microseconds(lambda: a @ b, 20, warmup=10) / 1e6
 print(f"[1024, 1024] x [1024, 1024] alone: {2 * 1024**3 / seconds / 1e9:.1f} GFLOP/s")
 print(f"the step's FLOPs at that rate: {total_flops / (2 * 1024**3 / seconds) * 1e3:.1f} ms")

@@ -5,20 +5,15 @@ transposed; ``(Wt x^T)^T``: the transposed product; ``loop mm``: one mm per memb
 Usage: ``OMP_NUM_THREADS=1 python narrow_micro.py``.
 """
 
-import time
+import pathlib
+import sys
 
 import torch
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "kernels_2026-12-06"))
+from common import microseconds
+
 torch.set_num_threads(1)
-
-
-def us(fn, repeats=200):
-    for _ in range(20):
-        fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats * 1e6
 
 
 def ways(x, w):
@@ -42,4 +37,4 @@ for members, rows, inner, out in [
 ]:
     calls = ways(torch.randn(members, rows, inner), torch.randn(members, inner, out))
     shape = f"[{members}, {rows}, {inner}] x [{members}, {inner}, {out}]"
-    print(f"{shape:<30} " + "  ".join(f"{k} {us(f):7.0f}" for k, f in calls.items()))
+    print(f"{shape:<30} " + "  ".join(f"{k} {microseconds(f, 200):7.0f}" for k, f in calls.items()))

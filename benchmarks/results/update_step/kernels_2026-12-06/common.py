@@ -17,6 +17,16 @@ import update_step
 from drive_rllib.core import update
 
 
+def microseconds(fn, calls: int, warmup: int = 20) -> float:
+    """Microseconds per call of ``fn``, over ``calls`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
 def core_step(compiled: bool, precision: str = "bfloat16"):
     """One thread, seed 0, denormals flushed: a callable running one core update step."""
     torch.set_num_threads(1)

@@ -1,19 +1,9 @@
 """Each matmul shape of the step alone: bfloat16, float32, bfloat16 with a transposed operand (us)."""
 
-import time
-
 import torch
+from common import microseconds
 
 torch.set_num_threads(1)
-
-
-def microseconds(fn, n=300):
-    for _ in range(20):
-        fn()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n * 1e6
 
 
 SHAPES = [
@@ -33,8 +23,8 @@ for a, b in SHAPES:
     times = {}
     for dtype in (torch.bfloat16, torch.float32):
         x, w = torch.randn(a, dtype=dtype), torch.randn(b, dtype=dtype)
-        times[str(dtype)[6:]] = microseconds(lambda x=x, w=w: torch.bmm(x, w))
+        times[str(dtype)[6:]] = microseconds(lambda x=x, w=w: torch.bmm(x, w), 300)
     x = torch.randn(a[0], a[2], a[1], dtype=torch.bfloat16).transpose(1, 2)
     w = torch.randn(b, dtype=torch.bfloat16)
-    times["bf16_xT"] = microseconds(lambda x=x, w=w: torch.bmm(x, w))
+    times["bf16_xT"] = microseconds(lambda x=x, w=w: torch.bmm(x, w), 300)
     print(a, b, {k: round(v, 1) for k, v in times.items()})
