@@ -114,7 +114,8 @@ def update_terms(
 
     Returns:
         (terms, diagnostics): terms for ``combine_terms`` ([B] each, the model
-        terms [``model_batch_size``] when it is set; in a fixed order, float32); diagnostics are detached scalars under `drive_rllib.keys`.
+        terms [``model_batch_size``] when it is set; in a fixed order, float32);
+        diagnostics are detached scalars under `drive_rllib.keys`.
     """
     with mixed_precision(batch["obs"].device, spec.precision):
         return _update_terms(nets, batch, spec, fit_model)
