@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "kernels_2026-12-06"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))  # benchmarks/
-from common import compiled_variant, interleaved_rounds
+from common import patched_variants_ab
 from timing_environment import machine
 
 from drive_rllib.core import networks
@@ -45,12 +45,5 @@ def use(name):
 
 
 print(machine())
-steps = {}
-for name in variants:
-    use(name)
-    steps[name] = compiled_variant(name, "float32")
-compiles = torch._dynamo.utils.counters["stats"]["unique_graphs"]
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
-interleaved_rounds(steps, rounds, base="F.layer_norm", before=use)
-assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiles, "recompiled"
-print(f"float32, {rounds} rounds of 10 steps, graphs compiled: {compiles}")
+patched_variants_ab(variants, use, rounds, base="F.layer_norm", precision="float32")

@@ -77,3 +77,20 @@ def interleaved_rounds(steps: dict, rounds: int, base: str, before=lambda name: 
             f"{name:<10} median {statistics.median(ms):.2f} ms  ratio to {base} {ratio:.3f}  "
             f"({' '.join(f'{x:.1f}' for x in ms)})"
         )
+
+
+def patched_variants_ab(names, use, rounds: int, base: str, precision: str = "float32") -> None:
+    """A/B of variants that differ by a patch: ``use(name)`` puts a variant's patch in place.
+
+    Each variant's step is compiled with its patch in force, the steps are timed in
+    ``interleaved_rounds`` with ``use`` before each turn (so each runs the graph it was
+    compiled with), and nothing may recompile while they are timed.
+    """
+    steps = {}
+    for name in names:
+        use(name)
+        steps[name] = compiled_variant(name, precision)
+    compiles = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    interleaved_rounds(steps, rounds, base=base, before=use)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiles, "recompiled"
+    print(f"{precision}, {rounds} rounds of 10 steps, graphs compiled: {compiles}")

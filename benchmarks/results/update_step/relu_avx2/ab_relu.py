@@ -9,12 +9,11 @@ Usage: ``OMP_NUM_THREADS=1 python ab_relu.py [ROUNDS] [PRECISION]``.
 import pathlib
 import sys
 
-import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "kernels_2026-12-06"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))  # benchmarks/
-from common import compiled_variant, interleaved_rounds
+from common import patched_variants_ab
 from timing_environment import machine
 
 from drive_rllib.core import networks
@@ -29,12 +28,5 @@ def use(name):
     networks.ACTIVATIONS[Activation.RELU] = variants[name]
 
 
-steps = {}
-for name in variants:
-    use(name)
-    steps[name] = compiled_variant(name, precision)
-compiles = torch._dynamo.utils.counters["stats"]["unique_graphs"]
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 7
-interleaved_rounds(steps, rounds, base="F.relu", before=use)
-assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiles, "recompiled"
-print(f"{precision}, {rounds} rounds of 10 steps, graphs compiled: {compiles}")
+patched_variants_ab(variants, use, rounds, base="F.relu", precision=precision)
