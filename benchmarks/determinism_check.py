@@ -56,7 +56,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "value_loss": "cross_entropy",
         "member_per_trajectory": True,
         "entropy_floor": False,
-        "learn_termination": False,
+        "termination": "none",
     },
 }
 ITERATIONS = 15

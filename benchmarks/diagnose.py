@@ -142,7 +142,14 @@ def _imagined_rollout(nets, start_obs: np.ndarray, horizon: int) -> tuple[Tensor
     for _ in range(horizon):
         action = tanh_gaussian_action(*nets.prior(normalize(state)))
         state, reward, continue_prob = ensemble_step(
-            model, params, normalize, state, action, None, nets.target_affine()
+            model,
+            params,
+            normalize,
+            state,
+            action,
+            None,
+            nets.target_affine(),
+            nets.termination_rule,
         )
         rewards.append(reward)
         continue_probs.append(continue_prob)
@@ -167,9 +174,9 @@ def _exploitation(nets, episode: dict[str, np.ndarray], horizon: int, gamma: flo
 def _falls_within_h(nets, episode: dict[str, np.ndarray], horizon: int) -> dict[str, float] | None:
     """From every state of the episode: the imagined probability of a termination within H
     steps under pi_theta (product of f_hat's continue probabilities) against the real share
-    of states whose episode terminated at most H steps later. None when the model does not
-    learn termination."""
-    if not nets.model.learn_termination:
+    of states whose episode terminated at most H steps later (with a known rule: the rule
+    on imagined states). None when nothing terminates in imagination."""
+    if not nets.model.learn_termination and nets.termination_rule is None:
         return None
     num_steps = len(episode["reward"])
     _, continue_probs = _imagined_rollout(nets, episode["obs"][:num_steps], horizon)

@@ -74,14 +74,23 @@ PRESETS = {
         "ensemble_size": 8,
         "num_elites": 8,
         "model_hiddens": [256, 256, 256],
-        "learn_termination": False,
     },
 }
-PRESETS["Hopper-v5"] = dict(PRESETS["HalfCheetah-v5"], learn_termination=True)
-PRESETS["Walker2d-v5"] = dict(PRESETS["HalfCheetah-v5"], learn_termination=True)
+# The same recipe; termination "auto" applies each task's own health check (or none).
+PRESETS["Hopper-v5"] = dict(PRESETS["HalfCheetah-v5"])
+PRESETS["Walker2d-v5"] = dict(PRESETS["HalfCheetah-v5"])
+PRESETS["Ant-v5"] = dict(PRESETS["HalfCheetah-v5"])
+# Env options per env (``--env-config`` replaces them): Ant-v5 as the anchors ran it, the
+# 27-dim observation without contact forces.
+ENV_CONFIGS = {"Ant-v5": {"include_cfrc_ext_in_observation": False}}
 
 
-def drive_config(env: str, seed: int, overrides: dict):
+def env_options(env: str, env_config: dict | None) -> dict:
+    """``env_config`` when given, else ENV_CONFIGS' entry for ``env``."""
+    return dict(ENV_CONFIGS.get(env, {}) if env_config is None else env_config)
+
+
+def drive_config(env: str, seed: int, overrides: dict, env_config: dict | None = None):
     from drive_rllib.algorithm import DRIVEConfig
 
     settings = dict(PRESETS.get(env, PRESETS["HalfCheetah-v5"]), **overrides)
@@ -89,7 +98,7 @@ def drive_config(env: str, seed: int, overrides: dict):
     framework = {k: settings.pop(k) for k in list(settings) if k.startswith("torch_compile_")}
     return (
         DRIVEConfig()
-        .environment(env)
+        .environment(env, env_config=env_options(env, env_config))
         .framework(**framework)
         .training(**settings)
         .env_runners(num_env_runners=0)
@@ -99,7 +108,7 @@ def drive_config(env: str, seed: int, overrides: dict):
     )
 
 
-def sac_config(env: str, seed: int, overrides: dict):
+def sac_config(env: str, seed: int, overrides: dict, env_config: dict | None = None):
     """RLlib 2.60 SAC with RLlib's tuned Pendulum settings (as the peers harness)."""
     from ray.rllib.algorithms.sac import SACConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
@@ -134,7 +143,7 @@ def sac_config(env: str, seed: int, overrides: dict):
     training.update(overrides)
     return (
         SACConfig()
-        .environment(env)
+        .environment(env, env_config=env_options(env, env_config))
         .training(**training)
         .rl_module(model_config=model)
         .env_runners(num_env_runners=0)
@@ -171,7 +180,8 @@ def run(args: argparse.Namespace, seed: int) -> dict:
 
     overrides = json.loads(args.config) if args.config else {}
     make = drive_config if args.algo == "DRIVE" else sac_config
-    config = make(args.env, seed, overrides).callbacks(on_episode_end=on_episode_end)
+    env_config = json.loads(args.env_config) if args.env_config else None
+    config = make(args.env, seed, overrides, env_config).callbacks(on_episode_end=on_episode_end)
     # A huge interval creates the evaluation runner without evaluating on its own;
     # the loop below calls algo.evaluate() every --eval-every env steps.
     config = config.evaluation(
@@ -268,6 +278,7 @@ def run(args: argparse.Namespace, seed: int) -> dict:
         "seed": seed,
         "threshold": threshold,
         "config_overrides": overrides,
+        "env_config": config.env_config,
         "last10_crossed_at_env_steps": crossed and crossed["env_steps"],
         "last10_crossed_at_wall_s": crossed and crossed["wall_s"],
         "eval_crossed_at_env_steps": eval_crossed and eval_crossed["env_steps"],
@@ -438,6 +449,11 @@ def main() -> None:
     parser.add_argument(
         "--config",
         help="JSON overrides of the preset's training() settings (torch_compile_* keys: framework())",
+    )
+    parser.add_argument(
+        "--env-config",
+        help="JSON env options (default: ENV_CONFIGS' entry for --env, e.g. Ant-v5 without "
+        "contact forces; '{}' for the env's own defaults)",
     )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(

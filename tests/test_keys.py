@@ -20,7 +20,7 @@ from tests.core.helpers import random_batch, tiny_nets
         ({}, {}),
         (
             {"policy_update": "distill", "value_loss": "cross_entropy", "num_samples": 2},
-            {"entropy_floor": False, "learn_termination": False},
+            {"entropy_floor": False, "termination": "none"},
         ),
     ],
     ids=["defaults", "other_branches"],

@@ -46,6 +46,7 @@ import os
 import pathlib
 import tempfile
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -93,9 +94,11 @@ from drive_rllib.algorithm.learner import (
     DRIVETorchLearner,
 )
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
+from drive_rllib.core import termination as termination_rules
 from drive_rllib.core.spec import (
     Check,
     DRIVESpec,
+    Termination,
     flag,
     integer,
     non_negative_number,
@@ -200,7 +203,7 @@ class DRIVEConfig(AlgorithmConfig):
         # The core's settings, with the defaults and checks of drive_rllib.core.spec
         # (`to_spec()` builds the spec from them): H (horizon), N (num_samples), gamma,
         # alpha, policy_update, value_loss, member_per_trajectory, E (ensemble_size),
-        # num_elites, model/policy/value hidden widths, sigma_min, learn_termination,
+        # num_elites, model/policy/value hidden widths, sigma_min, termination,
         # entropy_floor, target_entropy (None -> -A), initial_entropy_weight,
         # inference_policy.
         for name, default in DRIVESpec().settings().items():
@@ -261,7 +264,8 @@ class DRIVEConfig(AlgorithmConfig):
         policy_hiddens: list[int] | None = NotProvided,
         value_hiddens: list[int] | None = NotProvided,
         sigma_min: float | None = NotProvided,
-        learn_termination: bool | None = NotProvided,
+        termination: str | None = NotProvided,
+        termination_rule: Callable[[Any], Any] | None = NotProvided,
         entropy_floor: bool | None = NotProvided,
         target_entropy: float | None = NotProvided,
         initial_entropy_weight: float | None = NotProvided,
@@ -342,8 +346,12 @@ class DRIVEConfig(AlgorithmConfig):
                 Default [256, 256].
             sigma_min: lower bound > 0 of the value's sigma, also the floor of
                 the target law's standard deviation. Default 0.1.
-            learn_termination: learn the model's termination head (else no
-                imagined trajectory terminates). Default True.
+            termination: where imagined rollouts stop: "auto" (default: the env's
+                registered rule, `drive_rllib.core.termination`, where it has one;
+                else "learned"), "learned" (f_hat's termination head), "known" (the
+                rule), "none". See ``NetworkSpec`` in core/spec.py.
+            termination_rule: a known rule (next_obs [M, S] -> bool [M]) for an env
+                with no registered one. Default None.
             entropy_floor: add the entropy floor on pi_theta, its weight tuned
                 toward ``target_entropy`` as SAC tunes its temperature. Default True.
             target_entropy: target entropy of pi_theta; None means -A (minus
@@ -541,12 +549,30 @@ class DRIVEConfig(AlgorithmConfig):
         return self.rollout_fragment_length
 
     def to_spec(self) -> DRIVESpec:
-        """The core's settings of this config as one checked `DRIVESpec`.
+        """The core's settings of this config as one checked `DRIVESpec`; with
+        ``termination`` "auto" or "known" and no ``termination_rule`` given, the rule
+        registered for the env (made with its ``env_config``).
 
         Raises:
             ValueError: a setting fails its check (the message says what to change).
         """
-        return DRIVESpec.from_settings(self)
+        termination, rule = self.resolved_termination()
+        return DRIVESpec.from_settings(self, termination=termination, termination_rule=rule)
+
+    def resolved_termination(self) -> tuple[Any, Callable[[Any], Any] | None]:
+        """(termination, termination_rule) as the core gets them: where ``termination`` is
+        "auto" or "known" and no rule is given, the env's registered rule (made with its
+        ``env_config``), or "none" where the registry says the env never terminates."""
+        try:
+            wants_rule = Termination(self.termination) in (Termination.AUTO, Termination.KNOWN)
+        except ValueError:  # the spec's check names the bad value
+            wants_rule = False
+        if self.termination_rule is not None or not wants_rule:
+            return self.termination, self.termination_rule
+        if not termination_rules.has_rule(self.env):
+            return self.termination, None
+        rule = termination_rules.rule_for(self.env, self.env_config)
+        return (Termination.NONE, None) if rule is None else (Termination.KNOWN, rule)
 
     @property
     @override(AlgorithmConfig)

@@ -12,7 +12,8 @@ For trajectory i of a start row (spec, Section 4):
 
 where ``w_n = prod_{k<n} c_k`` folds the predicted continue probabilities
 ``c_k = 1 - P(terminated)`` into the discount: a terminated step zeroes the
-reward and the bootstrap of everything after it.
+reward and the bootstrap of everything after it. With a known termination rule
+(``core/termination.py``) ``c_k`` is 0 or 1: a fallen state is absorbing with value 0.
 
 Shapes: ``B`` start rows, ``N`` samples, ``H`` horizon, ``S``/``A`` obs/action dims.
 """
@@ -111,6 +112,7 @@ def ensemble_step(
     action: Tensor,
     assignment: tuple[Tensor, Tensor] | None = None,
     target_affine: tuple[Tensor, Tensor] | None = None,
+    termination_rule: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One reparameterised step of the K members whose ``params`` are given.
 
@@ -125,9 +127,13 @@ def ensemble_step(
     the model's outputs to ``obs`` and ``action``; with frozen ``params``
     (``model.layer_params(elites, frozen=True)``) never into f_hat.
 
+    With a ``termination_rule`` (next_obs -> bool, True where the episode ends) the
+    continue probability is 0 where the rule says the imagined next state has ended
+    and 1 elsewhere; the termination head is not read.
+
     Returns:
         next_obs [M, S], reward [M], continue probability [M] (ones when the
-        model does not learn termination).
+        model neither learns termination nor has a rule).
     """
     num_rows = obs.shape[0]
     num_members = params[0][0].shape[0]
@@ -143,11 +149,15 @@ def ensemble_step(
     if target_affine is not None:
         offset, scale = target_affine
         out = torch.cat([offset + scale * out[:, :-1], out[:, -1:]], dim=-1)
-    if model.learn_termination:
+    next_obs = obs + out[:, :-2]
+    if termination_rule is not None:
+        # the rule reads the state, not its gradient: the mask carries none
+        continue_prob = (~termination_rule(next_obs.detach())).to(next_obs.dtype)
+    elif model.learn_termination:
         continue_prob = torch.sigmoid(-out[:, -1])
     else:
         continue_prob = torch.ones_like(out[:, -1])
-    return obs + out[:, :-2], out[:, -2], continue_prob
+    return next_obs, out[:, -2], continue_prob
 
 
 @torch.no_grad()

@@ -631,6 +631,9 @@ class DRIVENetworks(nn.Module):
             layer_norm=spec.model_layer_norm,
             activation=spec.model_activation,
         )
+        # The task's known rule (next_obs -> terminated), applied in imagination; None
+        # when the rule is not known (the head decides, or nothing terminates).
+        self.termination_rule = spec.known_rule
         self.posterior = TanhGaussianPolicy(obs_dim, action_dim, spec.policy_hiddens)
         self.prior = TanhGaussianPolicy(obs_dim, action_dim, spec.policy_hiddens)
         value_options = {

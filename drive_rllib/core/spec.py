@@ -78,6 +78,15 @@ class Precision(str, Enum):
     AUTO = "auto"
 
 
+class Termination(str, Enum):
+    """Where imagined rollouts stop (spec, Section 6, "termination")."""
+
+    AUTO = "auto"  # the known rule when one is given (``termination_rule``), else learned
+    LEARNED = "learned"  # f_hat's termination head, fitted to the real ``terminated`` flags
+    KNOWN = "known"  # the task's own rule on the next observation (``core/termination.py``)
+    NONE = "none"  # nothing terminates
+
+
 class InferencePolicy(str, Enum):
     """The policy whose deterministic mean acts when not exploring (evaluation)."""
 
@@ -180,6 +189,13 @@ def optional_finite_number(name: str, value: Any) -> Any:
     return value
 
 
+def optional_callable(name: str, value: Any) -> Any:
+    """None or a callable."""
+    if value is not None and not callable(value):
+        raise ValueError(f"`{name}` must be a callable or None, got {value!r}.")
+    return value
+
+
 def one_of(choices: type[Enum]) -> Check:
     """A member of ``choices`` or its value (a string), stored as the member."""
     options = tuple(member.value for member in choices)
@@ -242,7 +258,16 @@ class NetworkSpec(_Checked):
         value_hiddens: hidden widths of psi (and psi_bar).
         sigma_min: lower bound > 0 of p_psi's sigma, also the floor of the target
             law's standard deviation in J_KL2.
-        learn_termination: learn f_hat's termination head (else nothing terminates).
+        termination: where imagined rollouts (Eq. 6, Eq. 4's target, distribution
+            rollouts) stop (`Termination`): "learned" fits f_hat's termination head;
+            "known" applies ``termination_rule`` to every imagined next state; "none";
+            "auto" is "known" when a rule is given, else "learned". A terminated step's
+            reward counts; everything after it (rewards, bootstrap) is masked, and
+            distribution rollouts keep no state past it (so Eq. 6 starts from live
+            states only).
+        termination_rule: the known rule, next_obs [M, S] -> bool [M] (True: the
+            episode ends); ``DRIVEConfig`` fills it from the env's registered rule
+            (`drive_rllib.core.termination`) when termination is "auto" or "known".
         entropy_floor: add the entropy floor on pi_theta (its own learnable weight).
         target_entropy: the floor's target entropy; None means -A.
         initial_entropy_weight: the floor's initial weight > 0.
@@ -269,7 +294,8 @@ class NetworkSpec(_Checked):
     policy_hiddens: tuple[int, ...] = setting((256, 256), widths)
     value_hiddens: tuple[int, ...] = setting((256, 256), widths)
     sigma_min: float = setting(0.1, positive_number)
-    learn_termination: bool = setting(True, flag)
+    termination: Termination = setting(Termination.AUTO, one_of(Termination))
+    termination_rule: Callable[[Any], Any] | None = setting(None, optional_callable)
     entropy_floor: bool = setting(True, flag)
     target_entropy: float | None = setting(None, optional_finite_number)
     initial_entropy_weight: float = setting(1.0, positive_number)
@@ -281,11 +307,33 @@ class NetworkSpec(_Checked):
     value_scaled: bool = setting(True, flag)
 
     def _check_together(self) -> None:
+        if self.termination is Termination.KNOWN and self.termination_rule is None:
+            raise ValueError(
+                "`termination` is 'known' but no termination rule is given or registered "
+                "for this env: register one (drive_rllib.core.termination."
+                "register_termination), pass config.training(termination_rule=...), or set "
+                "termination='learned'."
+            )
         if self.num_elites > self.ensemble_size:
             raise ValueError(
                 f"`num_elites` ({self.num_elites}) must not exceed `ensemble_size` "
                 f"({self.ensemble_size}): lower num_elites or raise ensemble_size."
             )
+
+    @property
+    def known_rule(self) -> Callable[[Any], Any] | None:
+        """The rule imagination applies ("known", or "auto" with a rule), else None."""
+        if self.termination in (Termination.KNOWN, Termination.AUTO):
+            return self.termination_rule
+        return None
+
+    @property
+    def learn_termination(self) -> bool:
+        """Whether f_hat's termination head is fitted and read ("learned", or "auto"
+        without a rule)."""
+        return self.termination is Termination.LEARNED or (
+            self.termination is Termination.AUTO and self.termination_rule is None
+        )
 
 
 @dataclass(frozen=True)
@@ -446,15 +494,20 @@ class DRIVESpec:
         return names
 
     @classmethod
-    def from_settings(cls, source: Any) -> DRIVESpec:
-        """The spec of an object that has every setting as an attribute (a DRIVEConfig).
+    def from_settings(cls, source: Any, **overrides: Any) -> DRIVESpec:
+        """The spec of an object that has every setting as an attribute (a DRIVEConfig),
+        with ``overrides`` (settings by name) in place of the attributes they name.
 
         Raises:
             ValueError: a value fails its check (the message says what to change).
         """
+
+        def value(name: str) -> Any:
+            return overrides[name] if name in overrides else getattr(source, name)
+
         return cls(
             **{
-                name: part(**{f.name: getattr(source, f.name) for f in fields(part)})
+                name: part(**{f.name: value(f.name) for f in fields(part)})
                 for name, part in cls.PARTS.items()
             }
         )

@@ -305,17 +305,18 @@ def imagination(
     elite_params = autocast_weights(model.layer_params(model.elite_idx, frozen=True))
     value_params = autocast_weights(nets.value.layer_params(frozen=True))
     target_affine = nets.target_affine()
+    rule = nets.termination_rule
     imagined_rewards: list[Tensor] = []
 
     def model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         next_obs, reward, continue_prob = ensemble_step(
-            model, elite_params, normalize, o, a, assignment, target_affine
+            model, elite_params, normalize, o, a, assignment, target_affine, rule
         )
         imagined_rewards.append(reward.detach())
         return next_obs, reward, continue_prob
 
     def raw_model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return ensemble_step(model, elite_params, normalize, o, a, None, target_affine)
+        return ensemble_step(model, elite_params, normalize, o, a, None, target_affine, rule)
 
     scale = nets.value_scale()
 
@@ -539,7 +540,9 @@ def _distribution_rollout_states(
     target_affine = nets.target_affine(start_obs.dtype)
 
     def model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return ensemble_step(model, elite_params, normalize, o, a, None, target_affine)
+        return ensemble_step(
+            model, elite_params, normalize, o, a, None, target_affine, nets.termination_rule
+        )
 
     def policy(o: Tensor) -> Tensor:
         return tanh_gaussian_action(*nets.prior(normalize(o)))

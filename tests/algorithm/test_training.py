@@ -93,7 +93,7 @@ def test_two_iterations_with_two_env_runners(ray_instance, tiny_config):
             "value_loss": "cross_entropy",
             "num_samples": 2,
             "entropy_floor": False,
-            "learn_termination": False,
+            "termination": "none",
         },
         # Steps that do not fit f_hat: its zero gradients keep DDP's every-parameter
         # bookkeeping, and both Learners hold f_hat alike.

@@ -179,7 +179,7 @@ def test_distribution_rollout_keeps_every_state_until_termination():
 
 
 def test_distribution_rollout_through_the_networks_has_the_states_of_horizon_plus_one_steps():
-    nets = tiny_nets(learn_termination=False)
+    nets = tiny_nets(termination="none")
     spec = UpdateSpec(distribution_rollout_horizon=3)
     states = distribution_rollout_states(nets, torch.randn(5, 3), spec)
     assert states.shape == (5 * 4, 3)
@@ -187,11 +187,11 @@ def test_distribution_rollout_through_the_networks_has_the_states_of_horizon_plu
 
 
 def test_start_states_mix_model_states_and_real_states_in_the_given_share():
-    nets = tiny_nets(learn_termination=False)
+    nets = tiny_nets(termination="none")
     spec = UpdateSpec(start_state_model_fraction=0.25)
     obs = torch.arange(8.0).view(8, 1).repeat(1, 3)
     assert start_states(nets, obs, spec) is obs  # no buffer: all real
-    nets = tiny_nets(learn_termination=False)
+    nets = tiny_nets(termination="none")
     nets.model_states = ModelStateBuffer(obs_dim=3, capacity=4)
     torch.testing.assert_close(start_states(nets, obs, spec), obs)  # empty buffer: all real
     nets.model_states.add(torch.full((4, 3), -1.0))
@@ -204,7 +204,7 @@ def test_start_states_mix_model_states_and_real_states_in_the_given_share():
 
 def test_posterior_batch_size_takes_that_many_start_states_in_the_same_share():
     obs = torch.arange(8.0).view(8, 1).repeat(1, 3)
-    nets = tiny_nets(learn_termination=False)
+    nets = tiny_nets(termination="none")
     real = start_states(nets, obs, UpdateSpec(posterior_batch_size=3))
     torch.testing.assert_close(real, obs[:3])  # no buffer: the batch's first 3 rows
     assert start_states(nets, obs, UpdateSpec(posterior_batch_size=8)) is obs
@@ -226,7 +226,7 @@ def test_posterior_batch_size_k_trains_q_phi_on_the_first_k_rows_only():
     # gradient as it is (the same random draws), while with every row it changes
     def posterior_grads(spec, batch):
         torch.manual_seed(1)
-        nets = tiny_nets(learn_termination=False)
+        nets = tiny_nets(termination="none")
         terms, _ = update_terms(nets, batch, spec)
         combine_terms(terms, dict.fromkeys(terms, 1.0)).backward()
         grads = [param.grad.clone() for param in nets.posterior.parameters()]
@@ -313,7 +313,7 @@ def test_value_bounds_clip_the_target_means_to_the_return_range():
 
 
 def test_ensemble_step_maps_standardised_predictions_back_to_raw_units():
-    nets = tiny_nets(learn_termination=False)
+    nets = tiny_nets(termination="none")
     normalize = nets.obs_normalizer.frozen()
     params = nets.model.layer_params(nets.model.elite_idx, frozen=True)
     obs, action = torch.randn(6, 3), torch.rand(6, 2) * 2 - 1

@@ -223,7 +223,7 @@ def test_model_batch_size_k_fits_every_member_on_its_own_k_bootstrap_rows():
     exactly those rows ([k]); 0 means the whole batch; more than the batch is an error
     that names the setting. Through ``update_terms`` the model term has k rows and the
     other terms keep the batch's."""
-    nets = tiny_nets(learn_termination=True)
+    nets = tiny_nets(termination="learned")
     batch = random_batch(8)
     obs_n = batch["obs"]
     torch.manual_seed(3)
