@@ -265,6 +265,7 @@ class DRIVEConfig(AlgorithmConfig):
         value_hiddens: list[int] | None = NotProvided,
         sigma_min: float | None = NotProvided,
         termination: str | None = NotProvided,
+        return_range_absorbing: bool | None = NotProvided,
         termination_rule: Callable[[Any], Any] | None = NotProvided,
         entropy_floor: bool | None = NotProvided,
         target_entropy: float | None = NotProvided,
@@ -352,6 +353,8 @@ class DRIVEConfig(AlgorithmConfig):
                 rule), "none". See ``NetworkSpec`` in core/spec.py.
             termination_rule: a known rule (next_obs [M, S] -> bool [M]) for an env
                 with no registered one. Default None.
+            return_range_absorbing: the return range spans 0 (a fallen state's value)
+                where rollouts can end. Default True. See ``NetworkSpec``.
             entropy_floor: add the entropy floor on pi_theta, its weight tuned
                 toward ``target_entropy`` as SAC tunes its temperature. Default True.
             target_entropy: target entropy of pi_theta; None means -A (minus

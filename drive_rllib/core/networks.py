@@ -367,10 +367,16 @@ class ReturnRange(nn.Module):
     read in its units (``scale``) and Eq. 4's target means are clipped to it
     (`UpdateSpec.value_bounds`). Unset until the first ``update`` (``initialised``
     is False); until then ``scale`` is (0, 1), the identity, and ``clip`` does nothing.
+
+    With ``includes_zero`` (a task whose episodes can end) the range also spans 0: a
+    return that ends in a fall sums fewer rewards, down to the fall's own step, and
+    the fallen (absorbing) state is worth 0, so [low, high] of survival alone would
+    clip the targets of states near a fall up to the returns of staying alive.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, includes_zero: bool = False) -> None:
         super().__init__()
+        self.includes_zero = includes_zero
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
@@ -385,6 +391,8 @@ class ReturnRange(nn.Module):
         """Move ``rate`` of the way toward the returns of these rewards (the whole way when unset)."""
         low = reward_low.to(self.low) / (1.0 - gamma) if gamma < 1 else reward_low.to(self.low)
         high = reward_high.to(self.high) / (1.0 - gamma) if gamma < 1 else reward_high.to(self.high)
+        if self.includes_zero:
+            low, high = low.clamp(max=0.0), high.clamp(min=0.0)
         if not self.is_set:
             self.low.copy_(low)
             self.high.copy_(high)
@@ -648,7 +656,10 @@ class DRIVENetworks(nn.Module):
         self.target_value.load_state_dict(self.value.state_dict())
         self.target_value.requires_grad_(False)
         self.value_scaled = spec.value_scaled
-        self.return_range = ReturnRange()
+        self.return_range = ReturnRange(
+            includes_zero=spec.return_range_absorbing
+            and (spec.learn_termination or spec.known_rule is not None)
+        )
         self.model_states = (
             ModelStateBuffer(obs_dim, model_state_capacity) if model_state_capacity else None
         )

@@ -283,6 +283,11 @@ class NetworkSpec(_Checked):
             (`UpdateSpec.value_target_aggregate`, ``value_policy_aggregate``).
         value_layer_norm: layer normalisation (no affine) before every layer of
             psi but the first.
+        return_range_absorbing: where imagined rollouts can end (``termination``
+            learned, or a known rule), the return range also spans 0, the value of
+            the absorbing state after a fall; else (and always when False) it spans
+            the returns of the low and high rewards earned forever, which clips
+            Eq. 4's targets near a fall up to the returns of survival.
         value_scaled: psi's outputs live in units of the return range
             (``return_range``): mu = center + width * raw, sigma = sigma_min +
             width * softplus(raw); the last layer starts at zero (mu = center).
@@ -305,6 +310,7 @@ class NetworkSpec(_Checked):
     value_heads: int = setting(5, integer(minimum=1))
     value_layer_norm: bool = setting(True, flag)
     value_scaled: bool = setting(True, flag)
+    return_range_absorbing: bool = setting(True, flag)
 
     def _check_together(self) -> None:
         if self.termination is Termination.KNOWN and self.termination_rule is None:

@@ -292,3 +292,34 @@ def test_the_rule_agrees_with_the_env_on_real_transitions(env_id, env_config) ->
     assert counts["other"] == 0, counts
     assert counts["agree"] + counts["unobservable"] == AGREEMENT_STEPS
     print(env_id, counts)
+
+
+# --- the return range of a task that can end ------------------------------------------------------
+
+
+def test_return_range_spans_zero_where_rollouts_can_end() -> None:
+    """Rewards in [0.8, 1.5] with gamma 0.99: survival alone gives [80, 150]; a task that can
+    fall spans [0, 150] (a fall right away is worth 0.8 + 0 after it)."""
+    from drive_rllib.core.networks import ReturnRange
+
+    survival, falls = ReturnRange(), ReturnRange(includes_zero=True)
+    for return_range in (survival, falls):
+        return_range.update(torch.tensor(0.8), torch.tensor(1.5), 0.99, 1.0)
+    assert torch.allclose(torch.stack([survival.low, survival.high]), torch.tensor([80.0, 150.0]))
+    assert torch.allclose(torch.stack([falls.low, falls.high]), torch.tensor([0.0, 150.0]))
+    # A terminated transition's target (its reward, 1.0) is kept, not clipped up to 80.
+    assert falls.clip(torch.tensor([1.0])).item() == pytest.approx(1.0)
+    assert survival.clip(torch.tensor([1.0])).item() == pytest.approx(80.0)
+    # Negative rewards: the range already spans 0 below; 0 caps it from above.
+    falls.update(torch.tensor(-3.0), torch.tensor(-1.0), 0.5, 1.0)
+    assert torch.allclose(torch.stack([falls.low, falls.high]), torch.tensor([-6.0, 0.0]))
+
+
+def test_networks_span_zero_only_where_rollouts_can_end() -> None:
+    assert tiny_nets(termination="learned").return_range.includes_zero
+    assert tiny_nets(
+        termination="known", termination_rule=ended_above_one
+    ).return_range.includes_zero
+    assert not tiny_nets(termination="none").return_range.includes_zero
+    off = tiny_nets(termination="learned", return_range_absorbing=False)
+    assert not off.return_range.includes_zero
