@@ -322,7 +322,7 @@ def _translated_config(
 ) -> tuple[dict[str, Any], list[str]]:
     """The config with old RLlib keys in DRIVE's terms (`drive_rllib.cli.old_keys`), one note
     per renamed or ignored key; and the problems found (ignored keys too, when ``strict``)."""
-    from drive_rllib.algorithm.drive import DRIVE_SETTINGS
+    from drive_rllib.algorithm.config import DRIVE_SETTINGS
 
     accepted, _ = accepted_config_keys()
     translation = translate_config(config, DRIVE_SETTINGS, accepted)
@@ -706,7 +706,7 @@ def check_resources(
 ) -> None:
     """Every grid-search variant's trial must fit ``available`` (else Tune would wait for
     ever with the trial PENDING): one line saying what to lower."""
-    from drive_rllib.algorithm.drive import resource_shortfall
+    from drive_rllib.algorithm.resources import resource_shortfall
 
     for label, variant in resolved_variants(experiment.config):
         shortfall = resource_shortfall(variant, available, include_main_process=True)
