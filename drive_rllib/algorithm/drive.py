@@ -76,12 +76,7 @@ from drive_rllib.algorithm.resources import (
     with_replay_bundle,
 )
 from drive_rllib.mujoco_log import MUJOCO_LOG_FILE, redirect_mujoco_warnings
-from drive_rllib.replay.actor import (
-    ReplayUnavailableError,
-    call,
-    create_replay_actor,
-    timeout_message,
-)
+from drive_rllib.replay.actor import ReplayHandle, create_replay_actor
 
 logger = logging.getLogger(__name__)
 
@@ -139,18 +134,18 @@ class DRIVE(Algorithm):
         redirect_mujoco_warnings(os.path.join(self.logdir, MUJOCO_LOG_FILE))
         super().setup(config)
         observation_space, action_space = self.spaces[DEFAULT_MODULE_ID]
-        self._replay_name = f"drive_replay_{uuid.uuid4().hex[:12]}"
+        name = f"drive_replay_{uuid.uuid4().hex[:12]}"
         self._snapshot_path = (
             os.path.join(self.logdir, REPLAY_SNAPSHOT_FILE)
             if self.config.replay_snapshot_interval
             else None
         )
         bound = float(self.config.max_abs_value)
-        self._replay = create_replay_actor(
+        actor = create_replay_actor(
             self.config.replay_capacity,
             int(np.prod(observation_space.shape)),
             int(np.prod(action_space.shape)),
-            name=self._replay_name,
+            name=name,
             holdout_every=self.config.holdout_every,
             seed=self.config.seed,
             num_cpus=0,
@@ -161,11 +156,12 @@ class DRIVE(Algorithm):
             max_abs_reward=bound,
             max_abs_action=bound,
         )
+        self._replay = ReplayHandle(actor, name, self.config.replay_timeout_s)
         try:
             # The actor imports RLlib's batch code now, within the start timeout, rather
             # than in its first `sample`, which has only `replay_timeout_s`.
             ray.get(
-                self._replay.__ray_call__.remote(_import_batch_code),
+                actor.__ray_call__.remote(_import_batch_code),
                 timeout=REPLAY_START_TIMEOUT_S,
             )
         except ray.exceptions.GetTimeoutError as error:
@@ -177,9 +173,9 @@ class DRIVE(Algorithm):
         self._replay_restarts = 0
         self._read_replay_status(baseline=True)
         self._connect_env_runners()
-        replay, name, timeout = self._replay, self._replay_name, self.config.replay_timeout_s
+        replay = self._replay
         for result in self.learner_group.foreach_learner(
-            lambda learner: learner.set_replay_actor(replay, name, timeout)
+            lambda learner: learner.set_replay_actor(replay)
         ):
             result.get()
 
@@ -194,7 +190,7 @@ class DRIVE(Algorithm):
     @property
     def replay_actor(self) -> ray.actor.ActorHandle:
         """The replay actor holding every transition the EnvRunners collected."""
-        return self._replay
+        return self._replay.actor
 
     @property
     def num_rows_counted(self) -> int:
@@ -204,9 +200,9 @@ class DRIVE(Algorithm):
 
     def _connect_env_runners(self, remote_worker_ids: list[int] | None = None) -> None:
         """Hands the replay actor to all training EnvRunners (or only the given ones)."""
-        replay, name, timeout = self._replay, self._replay_name, self.config.replay_timeout_s
+        replay = self._replay
         self.env_runner_group.foreach_env_runner(
-            lambda env_runner: env_runner.set_replay_actor(replay, name, timeout),
+            lambda env_runner: env_runner.set_replay_actor(replay),
             local_env_runner=remote_worker_ids is None,
             remote_worker_ids=remote_worker_ids,
         )
@@ -219,21 +215,12 @@ class DRIVE(Algorithm):
             self._connect_env_runners(remote_worker_ids=restored)
         return restored
 
-    def _call_replay(self, method: str, *args: Any) -> Any:
-        return call(
-            self._replay,
-            method,
-            *args,
-            timeout=self.config.replay_timeout_s,
-            name=self._replay_name,
-        )
-
     def _read_replay_status(self, baseline: bool = False) -> dict[str, Any]:
         """The replay actor's counters; notices (and logs once) a restart and its lost rows.
 
         With ``baseline`` (after setup or a restore) the counters are taken as they are.
         """
-        status = self._call_replay("status")
+        status = self._replay.call("status")
         restarted = self._replay_pid is not None and status["pid"] != self._replay_pid
         if restarted and not baseline:
             restored = status["restored_total_added"] or 0
@@ -244,7 +231,7 @@ class DRIVE(Algorithm):
                 "The replay actor %s died and Ray restarted it (pid %s -> %s); it reloaded "
                 "%s: %d rows added after that snapshot were lost (replay/rows_lost is now "
                 "%d). Training continues.",
-                self._replay_name,
+                self._replay.name,
                 self._replay_pid,
                 status["pid"],
                 f"its snapshot of {restored} rows" if restored else "no snapshot (empty)",
@@ -295,19 +282,11 @@ class DRIVE(Algorithm):
             # runs several, so no batch exceeds C x B rows.
             for chunk in self._update_chunks(status["size"]):
                 batch_refs = [
-                    self._replay.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
+                    self._replay.actor.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
                     for _ in range(max(config.num_learners, 1))
                 ]
                 # The Learners resolve the refs without a timeout: wait for them here.
-                done, _ = ray.wait(
-                    batch_refs, num_returns=len(batch_refs), timeout=config.replay_timeout_s
-                )
-                if len(done) < len(batch_refs):
-                    raise ReplayUnavailableError(
-                        timeout_message(
-                            self._replay, "sample", config.replay_timeout_s, self._replay_name
-                        )
-                    )
+                self._replay.wait(batch_refs, "sample")
                 learner_results = self.learner_group.update(
                     batch_refs=batch_refs,
                     minibatch_size=batch_size,
@@ -357,7 +336,7 @@ class DRIVE(Algorithm):
         """Every ``replay_snapshot_interval`` iterations the replay actor writes its snapshot."""
         interval = self.config.replay_snapshot_interval
         if self._snapshot_path and interval and (self.iteration + 1) % interval == 0:
-            self._call_replay("snapshot")
+            self._replay.call("snapshot")
 
     # -- checkpoints: RLlib's state plus the replay contents, written atomically ---------
 
@@ -395,23 +374,22 @@ class DRIVE(Algorithm):
         if filesystem is None:
             filesystem, path = filesystem_and_path(path)
         self._read_replay_status()
-        timeout, name = self.config.replay_timeout_s, self._replay_name
         if not isinstance(filesystem, pyarrow.fs.LocalFileSystem):
             path = super().save_to_path(
                 path, state=state, filesystem=filesystem, use_msgpack=use_msgpack
             )
-            save_replay(self._replay, path, filesystem, timeout, name)
+            save_replay(self._replay, path, filesystem)
             write_marker(path, self._marker(), filesystem)
             return path
         with atomic_directory(path) as temporary:
             super().save_to_path(
                 temporary, state=state, filesystem=filesystem, use_msgpack=use_msgpack
             )
-            save_replay(self._replay, temporary, filesystem, timeout, name)
+            save_replay(self._replay, temporary, filesystem)
             write_marker(temporary, self._marker())
         if self._snapshot_path:
             # The checkpoint's replay file is the newest snapshot too (a hard link).
-            self._call_replay("link_snapshot", os.path.join(path, REPLAY_FILE))
+            self._replay.call("link_snapshot", os.path.join(path, REPLAY_FILE))
         return path
 
     @override(Algorithm)
@@ -443,9 +421,7 @@ class DRIVE(Algorithm):
         if not full:
             return
         if restore_replay:
-            restore_replay_file(
-                self._replay, path, filesystem, self.config.replay_timeout_s, self._replay_name
-            )
+            restore_replay_file(self._replay, path, filesystem)
         self._read_replay_status(baseline=True)
         if marker is not None and restore_replay:
             self._rows_lost = int(marker.get("rows_lost", 0))
@@ -527,7 +503,7 @@ class DRIVE(Algorithm):
         super().cleanup()
         replay = getattr(self, "_replay", None)
         if replay is not None:
-            ray.kill(replay)
+            ray.kill(replay.actor)
             self._replay = None
 
 

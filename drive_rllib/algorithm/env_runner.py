@@ -48,7 +48,6 @@ from unittest import mock
 
 import gymnasium as gym
 import numpy as np
-import ray
 import torch
 from gymnasium.wrappers.vector import DictInfoToList
 from ray.rllib.callbacks.callbacks import RLlibCallback
@@ -61,7 +60,7 @@ from ray.rllib.utils.metrics import SAMPLE_TIMER, WEIGHTS_SEQ_NO
 
 from drive_rllib import keys
 from drive_rllib.mujoco_log import redirect_mujoco_warnings
-from drive_rllib.replay.actor import ReplayUnavailableError, call
+from drive_rllib.replay.actor import ReplayHandle, ReplayUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -191,25 +190,16 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         # Before the envs are made: MuJoCo's warnings to logging, not to the terminal and
         # ./MUJOCO_LOG.TXT (in the Algorithm's process, keep DRIVE.setup's run-folder log).
         redirect_mujoco_warnings(replace=False)
-        self._replay: ray.actor.ActorHandle | None = None
-        self._replay_name: str | None = None
-        self._replay_timeout_s: float | None = None
+        self._replay: ReplayHandle | None = None
         self.num_transitions_pushed = 0
         self.num_transitions_rejected = 0
         self._rejection_logged = False
         self._lean: LeanState | None = None
         super().__init__(config=config, **kwargs)
 
-    def set_replay_actor(
-        self,
-        replay: ray.actor.ActorHandle,
-        name: str | None = None,
-        timeout_s: float | None = None,
-    ) -> None:
-        """Sets the replay actor this runner adds its transitions to (and its call timeout)."""
+    def set_replay_actor(self, replay: ReplayHandle) -> None:
+        """Sets the replay actor this runner adds its transitions to."""
         self._replay = replay
-        self._replay_name = name
-        self._replay_timeout_s = timeout_s
 
     def advance_seeds(self, generation: int) -> None:
         """Moves the env and sampling seeds on by ``generation`` (a restore's iteration).
@@ -255,7 +245,7 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
 
     def replay_actor_id(self) -> str | None:
         """Hex id of the replay actor this runner pushes to (None: no handle)."""
-        return None if self._replay is None else self._replay._actor_id.hex()
+        return None if self._replay is None else self._replay.actor_id
 
     @override(SingleAgentEnvRunner)
     def sample(
@@ -317,13 +307,7 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         # Wait for the push: once sample() returns, the data is in the replay, so the
         # driver's next learner batch (and its replay size) includes it.
         try:
-            report = call(
-                self._replay,
-                "push",
-                transitions,
-                timeout=self._replay_timeout_s,
-                name=self._replay_name,
-            )
+            report = self._replay.call("push", transitions)
         except ReplayUnavailableError as error:
             if self.worker_index == 0:
                 raise

@@ -33,13 +33,16 @@ many. A *hung* actor (stopped, swapping) is not restarted by Ray: every caller
 waits through `call`, whose timeout turns the hang into one
 `ReplayUnavailableError` that names the actor.
 
-`ReplayActor` is a plain class; `create_replay_actor` makes it remote.
+`ReplayActor` is a plain class; `create_replay_actor` makes it remote. Its
+callers (the Algorithm, every EnvRunner and Learner) hold it as one
+`ReplayHandle`: the actor, its name and the timeout of every call.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +53,7 @@ from drive_rllib.replay.storage import TEMPORARY_MARK, TRAIN, ReplayStorage, fsy
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from ray import ObjectRef
     from ray.actor import ActorHandle
 
 
@@ -237,6 +241,46 @@ def call(
         raise ReplayUnavailableError(timeout_message(actor, method, timeout, name)) from None
     except ray.exceptions.RayActorError as error:
         raise ReplayUnavailableError(died_message(actor, method, name, error)) from error
+
+
+@dataclass(frozen=True)
+class ReplayHandle:
+    """The replay actor as its callers hold it: the actor, its name, one timeout policy.
+
+    Every call waits at most ``timeout_s`` seconds and fails with one
+    `ReplayUnavailableError` that names the actor; retries after a crash are
+    Ray's (`create_replay_actor`'s ``max_restarts``), so a caller never retries.
+
+    Attributes:
+        actor: The replay actor.
+        name: Its name, for error messages (None: its id).
+        timeout_s: Seconds every call may take (None: no limit).
+    """
+
+    actor: ActorHandle
+    name: str | None = None
+    timeout_s: float | None = None
+
+    def call(self, method: str, *args: Any) -> Any:
+        """``actor.<method>(*args)``, waited for under the timeout (see `call`)."""
+        return call(self.actor, method, *args, timeout=self.timeout_s, name=self.name)
+
+    def wait(self, refs: list[ObjectRef], method: str) -> None:
+        """Waits for the results of calls already made, under the timeout.
+
+        Raises:
+            ReplayUnavailableError: not all of ``refs`` are ready within the timeout.
+        """
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
+        if len(done) < len(refs):
+            raise ReplayUnavailableError(
+                timeout_message(self.actor, method, self.timeout_s, self.name)
+            )
+
+    @property
+    def actor_id(self) -> str:
+        """The actor's hex id (to tell two actors, or a recreated one, apart)."""
+        return self.actor._actor_id.hex()
 
 
 def timeout_message(
