@@ -110,10 +110,9 @@ HEADLINE_FILE = (
 
 def file_settings(path: pathlib.Path) -> dict[str, Any]:
     """The DRIVEConfig settings of an experiment file's (first) experiment, env and seed excluded."""
-    from drive_rllib.cli.experiments import Overrides, experiments_from_file
+    from drive_rllib.cli.experiments import file_config
 
-    experiments, _ = experiments_from_file(str(path), Overrides(), lambda _note: None)
-    config = dict(experiments[0].config)
+    config = file_config(str(path))
     for key in ("env", "seed", "num_env_runners", "num_learners"):
         config.pop(key, None)
     return config

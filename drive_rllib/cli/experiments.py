@@ -494,6 +494,13 @@ def experiments_from_file(
     return experiments, lines
 
 
+def file_config(path: str) -> dict[str, Any]:
+    """The config of a file's first experiment (``env`` included), as ``rllib train file``
+    reads it: for scripts that run a tuned example's settings under their own loop."""
+    experiments, _ = experiments_from_file(path, Overrides(), lambda _note: None)
+    return dict(experiments[0].config)
+
+
 def experiment_from_options(
     algo: str,
     env: str | None,
