@@ -589,13 +589,6 @@ def current_version(env_id: str) -> str | None:
     return max(versions)[1] if versions else None
 
 
-def check_env(experiment: Experiment, where: str) -> None:
-    """An unknown or unusable env id ends the command here (see `env_problem`)."""
-    problems = env_problems(experiment.env)
-    if problems:
-        raise CLIError(f"{where}: {'; '.join(problems)}")
-
-
 def accepted_config_keys() -> tuple[set[str], list[str]]:
     """(every key ``DRIVEConfig.update_from_dict`` understands, the public ones to suggest)."""
     from ray._common.deprecation import DEPRECATED_VALUE
@@ -630,13 +623,6 @@ def config_key_problems(experiment: Experiment, where: Callable[[str], str]) -> 
         for key in experiment.config
         if key not in accepted
     ]
-
-
-def check_config_keys(experiment: Experiment, where: Callable[[str], str]) -> None:
-    """Every config key must be a DRIVEConfig attribute (all unknown keys in one error)."""
-    problems = config_key_problems(experiment, where)
-    if problems:
-        raise CLIError(problem_block(experiment.name, problems))
 
 
 def problem_block(name: str, problems: list[str]) -> str:
