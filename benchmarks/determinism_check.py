@@ -62,7 +62,7 @@ MODULE_ID = "default_policy"
 #: Driver-level DRIVE metrics recorded next to the Learner's.
 DRIVER_KEYS = ("replay/size", "training/warmup", "training/update_steps")
 
-#: Metric keys renamed by issue 14 (old key -> new key). Several old keys named one
+#: Metric keys renamed since older runs (old key -> new key). Several old keys named one
 #: quantity twice (`posterior/J_U` and `loss/return`, `kl/prior` and `loss/kl_prior`,
 #: ...); each maps to the one name that is kept, and must have been equal.
 RENAMED = {

@@ -35,7 +35,7 @@ same sizes; the quicker way on a loaded machine).
 Variants (``--wins``), each toggled on the one live Learner:
 ``all`` (every win, the defaults), ``no_flush`` (denormals not flushed),
 ``no_fused`` (torch's default for-loop Adam), ``per_parameter`` (RLlib's own
-``apply_gradients``), ``none`` (all three off, the code before issue 11). ``--fit-intervals K ...``
+``apply_gradients``), ``none`` (all three off). ``--fit-intervals K ...``
 adds ``fit_every_K``: every win on, and f_hat fitted on every K-th update step
 only (``model_fit_interval``; a learning setting, not a cost switch: default 1).
 Use ``--updates`` divisible by every K, so that each round fits 1/K of its steps.

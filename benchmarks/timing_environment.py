@@ -25,9 +25,8 @@ def timing_environment() -> dict[str, str]:
 def machine() -> dict[str, object]:
     """The CPU the figures came from: its model name (Linux's ``/proc/cpuinfo``), the
     vector instructions torch's kernels use (``AVX2``, ``AVX512``, ...), whether oneDNN
-    has bfloat16 arithmetic here, and the logical CPUs. This project's machine has
-    changed between sessions (an AMX CPU on 2026-12-05 and 06, an AVX2 one on
-    2026-12-06's last stop), and ratios measured on one do not carry to the other."""
+    has bfloat16 arithmetic here, and the logical CPUs: ratios measured on one CPU (e.g.
+    one with AMX) do not carry to another (e.g. an AVX2 one)."""
     import torch
 
     model = "unknown"

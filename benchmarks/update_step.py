@@ -7,7 +7,7 @@ SAC: twin 256x256 Q MLPs, a tanh-Gaussian 256x256 actor, learned temperature,
 one backward, three Adam steps, Polyak. Both on HalfCheetah-sized inputs (obs
 17, action 6), batch 256, random data (cost does not depend on the values).
 
-    python benchmarks/update_step.py                 # issue 2's table (docs/performance.md)
+    python benchmarks/update_step.py                 # the table of docs/performance.md
     python benchmarks/update_step.py --repeats 5 --steps 20 --profile
     python benchmarks/update_step.py --model-hiddens 200 200 200 200 --prewarm 1250 \
         --save-state /tmp/drive_core_state.pt --horizons 5 --samples 1       # headline sizes
@@ -528,7 +528,7 @@ def main() -> None:
     if args.init_state:
         state = torch.load(args.init_state, map_location="cpu", weights_only=False)
     if args.prewarm:
-        torch.set_flush_denormal(False)  # as the Learner ran before issue 11
+        torch.set_flush_denormal(False)  # as a Learner with flush_denormals=False runs
         warm = drive_step_fn(
             5, 1, args.batch, args.ensemble, hiddens, fused=False, state=state, fresh_batches=True
         )

@@ -140,7 +140,7 @@ def test_config_round_trips_through_a_dict():
         ({"target_entropy": "auto"}, "`target_entropy` must be a finite number or None"),
         ({"entropy_floor": 1}, "`entropy_floor` must be True or False"),
         ({"lr": 1e-3}, "DRIVE has one learning rate per component"),
-        # Values that passed validate() and broke the run later (issue 12).
+        # Values that once passed validate() and broke the run later.
         ({"alpha": float("inf")}, "`alpha` must be a finite number"),
         ({"value_lr": float("nan")}, "`value_lr` must be a finite number"),
         ({"prior_lr": float("inf")}, "`prior_lr` must be a finite number"),
