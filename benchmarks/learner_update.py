@@ -82,7 +82,7 @@ import time
 from typing import Any
 
 import torch
-from timing_environment import machine, timing_environment
+from timing_environment import machine, start_private_ray, timing_environment, write_figures
 
 HEADLINE = {
     "ensemble_size": 7,
@@ -368,15 +368,8 @@ def main() -> None:
 
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     torch.set_num_threads(args.threads[0])
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        configure_logging=False,
-        log_to_driver=False,
-    )
+    start_private_ray()
     extras = dict(parse_setting(text) for text in args.settings)
     drive = drive_algo(args.env, args.recipe, args.updates, args.seed, gpus=gpus)
     learner = drive.learner_group._learner
@@ -518,23 +511,18 @@ def main() -> None:
             line += " | |"
         print(line)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "args": {k: str(v) for k, v in vars(args).items()},
-                    "rows": rows,
-                    "fetch_ms": fetch,
-                    "sizes": sizes,
-                    "settings": extras,
-                    "loadavg": os.getloadavg(),
-                    "environment": timing_environment(),
-                    "machine": machine(),
-                    "subnormals": subnormals(learner),
-                    "cudagraph_skips": cudagraph_skips,
-                },
-                f,
-                indent=1,
-            )
+        write_figures(
+            args.json,
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "rows": rows,
+                "fetch_ms": fetch,
+                "sizes": sizes,
+                "settings": extras,
+                "subnormals": subnormals(learner),
+                "cudagraph_skips": cudagraph_skips,
+            },
+        )
     drive.stop()
     for other in others.values():
         other.stop()

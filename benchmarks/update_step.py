@@ -46,7 +46,7 @@ import time
 
 import numpy as np
 import torch
-from timing_environment import machine, timing_environment
+from timing_environment import machine, timing_environment, write_figures
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -226,19 +226,7 @@ def compare_wins(args, state: dict | None) -> None:
             line += " | |"
         print(line)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "times": times,
-                    "adam": adam,
-                    "args": vars(args),
-                    "loadavg": os.getloadavg(),
-                    "environment": timing_environment(),
-                    "machine": machine(),
-                },
-                f,
-                indent=1,
-            )
+        write_figures(args.json, {"times": times, "adam": adam, "args": vars(args)})
 
 
 def sac_step_fn(batch_size: int):

@@ -61,31 +61,18 @@ class ReplayActor:
     """Holds one `ReplayStorage`; made remote by `create_replay_actor`.
 
     Args:
-        capacity: Maximum number of stored transitions.
-        obs_dim: Observation dim `S`.
-        action_dim: Action dim `A`.
-        holdout_every: Every `k`-th position is held out of the train split;
-            0 disables the holdout split.
-        seed: Seed of the sampling generator; None draws fresh entropy.
+        *storage_args: `ReplayStorage`'s arguments (capacity, S, A, ...).
         snapshot_path: `.npz` file of this actor's snapshots; an actor that Ray
             restarted after a crash reloads it. None: no snapshots.
-        bounds: ``max_abs_obs`` / ``max_abs_reward`` / ``max_abs_action`` of
-            `ReplayStorage`, the magnitude bounds `push` checks rows against.
+        **storage_kwargs: `ReplayStorage`'s keyword arguments (``holdout_every``,
+            ``seed``, and the bounds ``max_abs_obs`` / ``max_abs_reward`` /
+            ``max_abs_action`` that `push` checks rows against).
     """
 
     def __init__(
-        self,
-        capacity: int,
-        obs_dim: int,
-        action_dim: int,
-        holdout_every: int = 10,
-        seed: int | None = None,
-        snapshot_path: str | None = None,
-        **bounds: float | None,
+        self, *storage_args: Any, snapshot_path: str | None = None, **storage_kwargs: Any
     ) -> None:
-        self._storage = ReplayStorage(
-            capacity, obs_dim, action_dim, holdout_every=holdout_every, seed=seed, **bounds
-        )
+        self._storage = ReplayStorage(*storage_args, **storage_kwargs)
         self._snapshot_path = snapshot_path
         #: total_added of the snapshot a restarted actor reloaded (None: a fresh actor).
         self._restored_total_added: int | None = None
