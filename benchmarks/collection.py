@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 import numpy as np
-from timing_environment import machine, timing_environment
+from timing_environment import start_private_ray, write_figures
 
 DEFAULT_CONFIGS = [
     "0:1:rllib",
@@ -149,17 +149,10 @@ def main() -> None:
     import ray
     import torch
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.worker_niceness is not None:
         os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
     torch.set_num_threads(1)
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        configure_logging=False,
-        log_to_driver=False,
-    )
+    start_private_ray()
     rows = []
     for spec in args.configs:
         runners, envs, loop = spec.split(":")
@@ -211,18 +204,7 @@ def main() -> None:
             )
         print(line)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "rows": rows,
-                    "args": vars(args),
-                    "loadavg": os.getloadavg(),
-                    "environment": timing_environment(),
-                    "machine": machine(),
-                },
-                f,
-                indent=1,
-            )
+        write_figures(args.json, {"rows": rows, "args": vars(args)})
     ray.shutdown()
 
 

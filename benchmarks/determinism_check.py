@@ -32,20 +32,18 @@ import os
 import sys
 from typing import Any
 
-#: Pendulum-v1, tiny networks, Algorithm 1 with T = 100, C = 50, 300 warm-up steps.
+from drive_rllib.tiny import TINY_NETWORKS
+
+#: Pendulum-v1, tiny networks on batches of 64, Algorithm 1 with T = 100, C = 50, 300
+#: warm-up steps.
 BASE: dict[str, Any] = {
-    "ensemble_size": 3,
-    "num_elites": 2,
-    "model_hiddens": [32, 32],
-    "policy_hiddens": [32, 32],
-    "value_hiddens": [32, 32],
+    **TINY_NETWORKS,
     "train_batch_size_per_learner": 64,
     "env_steps_per_iteration": 100,
     "updates_per_iteration": 50,
     "num_warmup_steps": 300,
     "model_eval_interval": 100,
     "model_eval_batch_size": 128,
-    "replay_capacity": 5_000,
 }
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {"horizon": 3},
@@ -64,7 +62,7 @@ MODULE_ID = "default_policy"
 #: Driver-level DRIVE metrics recorded next to the Learner's.
 DRIVER_KEYS = ("replay/size", "training/warmup", "training/update_steps")
 
-#: Metric keys renamed by issue 14 (old key -> new key). Several old keys named one
+#: Metric keys renamed since older runs (old key -> new key). Several old keys named one
 #: quantity twice (`posterior/J_U` and `loss/return`, `kl/prior` and `loss/kl_prior`,
 #: ...); each maps to the one name that is kept, and must have been equal.
 RENAMED = {

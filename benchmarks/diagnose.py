@@ -1,4 +1,4 @@
-"""What a DRIVE run's networks believe, against what the environment does (issue 10, item 1).
+"""What a DRIVE run's networks believe, against what the environment does.
 
 ``diagnose(algo, env_id, seed)`` takes a built DRIVE Algorithm with a local Learner
 (``num_learners=0``, as ``benchmarks/learning.py`` runs it) and measures, from two

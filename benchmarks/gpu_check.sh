@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU check of DRIVE's update (issue 11, item 4) on a machine with CUDA: steps 1-2 take under
-# 5 minutes, step 3 up to 5 more.
+# GPU check of DRIVE's update on a machine with CUDA: steps 1-2 take under 5 minutes,
+# step 3 up to 5 more.
 #
 #   bash benchmarks/gpu_check.sh            # from the repository root, in the project's venv
 #
@@ -15,13 +15,12 @@
 #    update steps through RLlib: the top operators, and how long the kernels kept the GPU
 #    busy per step (on the H100 the Learner's step took 43 ms where step 1's core step
 #    took 33: where the other 10 go is the profile's question).
-# 3. the issue's ratio on the GPU: benchmarks/learner_update.py with both local Learners
+# 3. DRIVE's update against RLlib SAC's on the GPU: benchmarks/learner_update.py with both local Learners
 #    there (--num-gpus-per-learner 1), DRIVE's learner update at headline sizes, the default
 #    (eager) and compiled (torch_compile_learner), against RLlib SAC's, 5 interleaved rounds.
 #    It compiles first (minutes), so it runs last and its failure does not fail the check.
 # Without a CUDA device it prints "no CUDA device" and exits 0 (nothing to check).
-# Run once, on an H100 (2026-12-06): steps 1-2 took about 2 minutes; figures and log in
-# benchmarks/results/gpu_check/h100_2026-12-06/.
+# Figures and log of a run on an H100: benchmarks/results/gpu_check/.
 #
 # GPU_CHECK_CUDAGRAPHS=1 adds to step 3, in the same rotation, the learner update compiled
 # with CUDA graphs (torch_compile_learner_dynamo_mode="reduce-overhead"): the step is

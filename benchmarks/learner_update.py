@@ -35,7 +35,7 @@ same sizes; the quicker way on a loaded machine).
 Variants (``--wins``), each toggled on the one live Learner:
 ``all`` (every win, the defaults), ``no_flush`` (denormals not flushed),
 ``no_fused`` (torch's default for-loop Adam), ``per_parameter`` (RLlib's own
-``apply_gradients``), ``none`` (all three off, the code before issue 11). ``--fit-intervals K ...``
+``apply_gradients``), ``none`` (all three off). ``--fit-intervals K ...``
 adds ``fit_every_K``: every win on, and f_hat fitted on every K-th update step
 only (``model_fit_interval``; a learning setting, not a cost switch: default 1).
 Use ``--updates`` divisible by every K, so that each round fits 1/K of its steps.
@@ -82,7 +82,7 @@ import time
 from typing import Any
 
 import torch
-from timing_environment import machine, timing_environment
+from timing_environment import machine, start_private_ray, timing_environment, write_figures
 
 HEADLINE = {
     "ensemble_size": 7,
@@ -110,10 +110,9 @@ HEADLINE_FILE = (
 
 def file_settings(path: pathlib.Path) -> dict[str, Any]:
     """The DRIVEConfig settings of an experiment file's (first) experiment, env and seed excluded."""
-    from drive_rllib.cli.experiments import Overrides, experiments_from_file
+    from drive_rllib.cli.experiments import file_config
 
-    experiments, _ = experiments_from_file(str(path), Overrides(), lambda _note: None)
-    config = dict(experiments[0].config)
+    config = file_config(str(path))
     for key in ("env", "seed", "num_env_runners", "num_learners"):
         config.pop(key, None)
     return config
@@ -369,15 +368,8 @@ def main() -> None:
 
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     torch.set_num_threads(args.threads[0])
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        configure_logging=False,
-        log_to_driver=False,
-    )
+    start_private_ray()
     extras = dict(parse_setting(text) for text in args.settings)
     drive = drive_algo(args.env, args.recipe, args.updates, args.seed, gpus=gpus)
     learner = drive.learner_group._learner
@@ -519,23 +511,18 @@ def main() -> None:
             line += " | |"
         print(line)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "args": {k: str(v) for k, v in vars(args).items()},
-                    "rows": rows,
-                    "fetch_ms": fetch,
-                    "sizes": sizes,
-                    "settings": extras,
-                    "loadavg": os.getloadavg(),
-                    "environment": timing_environment(),
-                    "machine": machine(),
-                    "subnormals": subnormals(learner),
-                    "cudagraph_skips": cudagraph_skips,
-                },
-                f,
-                indent=1,
-            )
+        write_figures(
+            args.json,
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "rows": rows,
+                "fetch_ms": fetch,
+                "sizes": sizes,
+                "settings": extras,
+                "subnormals": subnormals(learner),
+                "cudagraph_skips": cudagraph_skips,
+            },
+        )
     drive.stop()
     for other in others.values():
         other.stop()

@@ -4,7 +4,8 @@
     python benchmarks/learning.py --env Pendulum-v1 --seeds 0 1 2 --algo SAC
     python benchmarks/learning.py --plot runs/learning --out docs/learning.png
     python benchmarks/learning.py --table runs/learning
-    python benchmarks/learning.py --env HalfCheetah-v5 --config '{"torch_compile_learner": true}'
+    python benchmarks/learning.py --env HalfCheetah-v5 --config '{"torch_compile_learner": false}'
+    python benchmarks/learning.py --file tuned_examples/drive_hopper.yaml --seeds 0 1 2
 
 Each run trains until ``--max-steps`` env steps (or ``--max-minutes``) and
 writes, under ``--root/ALGO_ENV_sSEED/``:
@@ -24,10 +25,14 @@ last up to 1,000 steps, so ten episodes of return >= 950 alone take >= 9,500
 env steps: "950 within 5,000 env steps" can only be met by the deterministic
 evaluation return, which is the criterion there.
 
-DRIVE settings per env are in ``PRESETS`` (the README says which produced
-which figure); SAC uses RLlib's tuned Pendulum settings (the same as
-``../shared/peers/rllib_sac.py --preset pendulum``). Every run starts a
-private Ray instance and shuts it down.
+DRIVE runs the config of a tuned experiment file, read as ``rllib train file``
+reads it (`drive_rllib.cli.experiments`): ``--file FILE``, or with ``--env ENV``
+the file ``PRESETS`` names for ENV (HalfCheetah-v5's for an env it does not
+name). The file's stop criteria are replaced by ``--max-steps`` and
+``--max-minutes``, its seed by ``--seeds``, and ``--config`` overrides its
+settings; evaluation is this script's. SAC uses RLlib's tuned Pendulum settings
+(the same as ``../shared/peers/rllib_sac.py --preset pendulum``). Every run
+starts a private Ray instance and shuts it down.
 """
 
 from __future__ import annotations
@@ -44,71 +49,39 @@ import numpy as np
 
 THRESHOLDS = {"Pendulum-v1": -200.0, "InvertedPendulum-v5": 950.0}
 
-# DRIVE settings per env. Small tasks use smaller networks (update cost, not
-# sample efficiency, limits wall time on CPU); UTD = updates / env steps.
-SMALL_TASK = {
-    "horizon": 5,
-    "num_samples": 1,
-    "ensemble_size": 5,
-    "num_elites": 3,
-    "model_hiddens": [128, 128, 128],
-    "policy_hiddens": [128, 128],
-    "value_hiddens": [128, 128],
-    "num_warmup_steps": 500,
-    "env_steps_per_iteration": 50,
-    "updates_per_iteration": 200,
-}
+TUNED_EXAMPLES = Path(__file__).resolve().parents[1] / "tuned_examples"
+#: The tuned experiment file whose config a DRIVE run on each env (``--env``) uses.
 PRESETS = {
-    "Pendulum-v1": SMALL_TASK,
-    "InvertedPendulum-v5": dict(SMALL_TASK, num_warmup_steps=300),
-    # MuJoCo locomotion (issue 10): the defaults of DRIVEConfig (layer-normed SiLU model on
-    # standardised targets, 5 scaled value heads, min2 / mean aggregates, distribution
-    # rollouts feeding Eq. 6's start states) with an 8 x 3x256 ensemble, UTD 1 counting the
-    # 5,000 warm-up steps (as drive_halfcheetah.yaml).
-    "HalfCheetah-v5": {
-        "horizon": 5,
-        "num_samples": 1,
-        "num_warmup_steps": 5000,
-        "env_steps_per_iteration": 1000,
-        "updates_per_iteration": 1000,
-        "ensemble_size": 8,
-        "num_elites": 8,
-        "model_hiddens": [256, 256, 256],
-    },
+    "Pendulum-v1": TUNED_EXAMPLES / "drive_pendulum.yaml",
+    "InvertedPendulum-v5": TUNED_EXAMPLES / "drive_invertedpendulum.yaml",
+    "HalfCheetah-v5": TUNED_EXAMPLES / "drive_halfcheetah.yaml",
+    "Hopper-v5": TUNED_EXAMPLES / "drive_hopper.yaml",
+    "Walker2d-v5": TUNED_EXAMPLES / "drive_walker2d.yaml",
+    "Ant-v5": TUNED_EXAMPLES / "drive_ant.yaml",
 }
-# The same recipe; termination "auto" applies each task's own health check (or none).
-PRESETS["Hopper-v5"] = dict(PRESETS["HalfCheetah-v5"])
-PRESETS["Walker2d-v5"] = dict(PRESETS["HalfCheetah-v5"])
-PRESETS["Ant-v5"] = dict(PRESETS["HalfCheetah-v5"])
-# Env options per env (``--env-config`` replaces them): Ant-v5 as the anchors ran it, the
-# 27-dim observation without contact forces.
-ENV_CONFIGS = {"Ant-v5": {"include_cfrc_ext_in_observation": False}}
 
 
-def env_options(env: str, env_config: dict | None) -> dict:
-    """``env_config`` when given, else ENV_CONFIGS' entry for ``env``."""
-    return dict(ENV_CONFIGS.get(env, {}) if env_config is None else env_config)
-
-
-def drive_config(env: str, seed: int, overrides: dict, env_config: dict | None = None):
+def drive_config(
+    env: str,
+    seed: int,
+    overrides: dict,
+    path: str | Path | None = None,
+    env_config: dict | None = None,
+):
+    """The DRIVEConfig of the experiment file ``path`` (default: ``PRESETS``' file of
+    ``env``) on ``env``, with ``seed`` and ``overrides`` (and ``env_config`` in place of
+    the file's, when given)."""
     from drive_rllib.algorithm import DRIVEConfig
+    from drive_rllib.cli.experiments import file_config
 
-    settings = dict(PRESETS.get(env, PRESETS["HalfCheetah-v5"]), **overrides)
-    # RLlib's torch.compile settings are framework settings, not training ones.
-    framework = {k: settings.pop(k) for k in list(settings) if k.startswith("torch_compile_")}
-    return (
-        DRIVEConfig()
-        .environment(env, env_config=env_options(env, env_config))
-        .framework(**framework)
-        .training(**settings)
-        .env_runners(num_env_runners=0)
-        .learners(num_learners=0)
-        .reporting(metrics_num_episodes_for_smoothing=10)
-        .debugging(seed=seed)
-    )
+    settings = file_config(str(path or PRESETS.get(env, PRESETS["HalfCheetah-v5"])))
+    settings.update(env=env, seed=seed, **overrides)
+    if env_config is not None:
+        settings["env_config"] = env_config
+    return DRIVEConfig().update_from_dict(settings)
 
 
-def sac_config(env: str, seed: int, overrides: dict, env_config: dict | None = None):
+def sac_config(env: str, seed: int, overrides: dict):
     """RLlib 2.60 SAC with RLlib's tuned Pendulum settings (as the peers harness)."""
     from ray.rllib.algorithms.sac import SACConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
@@ -143,7 +116,7 @@ def sac_config(env: str, seed: int, overrides: dict, env_config: dict | None = N
     training.update(overrides)
     return (
         SACConfig()
-        .environment(env, env_config=env_options(env, env_config))
+        .environment(env)
         .training(**training)
         .rl_module(model_config=model)
         .env_runners(num_env_runners=0)
@@ -179,9 +152,12 @@ def run(args: argparse.Namespace, seed: int) -> dict:
             f.write(json.dumps(record) + "\n")
 
     overrides = json.loads(args.config) if args.config else {}
-    make = drive_config if args.algo == "DRIVE" else sac_config
-    env_config = json.loads(args.env_config) if args.env_config else None
-    config = make(args.env, seed, overrides, env_config).callbacks(on_episode_end=on_episode_end)
+    if args.algo == "DRIVE":
+        env_config = json.loads(args.env_config) if args.env_config else None
+        config = drive_config(args.env, seed, overrides, args.file, env_config)
+    else:
+        config = sac_config(args.env, seed, overrides)
+    config = config.callbacks(on_episode_end=on_episode_end)
     # A huge interval creates the evaluation runner without evaluating on its own;
     # the loop below calls algo.evaluate() every --eval-every env steps.
     config = config.evaluation(
@@ -278,7 +254,7 @@ def run(args: argparse.Namespace, seed: int) -> dict:
         "seed": seed,
         "threshold": threshold,
         "config_overrides": overrides,
-        "env_config": config.env_config,
+        "env_config": dict(config.env_config),
         "last10_crossed_at_env_steps": crossed and crossed["env_steps"],
         "last10_crossed_at_wall_s": crossed and crossed["wall_s"],
         "eval_crossed_at_env_steps": eval_crossed and eval_crossed["env_steps"],
@@ -439,6 +415,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument(
+        "--file",
+        metavar="YAML",
+        help="a tuned experiment file (DRIVE): its config and env replace --env's preset",
+    )
     parser.add_argument("--algo", default="DRIVE", choices=["DRIVE", "SAC"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--max-steps", type=int, default=5000)
@@ -448,12 +429,12 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument(
         "--config",
-        help="JSON overrides of the preset's training() settings (torch_compile_* keys: framework())",
+        help="JSON overrides of the experiment file's config settings (DRIVE) or of SAC's",
     )
     parser.add_argument(
         "--env-config",
-        help="JSON env options (default: ENV_CONFIGS' entry for --env, e.g. Ant-v5 without "
-        "contact forces; '{}' for the env's own defaults)",
+        help="JSON env options in place of the file's env_config (e.g. '{}' for Ant-v5's "
+        "default 105-dim observation)",
     )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument(
@@ -489,6 +470,10 @@ def main() -> None:
     if args.evals:
         evals_table(args.evals)
         return
+    if args.file:
+        from drive_rllib.cli.experiments import file_config
+
+        args.env = file_config(args.file)["env"]
     args.code = code_version()  # once, before the runs: later edits do not relabel them
     for seed in args.seeds:
         run(args, seed)

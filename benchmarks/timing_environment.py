@@ -1,7 +1,9 @@
-"""What a benchmark records about the process it ran in, besides its own arguments."""
+"""What a benchmark records about the process it ran in, besides its own arguments; the
+private Ray instance the benchmarks that go through RLlib start."""
 
 from __future__ import annotations
 
+import json
 import os
 
 #: Environment variables that change the timings without changing the code (threads, the
@@ -25,9 +27,8 @@ def timing_environment() -> dict[str, str]:
 def machine() -> dict[str, object]:
     """The CPU the figures came from: its model name (Linux's ``/proc/cpuinfo``), the
     vector instructions torch's kernels use (``AVX2``, ``AVX512``, ...), whether oneDNN
-    has bfloat16 arithmetic here, and the logical CPUs. This project's machine has
-    changed between sessions (an AMX CPU on 2026-12-05 and 06, an AVX2 one on
-    2026-12-06's last stop), and ratios measured on one do not carry to the other."""
+    has bfloat16 arithmetic here, and the logical CPUs: ratios measured on one CPU (e.g.
+    one with AMX) do not carry to another (e.g. an AVX2 one)."""
     import torch
 
     model = "unknown"
@@ -49,3 +50,31 @@ def machine() -> dict[str, object]:
         "bf16_matmul": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
         "logical_cpus": os.cpu_count(),
     }
+
+
+def write_figures(path: str, figures: dict[str, object]) -> None:
+    """Writes a benchmark's ``figures`` to the JSON file ``path``, with the machine's load
+    average, the `timing_environment` and the `machine` they were measured on."""
+    record = {
+        **figures,
+        "loadavg": os.getloadavg(),
+        "environment": timing_environment(),
+        "machine": machine(),
+    }
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1)
+
+
+def start_private_ray(num_cpus: int = 2) -> None:
+    """A private local Ray instance (never another cluster on the machine), quiet, without
+    token authentication or a dashboard."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+    )

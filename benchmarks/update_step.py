@@ -7,7 +7,7 @@ SAC: twin 256x256 Q MLPs, a tanh-Gaussian 256x256 actor, learned temperature,
 one backward, three Adam steps, Polyak. Both on HalfCheetah-sized inputs (obs
 17, action 6), batch 256, random data (cost does not depend on the values).
 
-    python benchmarks/update_step.py                 # issue 2's table (docs/performance.md)
+    python benchmarks/update_step.py                 # the table of docs/performance.md
     python benchmarks/update_step.py --repeats 5 --steps 20 --profile
     python benchmarks/update_step.py --model-hiddens 200 200 200 200 --prewarm 1250 \
         --save-state /tmp/drive_core_state.pt --horizons 5 --samples 1       # headline sizes
@@ -46,7 +46,7 @@ import time
 
 import numpy as np
 import torch
-from timing_environment import machine, timing_environment
+from timing_environment import machine, timing_environment, write_figures
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -226,19 +226,7 @@ def compare_wins(args, state: dict | None) -> None:
             line += " | |"
         print(line)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "times": times,
-                    "adam": adam,
-                    "args": vars(args),
-                    "loadavg": os.getloadavg(),
-                    "environment": timing_environment(),
-                    "machine": machine(),
-                },
-                f,
-                indent=1,
-            )
+        write_figures(args.json, {"times": times, "adam": adam, "args": vars(args)})
 
 
 def sac_step_fn(batch_size: int):
@@ -528,7 +516,7 @@ def main() -> None:
     if args.init_state:
         state = torch.load(args.init_state, map_location="cpu", weights_only=False)
     if args.prewarm:
-        torch.set_flush_denormal(False)  # as the Learner ran before issue 11
+        torch.set_flush_denormal(False)  # as a Learner with flush_denormals=False runs
         warm = drive_step_fn(
             5, 1, args.batch, args.ensemble, hiddens, fused=False, state=state, fresh_batches=True
         )

@@ -18,7 +18,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 #: Public names -> the module that defines them.
 _EXPORTS = {
     "DRIVE": "drive_rllib.algorithm.drive",
-    "DRIVEConfig": "drive_rllib.algorithm.drive",
+    "DRIVEConfig": "drive_rllib.algorithm.config",
     "register": "drive_rllib.algorithm.drive",
     "DRIVETorchRLModule": "drive_rllib.algorithm.rl_module",
     "evaluate_checkpoint": "drive_rllib.algorithm.evaluation",

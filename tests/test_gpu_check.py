@@ -1,4 +1,4 @@
-"""``benchmarks/gpu_check.sh`` (issue 11): on a machine without CUDA it says so and checks
+"""``benchmarks/gpu_check.sh``: on a machine without CUDA it says so and checks
 nothing; its dry run (``GPU_CHECK_DRY_RUN=1``) runs every step of the script on the CPU,
 so that a check that only a lent GPU runs cannot rot unseen (before its first GPU run,
 step 2 was found broken only by running it on the CPU by hand)."""

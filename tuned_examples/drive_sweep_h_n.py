@@ -2,13 +2,13 @@
 
 A grid over the model horizon H (``horizon``) and the imagined samples per
 start state N (DRIVE's ``num_samples``) on Pendulum-v1, every grid point run
-``--seeds`` times (Tune's ``num_samples``: the other num_samples). Settings,
-budget, resources and expected time are those of the YAML file (56 min measured
-on 2 cores; its comments explain them)::
+``--seeds`` times (Tune's ``num_samples``: the other num_samples). The grid,
+settings, budget, seeds and resources are read from the YAML file (its comments
+explain them)::
 
     python tuned_examples/drive_sweep_h_n.py --storage-path runs           # the sweep
     python tuned_examples/drive_sweep_h_n.py --storage-path runs --asha    # stop poor trials
-    python tuned_examples/drive_sweep_h_n.py --storage-path /tmp/s --smoke # tiny trials, ~1 min
+    python tuned_examples/drive_sweep_h_n.py --storage-path /tmp/s --smoke # tiny trials
     python tuned_examples/drive_sweep_h_n.py --resume runs/drive-sweep-h-n # after Ctrl-C
     rllib sweep-report runs/drive-sweep-h-n
 
@@ -34,54 +34,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from drive_rllib import keys
+from drive_rllib.cli.experiments import Overrides, experiments_from_file
+from drive_rllib.tiny import TINY_NETWORKS
 
-NAME = "drive-sweep-h-n"
-ENV = "Pendulum-v1"
-#: The grid, costliest value first (the short trials then fill both cores at the end).
-HORIZONS = [10, 5, 3, 1]
-SAMPLES = [4, 2, 1]
-SEEDS = 2
-BUDGET = 3000  # env steps per trial
-#: benchmarks/learning.py's small-task preset at 2 update steps per env step, batch 128.
-SETTINGS: dict[str, Any] = {
-    "env_steps_per_iteration": 50,
-    "updates_per_iteration": 100,
-    "num_warmup_steps": 500,
-    "train_batch_size_per_learner": 128,
-    "alpha": 1.0,
-    "ensemble_size": 5,
-    "num_elites": 3,
-    "model_hiddens": [128, 128, 128],
-    "policy_hiddens": [128, 128],
-    "value_hiddens": [128, 128],
-    "entropy_floor": True,
-    "value_loss": "split",
-    "replay_capacity": 10_000,
-}
+#: The sweep's experiment file: its grid, settings, stop, seeds and resources.
+SWEEP_FILE = Path(__file__).resolve().with_name("drive_sweep_h_n.yaml")
+#: The result keys the sweep stops on and ranks by (declared in drive_rllib.keys).
+ENV_STEPS_KEY = keys.ENV_STEPS
+RETURN_KEY = keys.RETURN
+SWEEP = experiments_from_file(str(SWEEP_FILE), Overrides(), lambda _note: None)[0][0]
+NAME = SWEEP.name
+SEEDS = SWEEP.num_samples  # Tune's num_samples: runs of every grid point
+BUDGET = SWEEP.stop[ENV_STEPS_KEY]  # env steps per trial
 #: --smoke: a 2 x 2 grid of tiny trials (a few hundred env steps, tiny networks).
 SMOKE_HORIZONS = [2, 1]
 SMOKE_SAMPLES = [2, 1]
 SMOKE_BUDGET = 400
 SMOKE_SETTINGS: dict[str, Any] = {
+    **TINY_NETWORKS,
     "env_steps_per_iteration": 100,
     "updates_per_iteration": 5,
     "num_warmup_steps": 100,
-    "train_batch_size_per_learner": 32,
-    "ensemble_size": 3,
-    "num_elites": 2,
-    "model_hiddens": [32, 32],
-    "policy_hiddens": [32, 32],
-    "value_hiddens": [32, 32],
     "model_eval_interval": 5,
-    "model_eval_batch_size": 64,
-    "replay_capacity": 5000,
 }
-#: The result keys the sweep stops on and ranks by (declared in drive_rllib.keys).
-ENV_STEPS_KEY = keys.ENV_STEPS
-RETURN_KEY = keys.RETURN
 
 
 def param_space(smoke: bool = False) -> Any:
@@ -95,20 +74,13 @@ def param_space(smoke: bool = False) -> Any:
 
     from drive_rllib.algorithm import DRIVEConfig
 
-    horizons, samples, settings = (
-        (SMOKE_HORIZONS, SMOKE_SAMPLES, SMOKE_SETTINGS) if smoke else (HORIZONS, SAMPLES, SETTINGS)
-    )
-    return (
-        DRIVEConfig()
-        .environment(ENV)
-        .env_runners(num_env_runners=0)
-        .learners(num_learners=0)
-        .resources(num_cpus_for_main_process=1)
-        .training(
-            horizon=tune.grid_search(horizons),
-            num_samples=tune.grid_search(samples),  # DRIVE's N, not Tune's num_samples
-            **settings,
-        )
+    config = DRIVEConfig().update_from_dict(SWEEP.config)
+    if not smoke:
+        return config
+    return config.training(
+        horizon=tune.grid_search(SMOKE_HORIZONS),
+        num_samples=tune.grid_search(SMOKE_SAMPLES),  # DRIVE's N, not Tune's num_samples
+        **SMOKE_SETTINGS,
     )
 
 

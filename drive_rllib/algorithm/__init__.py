@@ -1,7 +1,8 @@
 """DRIVE on RLlib: a thin adapter around `drive_rllib.core` and `drive_rllib.replay`.
 
-`DRIVEConfig` (settings and checks) and `DRIVE` (the Algorithm, Algorithm 1
-of the spec) in ``drive``, `DRIVETorchRLModule` (every network and
+`DRIVEConfig` (settings) in ``config``, its checks in ``checks``, what it asks
+Ray for in ``resources``, `DRIVE` (the Algorithm, Algorithm 1 of the spec) in
+``drive``, `DRIVETorchRLModule` (every network and
 statistic), `DRIVETorchLearner` (orchestration, no math), `DRIVEEnvRunner`
 (pushes transitions to the replay actor), ``batch`` (replay rows -> learner
 batch -> the core's tensors), ``checkpoint`` (the replay inside a
@@ -10,7 +11,8 @@ checkpoint), ``evaluation`` (the deterministic policy on a checkpoint,
 `register()` to make "DRIVE" known to Tune.
 """
 
-from drive_rllib.algorithm.drive import DRIVE, DRIVEConfig, register
+from drive_rllib.algorithm.config import DRIVEConfig
+from drive_rllib.algorithm.drive import DRIVE, register
 from drive_rllib.algorithm.env_runner import DRIVEEnvRunner, episodes_to_transitions
 from drive_rllib.algorithm.evaluation import EvaluationResult, evaluate_checkpoint
 from drive_rllib.algorithm.learner import DRIVETorchLearner

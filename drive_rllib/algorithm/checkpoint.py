@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow.fs
 import ray
 
-from drive_rllib.replay.actor import call
+from drive_rllib.replay.actor import ReplayHandle
 from drive_rllib.replay.storage import ReplayStorage, fsync_directory
 
 logger = logging.getLogger(__name__)
@@ -241,19 +241,15 @@ def check_complete(
 
 
 def save_replay(
-    replay: ray.actor.ActorHandle,
-    checkpoint: str,
-    filesystem: pyarrow.fs.FileSystem | None,
-    timeout: float | None = None,
-    name: str | None = None,
+    replay: ReplayHandle, checkpoint: str, filesystem: pyarrow.fs.FileSystem | None
 ) -> None:
     """Writes the replay actor's contents as ``replay.npz`` inside ``checkpoint``."""
     target = os.path.join(checkpoint, REPLAY_FILE)
-    if _is_local(filesystem) and _on_this_node(replay, timeout, name):
+    if _is_local(filesystem) and _on_this_node(replay):
         # The actor writes the file itself: the rows never pass through here.
-        call(replay, "save", target, timeout=timeout, name=name)
+        replay.call("save", target)
         return
-    replay_state = call(replay, "get_state", timeout=timeout, name=name)
+    replay_state = replay.call("get_state")
     with tempfile.TemporaryDirectory() as directory:
         storage = _storage_for(replay_state)
         storage.set_state(replay_state)
@@ -265,33 +261,23 @@ def save_replay(
 
 
 def restore_replay(
-    replay: ray.actor.ActorHandle,
-    checkpoint: str,
-    filesystem: pyarrow.fs.FileSystem,
-    timeout: float | None = None,
-    name: str | None = None,
+    replay: ReplayHandle, checkpoint: str, filesystem: pyarrow.fs.FileSystem
 ) -> None:
     """Loads ``replay.npz`` of ``checkpoint`` into the replay actor (`check_complete` first)."""
     source = os.path.join(checkpoint, REPLAY_FILE)
-    if _is_local(filesystem) and _on_this_node(replay, timeout, name):
-        call(replay, "load", source, timeout=timeout, name=name)
+    if _is_local(filesystem) and _on_this_node(replay):
+        replay.call("load", source)
         return
     with tempfile.TemporaryDirectory() as directory:
         local = os.path.join(directory, REPLAY_FILE)
         pyarrow.fs.copy_files(source, local, source_filesystem=filesystem)
         replay_state = _load_state(local)
-    call(replay, "set_state", replay_state, timeout=timeout, name=name)
+    replay.call("set_state", replay_state)
 
 
-def _on_this_node(
-    replay: ray.actor.ActorHandle, timeout: float | None = None, name: str | None = None
-) -> bool:
-    node_of_replay = call(
-        replay,
-        "__ray_call__",
-        lambda _actor: ray.get_runtime_context().get_node_id(),
-        timeout=timeout,
-        name=name,
+def _on_this_node(replay: ReplayHandle) -> bool:
+    node_of_replay = replay.call(
+        "__ray_call__", lambda _actor: ray.get_runtime_context().get_node_id()
     )
     return node_of_replay == ray.get_runtime_context().get_node_id()
 

@@ -1,18 +1,4 @@
-"""`DRIVEConfig` (every setting, its default and its checks), `DRIVE` (the Algorithm), `register()`.
-
-The config and the Algorithm share one module, as in RLlib's own algorithms:
-each names the other (``DRIVEConfig().algo_class`` is `DRIVE`,
-``DRIVE.get_default_config()`` a `DRIVEConfig`).
-
-Symbols (as in the spec): ``H`` model horizon, ``N`` imagined samples per
-start state, ``gamma`` discount, ``alpha`` temperature of
-p(O=1 | U) ∝ exp(U / alpha), ``tau`` Polyak rate of the target value net,
-``E`` ensemble members, ``C`` update steps and ``T`` env steps per iteration.
-
-Settings: the core's (H, N, gamma, alpha, network sizes, ...) are the fields
-of `drive_rllib.core.DRIVESpec`, which holds their defaults and checks;
-``to_spec()`` builds the spec and the RLModule receives it (serialised) in
-its ``model_config``. The Learner's and the loop's settings are checked here.
+"""`DRIVE` (the Algorithm) and `register()`; its config is `DRIVEConfig` (``config.py``).
 
 Data flow of one iteration of `DRIVE` (``training_step``, Algorithm 1 of the spec):
 
@@ -41,26 +27,18 @@ restores after a failure. Its contents are written next to every checkpoint
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pathlib
 import tempfile
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import pyarrow.fs
 import ray
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
-from ray.rllib.core.learner.learner import Learner
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.env.env_context import EnvContext
 from ray.rllib.env.env_runner_group import EnvRunnerGroup
-from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import (
@@ -87,30 +65,18 @@ from drive_rllib.algorithm.checkpoint import (
     write_marker,
 )
 from drive_rllib.algorithm.checkpoint import restore_replay as restore_replay_file
-from drive_rllib.algorithm.env_runner import DRIVEEnvRunner, observation_scale
-from drive_rllib.algorithm.learner import (
-    GRADIENT_CHECKS,
-    OPTIMIZER_IMPLEMENTATIONS,
-    DRIVETorchLearner,
-)
-from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
-from drive_rllib.core import termination as termination_rules
-from drive_rllib.core.spec import (
-    Check,
-    DRIVESpec,
-    Termination,
-    flag,
-    integer,
-    non_negative_number,
-    positive_number,
+
+# DRIVEConfig is defined in config.py; configs pickled when it lived here name this module.
+from drive_rllib.algorithm.config import DRIVEConfig
+from drive_rllib.algorithm.env_runner import observation_scale
+from drive_rllib.algorithm.resources import (
+    REPLAY_START_TIMEOUT_S,
+    replay_start_error,
+    resource_shortfall,
+    with_replay_bundle,
 )
 from drive_rllib.mujoco_log import MUJOCO_LOG_FILE, redirect_mujoco_warnings
-from drive_rllib.replay.actor import (
-    ReplayUnavailableError,
-    call,
-    create_replay_actor,
-    timeout_message,
-)
+from drive_rllib.replay.actor import ReplayHandle, create_replay_actor
 
 logger = logging.getLogger(__name__)
 
@@ -118,51 +84,11 @@ __all__ = [
     "DRIVE",
     "REPLAY_FILE",
     "DRIVEConfig",
+    "check_rejected_share",
     "register",
-    "register_module_env",
-    "resource_request",
-    "resource_shortfall",
+    "update_chunks",
 ]
 
-#: The core's settings that are RLlib's own `training()` arguments too.
-RLLIB_SETTINGS_IN_SPEC = ("gamma",)
-#: DRIVE's keywords of `DRIVEConfig.training()`: the spec's fields (but gamma, which
-#: RLlib's `training()` takes), then the Learner's and the loop's settings.
-CORE_SETTINGS = tuple(
-    name for name in DRIVESpec.setting_names() if name not in RLLIB_SETTINGS_IN_SPEC
-)
-LEARNER_SETTINGS = (
-    "model_lr",
-    "posterior_lr",
-    "prior_lr",
-    "value_lr",
-    "entropy_floor_lr",
-    "tau",
-    "model_eval_interval",
-    "model_eval_batch_size",
-    "model_weight_decay",
-    "max_skipped_updates",
-    "flush_denormals",
-    "optimizer_implementation",
-    "gradient_check",
-)
-LOOP_SETTINGS = (
-    "updates_per_iteration",
-    "env_steps_per_iteration",
-    "num_warmup_steps",
-    "warmup_catch_up",
-    "replay_capacity",
-    "holdout_every",
-    "replay_actor_resources",
-    "replay_timeout_s",
-    "replay_snapshot_interval",
-    "max_abs_value",
-    "max_rejected_share",
-    "lean_collection",
-)
-DRIVE_SETTINGS = CORE_SETTINGS + LEARNER_SETTINGS + LOOP_SETTINGS
-#: How long setup() waits for the replay actor to be scheduled.
-REPLAY_START_TIMEOUT_S = 120
 #: How often Ray restarts a crashed replay actor (each restart reloads its newest snapshot).
 REPLAY_MAX_RESTARTS = 10
 #: The replay actor's snapshot file, in the trial's folder (``Algorithm.logdir``).
@@ -170,739 +96,6 @@ REPLAY_SNAPSHOT_FILE = "replay_snapshot.npz"
 #: The rejected-row share is checked once this many rows were pushed (one bad row among
 #: the first few must not end a run).
 REJECTED_SHARE_MIN_ROWS = 1000
-#: `sigma_min` below this makes log(sigma) and 1 / sigma^2 in Eq. 4 overflow in float32.
-SIGMA_MIN_FLOOR = 1e-4
-
-
-class DRIVEConfig(AlgorithmConfig):
-    """Configuration of DRIVE (Distributional model-based RL via Variational Inference).
-
-    .. code-block:: python
-
-        from drive_rllib.algorithm import DRIVEConfig
-
-        config = (
-            DRIVEConfig()
-            .environment("Pendulum-v1")
-            .env_runners(num_env_runners=2)
-            .training(horizon=5, num_samples=1, updates_per_iteration=400,
-                      env_steps_per_iteration=100)
-        )
-        algo = config.build_algo()
-        algo.train()
-
-    One iteration (``training_step``) is Algorithm 1 of the spec: ``T`` env
-    steps on the EnvRunners (random actions during warm-up), then ``C`` update
-    steps on the Learner(s), then a weight sync. ``C / T`` is the
-    update-to-data ratio.
-    """
-
-    def __init__(self, algo_class: type[Algorithm] | None = None) -> None:
-        super().__init__(algo_class=algo_class or DRIVE)
-
-        # The core's settings, with the defaults and checks of drive_rllib.core.spec
-        # (`to_spec()` builds the spec from them): H (horizon), N (num_samples), gamma,
-        # alpha, policy_update, value_loss, member_per_trajectory, E (ensemble_size),
-        # num_elites, model/policy/value hidden widths, sigma_min, termination,
-        # entropy_floor, target_entropy (None -> -A), initial_entropy_weight,
-        # inference_policy.
-        for name, default in DRIVESpec().settings().items():
-            setattr(self, name, default)
-        # Optimisation: one learning rate per component.
-        self.model_lr = 1e-3
-        self.posterior_lr = 3e-4
-        self.prior_lr = 3e-4
-        self.value_lr = 3e-4
-        self.entropy_floor_lr = 3e-4
-        self.lr = None  # DRIVE uses the per-component rates above.
-        self.tau = 0.005  # tau
-        self.train_batch_size_per_learner = 256
-        self.model_eval_interval = 250
-        self.model_eval_batch_size = 1024
-        self.model_weight_decay = 1e-4  # AdamW's decoupled weight decay of f_hat
-        self.max_skipped_updates = 10
-        # The update's cost (results unchanged but for rounding; see DRIVETorchLearner).
-        self.flush_denormals = True
-        self.optimizer_implementation = "fused"
-        self.gradient_check = "global"
-        # Algorithm 1.
-        self.updates_per_iteration = 100  # C
-        self.env_steps_per_iteration = 100  # T
-        self.num_warmup_steps = 500
-        self.warmup_catch_up = True
-        self.replay_capacity = 1_000_000
-        self.holdout_every = 10
-        self.replay_actor_resources = None  # e.g. {"head": 0.01} on a cluster
-        # Reliability: the replay actor's timeouts and snapshots, the data checks.
-        self.replay_timeout_s = 60.0
-        self.replay_snapshot_interval = 10
-        self.max_abs_value = 1e6
-        self.max_rejected_share = 0.01
-        self.lean_collection = True  # DRIVEEnvRunner's own sampling loop
-
-        # RLlib settings DRIVE needs.
-        self.env_runner_cls = DRIVEEnvRunner
-        self.rollout_fragment_length = "auto"  # T spread over the runners.
-        self.normalize_actions = True  # the module acts in [-1, 1]
-        self.min_time_s_per_iteration = None  # one training_step per iteration
-        self.min_sample_timesteps_per_iteration = 0
-        self.evaluation(evaluation_config=AlgorithmConfig.overrides(explore=False))
-
-    @override(AlgorithmConfig)
-    def training(
-        self,
-        *,
-        horizon: int | None = NotProvided,
-        num_samples: int | None = NotProvided,
-        alpha: float | None = NotProvided,
-        policy_update: str | None = NotProvided,
-        value_loss: str | None = NotProvided,
-        member_per_trajectory: bool | None = NotProvided,
-        ensemble_size: int | None = NotProvided,
-        num_elites: int | None = NotProvided,
-        model_hiddens: list[int] | None = NotProvided,
-        policy_hiddens: list[int] | None = NotProvided,
-        value_hiddens: list[int] | None = NotProvided,
-        sigma_min: float | None = NotProvided,
-        termination: str | None = NotProvided,
-        return_range_absorbing: bool | None = NotProvided,
-        termination_rule: Callable[[Any], Any] | None = NotProvided,
-        entropy_floor: bool | None = NotProvided,
-        target_entropy: float | None = NotProvided,
-        initial_entropy_weight: float | None = NotProvided,
-        model_layer_norm: bool | None = NotProvided,
-        model_activation: str | None = NotProvided,
-        model_normalize_targets: bool | None = NotProvided,
-        value_heads: int | None = NotProvided,
-        value_layer_norm: bool | None = NotProvided,
-        value_scaled: bool | None = NotProvided,
-        value_target_aggregate: str | None = NotProvided,
-        value_policy_aggregate: str | None = NotProvided,
-        value_bounds: bool | None = NotProvided,
-        return_range_rate: float | None = NotProvided,
-        start_state_model_fraction: float | None = NotProvided,
-        distribution_rollout_interval: int | None = NotProvided,
-        distribution_rollout_horizon: int | None = NotProvided,
-        distribution_rollout_batch: int | None = NotProvided,
-        model_state_rounds: int | None = NotProvided,
-        model_fit_interval: int | None = NotProvided,
-        model_fit_interval_start: int | None = NotProvided,
-        model_batch_size: int | None = NotProvided,
-        posterior_batch_size: int | None = NotProvided,
-        precision: str | None = NotProvided,
-        inference_policy: str | None = NotProvided,
-        model_lr: float | None = NotProvided,
-        posterior_lr: float | None = NotProvided,
-        prior_lr: float | None = NotProvided,
-        value_lr: float | None = NotProvided,
-        entropy_floor_lr: float | None = NotProvided,
-        tau: float | None = NotProvided,
-        model_eval_interval: int | None = NotProvided,
-        model_eval_batch_size: int | None = NotProvided,
-        model_weight_decay: float | None = NotProvided,
-        max_skipped_updates: int | None = NotProvided,
-        flush_denormals: bool | None = NotProvided,
-        optimizer_implementation: str | None = NotProvided,
-        gradient_check: str | None = NotProvided,
-        updates_per_iteration: int | None = NotProvided,
-        env_steps_per_iteration: int | None = NotProvided,
-        num_warmup_steps: int | None = NotProvided,
-        warmup_catch_up: bool | None = NotProvided,
-        replay_capacity: int | None = NotProvided,
-        holdout_every: int | None = NotProvided,
-        replay_actor_resources: dict[str, float] | None = NotProvided,
-        replay_timeout_s: float | None = NotProvided,
-        replay_snapshot_interval: int | None = NotProvided,
-        max_abs_value: float | None = NotProvided,
-        max_rejected_share: float | None = NotProvided,
-        lean_collection: bool | None = NotProvided,
-        **kwargs: Any,
-    ) -> DRIVEConfig:
-        """Sets DRIVE's training settings (and RLlib's, e.g. ``gamma``, via ``kwargs``).
-
-        Args:
-            horizon: H >= 1, imagined model steps per start state in Eq. 6
-                (Eq. 4 uses the real first step and H - 1 imagined ones); also
-                accepted as ``model_horizon`` (the name experiment files use). Default 5.
-            num_samples: N >= 1, imagined trajectories per start state; N > 1
-                moment-matches the mixture in J_KL2. Default 1.
-            alpha: temperature > 0 of p(O=1 | U) ∝ exp(U / alpha); the
-                return term of Eq. 6 is weighted by 1 / alpha. Default 1.0.
-            policy_update: "joint" (pi_theta trained by Eq. 6 with q_phi) or
-                "distill" (q_phi by Eq. 6 with pi_theta fixed, then pi_theta by
-                Eq. 5). Default "joint".
-            value_loss: "split" (mean by squared error to the target mean,
-                sigma by cross-entropy with the mean fixed) or "cross_entropy"
-                (plain Gaussian cross-entropy of Eq. 4). Default "split".
-            member_per_trajectory: keep one elite member for a whole imagined
-                trajectory instead of drawing one at every model step (the
-                spec's choice). Default False.
-            ensemble_size: E, members of the dynamics ensemble. Default 7.
-            num_elites: members used in rollouts, the best on held-out data;
-                1 <= num_elites <= ensemble_size. Default 5.
-            model_hiddens: hidden widths of each ensemble member. Default
-                [200, 200, 200].
-            policy_hiddens: hidden widths of pi_theta and of q_phi. Default [256, 256].
-            value_hiddens: hidden widths of the value net psi (and psi_bar).
-                Default [256, 256].
-            sigma_min: lower bound > 0 of the value's sigma, also the floor of
-                the target law's standard deviation. Default 0.1.
-            termination: where imagined rollouts stop: "auto" (default: the env's
-                registered rule, `drive_rllib.core.termination`, where it has one;
-                else "learned"), "learned" (f_hat's termination head), "known" (the
-                rule), "none". See ``NetworkSpec`` in core/spec.py.
-            termination_rule: a known rule (next_obs [M, S] -> bool [M]) for an env
-                with no registered one. Default None.
-            return_range_absorbing: the return range spans 0 (a fallen state's value)
-                where rollouts can end. Default True. See ``NetworkSpec``.
-            entropy_floor: add the entropy floor on pi_theta, its weight tuned
-                toward ``target_entropy`` as SAC tunes its temperature. Default True.
-            target_entropy: target entropy of pi_theta; None means -A (minus
-                the action dimension). Default None.
-            initial_entropy_weight: initial weight > 0 of the entropy floor. Default 1.0.
-            model_layer_norm: layer normalisation (no affine) before every layer of
-                each ensemble member but the first; keeps f_hat's hidden activations
-                bounded for inputs far from the data. Default True.
-            model_activation: "silu" or "relu", f_hat's hidden activation. Default "silu".
-            model_normalize_targets: f_hat predicts (s' - s, r) standardised by
-                running statistics of the replayed data. Default True.
-            value_heads: K >= 1 Gaussian heads of p_psi (and psi_bar), each its own
-                MLP, each fitted by Eq. 4. Default 5.
-            value_layer_norm: layer normalisation in psi (every layer but the
-                first). Default True.
-            value_scaled: p_psi's outputs in units of the return range (its center
-                plus its half-width times the raw output). Default True.
-            value_target_aggregate: "min2" (of two heads drawn at random, the
-                lower mean: pessimistic) or "mean" (moment-matched mixture of the
-                heads): the psi_bar that bootstraps Eq. 4. Default "min2".
-            value_policy_aggregate: the same choice for the p_psi of Eq. 6 (the
-                bootstrap of J_U and the law of J_KL2). Default "mean".
-            value_bounds: clip Eq. 4's target means to the return range
-                [low, high] / (1 - gamma). Default True.
-            return_range_rate: per-step rate in (0, 1] at which the return range
-                follows the 1% / 99% quantiles of the rewards imagined in Eq. 6;
-                it starts at those of the first batch's real rewards. Default 3e-4.
-            start_state_model_fraction: share in [0, 1] of Eq. 6's start states
-                drawn from the model-state buffer (the rest: the batch's real
-                states). Default 1.0.
-            distribution_rollout_interval: update steps between distribution
-                rollouts, which fill the model-state buffer (0: none; then set
-                start_state_model_fraction=0). Default 20.
-            distribution_rollout_horizon: model steps of a distribution rollout
-                under pi_theta. Default 20.
-            distribution_rollout_batch: replayed start states of a distribution
-                rollout (split over the Learners). Default 256.
-            model_state_rounds: distribution rollouts the model-state buffer
-                holds (the oldest states are overwritten). Default 10.
-            model_fit_interval: f_hat takes its gradient step on every k-th update
-                step only; the others hold f_hat and its optimizer as they are.
-                DHMBPO and MBPO fit the model far less often than the actor; the
-                fit is about a quarter of a step's cost. On HalfCheetah 2 lost a
-                third of one seed's return in three (20k), 4 left f_hat 10-100x less accurate
-                (docs/diagnosis.md). Default 1 (every step).
-            model_fit_interval_start: the first update steps, which fit f_hat on
-                every step before ``model_fit_interval`` applies (e.g.
-                ``num_warmup_steps``, so that the warm-up catch-up fits on every
-                step). Default 0.
-            model_batch_size: rows of each f_hat member's bootstrap per fitting
-                step (0: one per batch row, ``train_batch_size_per_learner``); at
-                most that. Fewer rows cut the model fit (about a third of a
-                step's arithmetic) in proportion. 128 of 256 saved an eighth
-                of the update and cost HalfCheetah return on both seeds
-                measured (docs/diagnosis.md). Default 0.
-            posterior_batch_size: Eq. 6's start states per update step (0: one
-                per batch row, ``train_batch_size_per_learner``); at most that.
-                Eq. 6's rollouts are the largest part of a step's cost; f_hat and
-                Eq. 4 still see the whole batch. 128 of 256 saved a tenth of the
-                step and cost a fifth of HalfCheetah's return at 20k
-                (docs/diagnosis.md). Default 0.
-            precision: the update step's arithmetic: "float32", or "bfloat16" (mixed
-                precision: every network's layers in bfloat16 under
-                ``torch.autocast``, their outputs cast back to float32; rollout
-                states, losses, gradients, parameters and optimizer states in
-                float32), or "auto". bfloat16 matmuls are
-                several times faster on CPUs with AMX or AVX512-BF16 and on GPUs
-                with bf16 tensor cores; elsewhere they are emulated (slower). "auto":
-                bfloat16 where the Learner's device has it, else float32. On
-                HalfCheetah-v5 bfloat16 learned as float32 did (`docs/performance.md`).
-                Default "auto".
-            inference_policy: the policy whose deterministic mean acts when
-                ``explore=False`` (evaluation): "prior" (pi_theta) or
-                "posterior" (q_phi; the EnvRunners then also hold q_phi).
-                Default "prior".
-            model_lr: Adam learning rate of the dynamics ensemble. Default 1e-3.
-            posterior_lr: Adam learning rate of q_phi. Default 3e-4.
-            prior_lr: Adam learning rate of pi_theta. Default 3e-4.
-            value_lr: Adam learning rate of psi. Default 3e-4.
-            entropy_floor_lr: Adam learning rate of the entropy floor's log
-                weight. Default 3e-4.
-            tau: Polyak rate in (0, 1] of psi_bar after every update step. Default 0.005.
-            model_eval_interval: update steps between rankings of the ensemble
-                members on held-out replay data (0: never; elites stay the
-                first ``num_elites`` members). Default 250.
-            model_eval_batch_size: held-out rows each Learner draws per ranking.
-                Default 1024.
-            model_weight_decay: decoupled weight decay >= 0 of the dynamics
-                ensemble's optimizer (AdamW; 0: plain Adam). Default 1e-4.
-            max_skipped_updates: K >= 1. An update step whose loss is NaN or inf
-                is skipped (weights, optimizer states and normaliser stay as they
-                were; counted as ``training/skipped_steps``); K consecutive
-                skipped steps fail the trial. Default 10.
-            flush_denormals: flush subnormal floats to zero on the CPU thread of
-                each Learner's update (``torch.set_flush_denormal``; Adam's moments
-                decay into subnormals, which x86 CPUs compute slowly). Process-wide
-                for that thread: with ``num_learners=0`` it is the driver's. Default True.
-            optimizer_implementation: "fused" (one fused Adam kernel per component
-                where the device has one, else "foreach"), "foreach" or "for_loop"
-                (torch's own default on CPU). Default "fused".
-            gradient_check: "global" (one NaN / inf check over the loss and all
-                gradients together; a non-finite one skips the whole update step,
-                see ``max_skipped_updates``), "per_parameter" (the loss checked, then
-                RLlib's own ``apply_gradients``, with ``torch_skip_nan_gradients``) or
-                "off" (only the loss is checked). Default "global".
-            updates_per_iteration: C >= 1, update steps per iteration on every
-                Learner, each on ``train_batch_size_per_learner`` rows. Default 100.
-            env_steps_per_iteration: T >= 1, env steps per iteration over all
-                EnvRunners (rounded up to a multiple of runners x envs). Default 100.
-            num_warmup_steps: env steps with uniform random actions (in the
-                module's [-1, 1] space) before pi_theta acts; an iteration that
-                starts inside the warm-up is random throughout, so warm-up ends
-                on an iteration boundary. Learning starts once the replay holds
-                this many rows and at least one batch. Default 500.
-            warmup_catch_up: the first learning iteration runs round(C / T x rows
-                replayed) update steps instead of C (in chunks of C), so the
-                update-to-data ratio counts the warm-up's env steps too (as
-                DHMBPO's first update). Default True.
-            replay_capacity: transitions held by the replay actor. Default 1,000,000.
-            holdout_every: every k-th replay position is held out from
-                training and used to rank the ensemble; 0 disables the holdout
-                (then set ``model_eval_interval=0``). Default 10.
-            replay_actor_resources: custom resources the replay actor asks for,
-                which pins it to the nodes that offer them, e.g. ``{"head": 0.01}``
-                with ``cluster/aws.yaml`` (the head node offers ``head: 1``). The
-                Algorithm's resource request gains one bundle with them, so the
-                actor also fits inside a Tune trial's placement group. Default
-                None: no custom resource, the actor takes 0 CPUs anywhere.
-            replay_timeout_s: seconds every call into the replay actor may take
-                before it fails with an error that names the actor (a hung actor
-                is reported within about this bound after the sampling phase).
-                Default 60.
-            replay_snapshot_interval: iterations between snapshots of the replay
-                (``replay_snapshot.npz`` in the trial's folder, written atomically;
-                every checkpoint is one too). A crashed replay actor is restarted
-                and reloads the newest, so at most the rows of this many
-                iterations are lost (``replay/rows_lost``). 0: no snapshots (a
-                restarted actor starts empty). Default 10.
-            max_abs_value: rows whose observation entries exceed this bound times
-                the env's observation scale (the largest finite bound of its
-                observation space, at least 1), or whose reward or action exceeds
-                it, are dropped before they are stored, as are rows with NaN or
-                inf (``replay/rows_rejected``). Default 1e6.
-            max_rejected_share: the run fails when more than this share of the
-                rows pushed so far were rejected (checked from 1,000 rows on).
-                Default 0.01.
-            lean_collection: training EnvRunners step their
-                ``num_envs_per_env_runner`` vectorised envs in DRIVEEnvRunner's own
-                loop (one batched forward of pi_theta per vector step, one push per
-                ``sample()`` call) instead of RLlib's connector pipelines and episode
-                objects; RLlib's loop still runs with custom connectors, episode
-                callbacks, ``batch_mode="complete_episodes"`` and on evaluation
-                runners. Default True.
-            **kwargs: RLlib's own training settings (``gamma`` default 0.99,
-                ``train_batch_size_per_learner`` default 256, ``grad_clip``, ...).
-
-        Returns:
-            This updated config object.
-        """
-        if "model_horizon" in kwargs:  # DRIVE's name of H; the attribute is `horizon`
-            self.horizon = kwargs.pop("model_horizon")
-        super().training(**kwargs)
-        # Each DRIVE keyword above sets the attribute of the same name; a test checks that
-        # the keywords are exactly DRIVE_SETTINGS (the spec's fields and the settings below).
-        given = locals()
-        for name in DRIVE_SETTINGS:
-            if given[name] is not NotProvided:
-                setattr(self, name, given[name])
-        return self
-
-    @property
-    def model_horizon(self) -> int:
-        """H, the model horizon: the name the ``rllib`` command and experiment files use
-        (``horizon`` was the episode length in old RLlib files); the same as ``horizon``."""
-        return self.horizon
-
-    @model_horizon.setter
-    def model_horizon(self, value: int) -> None:
-        self.horizon = value
-
-    @override(AlgorithmConfig)
-    def get_default_rl_module_spec(self) -> RLModuleSpec:
-        return RLModuleSpec(module_class=DRIVETorchRLModule)
-
-    @override(AlgorithmConfig)
-    def get_default_learner_class(self) -> type[Learner]:
-        return DRIVETorchLearner
-
-    @override(AlgorithmConfig)
-    def get_rollout_fragment_length(self, worker_index: int = 0) -> int:
-        """With "auto", T env steps per iteration spread over all runners and envs."""
-        if self.rollout_fragment_length == "auto":
-            num_streams = max(self.num_env_runners, 1) * self.num_envs_per_env_runner
-            return max(1, math.ceil(self.env_steps_per_iteration / num_streams))
-        return self.rollout_fragment_length
-
-    def to_spec(self) -> DRIVESpec:
-        """The core's settings of this config as one checked `DRIVESpec`; with
-        ``termination`` "auto" or "known" and no ``termination_rule`` given, the rule
-        registered for the env (made with its ``env_config``).
-
-        Raises:
-            ValueError: a setting fails its check (the message says what to change).
-        """
-        termination, rule = self.resolved_termination()
-        return DRIVESpec.from_settings(self, termination=termination, termination_rule=rule)
-
-    def resolved_termination(self) -> tuple[Any, Callable[[Any], Any] | None]:
-        """(termination, termination_rule) as the core gets them: where ``termination`` is
-        "auto" or "known" and no rule is given, the env's registered rule (made with its
-        ``env_config``), or "none" where the registry says the env never terminates."""
-        try:
-            wants_rule = Termination(self.termination) in (Termination.AUTO, Termination.KNOWN)
-        except ValueError:  # the spec's check names the bad value
-            wants_rule = False
-        if self.termination_rule is not None or not wants_rule:
-            return self.termination, self.termination_rule
-        if not termination_rules.has_rule(self.env):
-            return self.termination, None
-        rule = termination_rules.rule_for(self.env, self.env_config)
-        return (Termination.NONE, None) if rule is None else (Termination.KNOWN, rule)
-
-    @property
-    @override(AlgorithmConfig)
-    def _model_config_auto_includes(self) -> dict[str, Any]:
-        # The RLModule gets its settings as one spec (``DRIVETorchRLModule.setup``).
-        return super()._model_config_auto_includes | {SPEC_KEY: self.to_spec().to_dict()}
-
-    @override(AlgorithmConfig)
-    def validate(self) -> None:
-        """Checks every DRIVE setting; each error message says what to change."""
-        super().validate()
-        if not self._validate_config:
-            return
-        self._check_resolved()
-        self._check_finite_settings()
-        self._check_core_settings()
-        self._check_learner_settings()
-        self._check_loop_settings()
-        self._check_rllib_settings()
-        self._check_torch_compile()
-        self._check_env_spaces()
-
-    # -- checks --------------------------------------------------------------------------
-
-    def _check_resolved(self) -> None:
-        for name in DRIVE_SETTINGS + ("gamma", "train_batch_size_per_learner"):
-            value = getattr(self, name)
-            unresolved_grid = isinstance(value, dict) and "grid_search" in value
-            if unresolved_grid or type(value).__module__.startswith("ray.tune"):
-                self._value_error(
-                    f"`{name}` is {value!r}, an unresolved search space. Pass the config "
-                    "to tune.Tuner (which resolves tune.grid_search / tune.choice per "
-                    "trial) instead of validating or building it directly."
-                )
-
-    def _check_finite_settings(self) -> None:
-        """Values the core's checks let through that break a run later (inf, tiny sigma)."""
-        for name in (
-            "alpha",
-            "initial_entropy_weight",
-            "model_lr",
-            "posterior_lr",
-            "prior_lr",
-            "value_lr",
-            "entropy_floor_lr",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, (int, float)) and not math.isfinite(value):
-                self._value_error(
-                    f"`{name}` must be a finite number, got {value!r}: e.g. "
-                    f"config.training({name}={getattr(DRIVEConfig(), name)!r})."
-                )
-        sigma_min = self.sigma_min
-        if isinstance(sigma_min, (int, float)) and 0 < sigma_min < SIGMA_MIN_FLOOR:
-            self._value_error(
-                f"`sigma_min` ({sigma_min}) is below {SIGMA_MIN_FLOOR}: log(sigma) and "
-                "1 / sigma^2 of the value's Gaussian overflow in float32. Use "
-                f"sigma_min >= {SIGMA_MIN_FLOOR} (default 0.1)."
-            )
-        if isinstance(self.num_env_runners, int) and self.num_env_runners < 0:
-            self._value_error(
-                f"`num_env_runners` must be >= 0, got {self.num_env_runners}: 0 samples in "
-                "the driver process, N > 0 on N remote EnvRunners."
-            )
-
-    def _check_core_settings(self) -> None:
-        """H, N, gamma, alpha, the networks, ...: the checks of drive_rllib.core.spec."""
-        try:
-            self.to_spec()
-        except ValueError as error:
-            self._value_error(str(error))
-
-    def _check_learner_settings(self) -> None:
-        """Learning rates, tau, the ensemble's ranking, the batch size."""
-        for name in ("model_lr", "posterior_lr", "prior_lr", "value_lr", "entropy_floor_lr"):
-            self._check_value(name, positive_number)
-        if not isinstance(self.tau, (int, float)) or not 0.0 < self.tau <= 1.0:
-            self._value_error(
-                f"`tau` must lie in (0, 1], got {self.tau!r}: e.g. config.training(tau=0.005)."
-            )
-        self._check_value("model_eval_interval", integer(minimum=0))
-        self._check_value("model_eval_batch_size", integer(minimum=1))
-        self._check_value("train_batch_size_per_learner", integer(minimum=1))
-        self._check_value("model_weight_decay", non_negative_number)
-        self._check_value("flush_denormals", flag)
-        for name, choices in (
-            ("optimizer_implementation", OPTIMIZER_IMPLEMENTATIONS),
-            ("gradient_check", GRADIENT_CHECKS),
-        ):
-            if getattr(self, name) not in choices:
-                self._value_error(
-                    f"`{name}` must be one of {choices}, got {getattr(self, name)!r}: e.g. "
-                    f"config.training({name}={choices[0]!r})."
-                )
-
-    def _check_loop_settings(self) -> None:
-        """Algorithm 1's T, C and warm-up; the replay's capacity, holdout and resources."""
-        self._check_value("updates_per_iteration", integer(minimum=1))
-        self._check_value("env_steps_per_iteration", integer(minimum=1))
-        self._check_value("num_warmup_steps", integer(minimum=0))
-        self._check_value("warmup_catch_up", flag)
-        self._check_value("replay_capacity", integer(minimum=1))
-        self._check_value("holdout_every", integer(minimum=0))
-        self._check_value("lean_collection", flag)
-        self._check_replay_actor_resources()
-        self._check_holdout()
-        self._check_reliability_settings()
-        if (
-            isinstance(self.replay_capacity, int)
-            and isinstance(self.train_batch_size_per_learner, int)
-            and self.replay_capacity < self.train_batch_size_per_learner
-        ):
-            self._value_error(
-                f"`replay_capacity` ({self.replay_capacity}) is smaller than one batch "
-                f"(`train_batch_size_per_learner`={self.train_batch_size_per_learner}): "
-                "raise replay_capacity."
-            )
-        for name in ("model_batch_size", "posterior_batch_size"):
-            rows = getattr(self, name)
-            if (
-                isinstance(rows, int)
-                and isinstance(self.train_batch_size_per_learner, int)
-                and rows > self.train_batch_size_per_learner
-            ):
-                self._value_error(
-                    f"`{name}` ({rows}) exceeds one batch "
-                    f"(`train_batch_size_per_learner`={self.train_batch_size_per_learner}): "
-                    f"lower {name} (0: the whole batch)."
-                )
-
-    def _check_reliability_settings(self) -> None:
-        """The replay actor's timeout and snapshots, the data checks' bounds."""
-        self._check_value("replay_snapshot_interval", integer(minimum=0))
-        self._check_value("max_skipped_updates", integer(minimum=1))
-        for name in ("replay_timeout_s", "max_abs_value"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 0 < value < math.inf
-            ):
-                self._value_error(
-                    f"`{name}` must be a finite number > 0, got {value!r}: e.g. "
-                    f"config.training({name}={getattr(DRIVEConfig(), name)!r})."
-                )
-        share = self.max_rejected_share
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-            self._value_error(
-                f"`max_rejected_share` must lie in [0, 1], got {share!r}: e.g. "
-                "config.training(max_rejected_share=0.01) (1 never fails the run)."
-            )
-
-    def _check_replay_actor_resources(self) -> None:
-        resources = self.replay_actor_resources
-        if resources is not None and not (
-            isinstance(resources, dict)
-            and all(
-                isinstance(name, str)
-                and isinstance(amount, (int, float))
-                and not isinstance(amount, bool)
-                and amount > 0
-                for name, amount in resources.items()
-            )
-        ):
-            self._value_error(
-                "`replay_actor_resources` must be None or a dict of custom resource names "
-                f"to positive amounts, e.g. {{'head': 0.01}}; got {resources!r}."
-            )
-
-    def _check_holdout(self) -> None:
-        if self.holdout_every == 1:
-            self._value_error(
-                "`holdout_every=1` would hold out every replay row and leave none to "
-                "train on: use 0 (no holdout) or >= 2 (default 10)."
-            )
-        if self.holdout_every == 0 and self.model_eval_interval:
-            self._value_error(
-                "`holdout_every=0` leaves no held-out rows to rank the ensemble on: set "
-                "`model_eval_interval=0` too, or use `holdout_every` >= 2."
-            )
-
-    def _check_value(self, name: str, check: Check) -> None:
-        """One setting against one of the core's checks (same messages as the spec's)."""
-        try:
-            check(name, getattr(self, name))
-        except ValueError as error:
-            self._value_error(str(error))
-
-    def _check_rllib_settings(self) -> None:
-        if self.lr is not None:
-            self._value_error(
-                f"DRIVE has one learning rate per component; `lr` ({self.lr}) is unused. "
-                "Set config.training(lr=None) and use model_lr, posterior_lr, prior_lr, "
-                "value_lr and entropy_floor_lr."
-            )
-        if self._train_batch_size_per_learner is None:
-            num_learners = max(self.num_learners, 1)
-            if self.train_batch_size % num_learners:
-                self._value_error(
-                    f"`train_batch_size` ({self.train_batch_size}) is not divisible by "
-                    f"`num_learners` ({num_learners}): set train_batch_size to a multiple "
-                    f"of {num_learners}, or set train_batch_size_per_learner instead."
-                )
-        if not self.normalize_actions:
-            self._value_error(
-                "DRIVE's policies act in [-1, 1] and the env sees its own bounds: set "
-                "config.environment(normalize_actions=True)."
-            )
-        if self.env_runner_cls is not None and not (
-            isinstance(self.env_runner_cls, type)
-            and issubclass(self.env_runner_cls, DRIVEEnvRunner)
-        ):
-            self._value_error(
-                f"`env_runner_cls` ({self.env_runner_cls}) must subclass DRIVEEnvRunner, "
-                "which pushes transitions to the replay actor."
-            )
-        if self.is_multi_agent:
-            self._value_error("DRIVE is single-agent: remove config.multi_agent(...).")
-        if self.framework_str != "torch":
-            self._value_error(
-                f"DRIVE runs on torch only: set config.framework('torch'), not "
-                f"{self.framework_str!r}."
-            )
-        if self.is_offline:
-            self._value_error("DRIVE learns online: remove config.offline_data(input_=...).")
-
-    def _check_torch_compile(self) -> None:
-        """RLlib's ``torch_compile_learner``: DRIVE compiles the RLModule's update step
-        (called by ``forward_train``) on one Learner (`DRIVETorchLearner.build`)."""
-        self._check_value("torch_compile_learner", flag)
-        if not self.torch_compile_learner:
-            return
-        if self.torch_compile_learner_what_to_compile != "forward_train":
-            self._value_error(
-                "`torch_compile_learner_what_to_compile` must be 'forward_train' for DRIVE, "
-                f"got {self.torch_compile_learner_what_to_compile!r}: DRIVE's update calls "
-                "the replay actor and moves statistics between the steps, which "
-                "'complete_update' cannot trace. Use config.framework("
-                "torch_compile_learner_what_to_compile='forward_train')."
-            )
-        if self.num_learners > 1:
-            self._value_error(
-                f"`torch_compile_learner` with `num_learners` ({self.num_learners}) > 1: "
-                "RLlib 2.60 does not compile modules wrapped in DistributedDataParallel. "
-                "Use num_learners=0 or 1, or config.framework(torch_compile_learner=False)."
-            )
-
-    def _check_env_spaces(self) -> None:
-        observation_space, action_space = self.env_spaces()
-        if not isinstance(action_space, gym.spaces.Box):
-            self._value_error(
-                f"DRIVE needs a continuous (Box) action space; env {self.env!r} has "
-                f"{action_space}. Use an environment with continuous actions (e.g. "
-                "Pendulum-v1) or wrap the env to expose a Box action space."
-            )
-            return
-        if len(action_space.shape) != 1:
-            self._value_error(
-                f"DRIVE needs a flat (1-D) Box action space; env {self.env!r} has shape "
-                f"{action_space.shape}. Flatten the actions with a wrapper."
-            )
-        if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-            self._value_error(
-                f"DRIVE rescales actions from [-1, 1] to the env's bounds, so they must be "
-                f"finite; env {self.env!r} has low={action_space.low}, high="
-                f"{action_space.high}. Wrap the env with gymnasium.wrappers.ClipAction "
-                "and a bounded Box, or give the env finite action bounds."
-            )
-        target = self.target_entropy
-        action_dim = int(np.prod(action_space.shape))
-        if (
-            isinstance(target, (int, float))
-            and not isinstance(target, bool)
-            and not -10 * action_dim <= target <= action_dim
-        ):
-            self._value_error(
-                f"`target_entropy` ({target}) lies outside [-10 A, A] = [{-10 * action_dim}, "
-                f"{action_dim}] for this env's A={action_dim} actions: the entropy floor's "
-                "weight would grow or vanish without bound. Use None (-A) or a value in "
-                "that range."
-            )
-        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-            self._value_error(
-                f"DRIVE's MLPs need a flat Box observation space; env {self.env!r} has "
-                f"{observation_space}. Flatten observations with "
-                "gymnasium.wrappers.FlattenObservation."
-            )
-
-    def env_spaces(self) -> tuple[gym.Space, gym.Space]:
-        """(observation space, action space) of the configured env, building it once.
-
-        Raises:
-            ValueError: no env, an unknown env id, or a multi-agent env.
-        """
-        from ray.rllib.algorithms.algorithm import Algorithm
-
-        register_module_env(self.env)
-        if self.env is None:
-            raise ValueError(
-                "DRIVE learns from an environment: set config.environment('Pendulum-v1') "
-                "(a gymnasium id, a registered name, or an env class)."
-            )
-        try:
-            _, creator = Algorithm._get_env_id_and_creator(self.env, self)
-            env = creator(EnvContext(self.env_config, worker_index=0))
-        except (gym.error.Error, ImportError) as error:
-            raise ValueError(
-                f"Unknown env {self.env!r}: use a gymnasium id (e.g. 'Pendulum-v1'), a name "
-                "registered with ray.tune.registry.register_env, or an env class. "
-                f"({error})"
-            ) from error
-        except Exception as error:
-            if type(error).__name__ == "EnvError":
-                raise ValueError(
-                    f"Unknown env {self.env!r}: use a gymnasium id (e.g. 'Pendulum-v1'), a "
-                    "name registered with ray.tune.registry.register_env, or an env class. "
-                    f"({error})"
-                ) from error
-            raise
-        try:
-            multi_agent = isinstance(env, MultiAgentEnv)
-            spaces = env.observation_space, env.action_space
-        finally:
-            env.close()
-        if multi_agent:
-            raise ValueError(f"DRIVE is single-agent; env {self.env!r} is multi-agent.")
-        return spaces
 
 
 class DRIVE(Algorithm):
@@ -941,18 +134,18 @@ class DRIVE(Algorithm):
         redirect_mujoco_warnings(os.path.join(self.logdir, MUJOCO_LOG_FILE))
         super().setup(config)
         observation_space, action_space = self.spaces[DEFAULT_MODULE_ID]
-        self._replay_name = f"drive_replay_{uuid.uuid4().hex[:12]}"
+        name = f"drive_replay_{uuid.uuid4().hex[:12]}"
         self._snapshot_path = (
             os.path.join(self.logdir, REPLAY_SNAPSHOT_FILE)
             if self.config.replay_snapshot_interval
             else None
         )
         bound = float(self.config.max_abs_value)
-        self._replay = create_replay_actor(
+        actor = create_replay_actor(
             self.config.replay_capacity,
             int(np.prod(observation_space.shape)),
             int(np.prod(action_space.shape)),
-            name=self._replay_name,
+            name=name,
             holdout_every=self.config.holdout_every,
             seed=self.config.seed,
             num_cpus=0,
@@ -963,11 +156,12 @@ class DRIVE(Algorithm):
             max_abs_reward=bound,
             max_abs_action=bound,
         )
+        self._replay = ReplayHandle(actor, name, self.config.replay_timeout_s)
         try:
             # The actor imports RLlib's batch code now, within the start timeout, rather
             # than in its first `sample`, which has only `replay_timeout_s`.
             ray.get(
-                self._replay.__ray_call__.remote(_import_batch_code),
+                actor.__ray_call__.remote(_import_batch_code),
                 timeout=REPLAY_START_TIMEOUT_S,
             )
         except ray.exceptions.GetTimeoutError as error:
@@ -979,9 +173,9 @@ class DRIVE(Algorithm):
         self._replay_restarts = 0
         self._read_replay_status(baseline=True)
         self._connect_env_runners()
-        replay, name, timeout = self._replay, self._replay_name, self.config.replay_timeout_s
+        replay = self._replay
         for result in self.learner_group.foreach_learner(
-            lambda learner: learner.set_replay_actor(replay, name, timeout)
+            lambda learner: learner.set_replay_actor(replay)
         ):
             result.get()
 
@@ -990,28 +184,13 @@ class DRIVE(Algorithm):
     def default_resource_request(
         cls, config: DRIVEConfig | dict[str, Any]
     ) -> PlacementGroupFactory:
-        """RLlib's request, plus one bundle for the replay actor's custom resources.
-
-        Under Tune every actor of a trial is scheduled in the trial's placement
-        group, so an actor asking for e.g. ``{"head": 0.01}`` only starts if a
-        bundle carries that resource.
-        """
-        factory = super().default_resource_request(config)
-        resources = (
-            config.get("replay_actor_resources")
-            if isinstance(config, dict)
-            else config.replay_actor_resources
-        )
-        if not resources:
-            return factory
-        return PlacementGroupFactory(
-            bundles=[*factory.bundles, {"CPU": 0, **resources}], strategy=factory.strategy
-        )
+        """RLlib's request, plus one bundle for the replay actor's custom resources."""
+        return with_replay_bundle(super().default_resource_request(config), config)
 
     @property
     def replay_actor(self) -> ray.actor.ActorHandle:
         """The replay actor holding every transition the EnvRunners collected."""
-        return self._replay
+        return self._replay.actor
 
     @property
     def num_rows_counted(self) -> int:
@@ -1021,9 +200,9 @@ class DRIVE(Algorithm):
 
     def _connect_env_runners(self, remote_worker_ids: list[int] | None = None) -> None:
         """Hands the replay actor to all training EnvRunners (or only the given ones)."""
-        replay, name, timeout = self._replay, self._replay_name, self.config.replay_timeout_s
+        replay = self._replay
         self.env_runner_group.foreach_env_runner(
-            lambda env_runner: env_runner.set_replay_actor(replay, name, timeout),
+            lambda env_runner: env_runner.set_replay_actor(replay),
             local_env_runner=remote_worker_ids is None,
             remote_worker_ids=remote_worker_ids,
         )
@@ -1036,21 +215,12 @@ class DRIVE(Algorithm):
             self._connect_env_runners(remote_worker_ids=restored)
         return restored
 
-    def _call_replay(self, method: str, *args: Any) -> Any:
-        return call(
-            self._replay,
-            method,
-            *args,
-            timeout=self.config.replay_timeout_s,
-            name=self._replay_name,
-        )
-
     def _read_replay_status(self, baseline: bool = False) -> dict[str, Any]:
         """The replay actor's counters; notices (and logs once) a restart and its lost rows.
 
         With ``baseline`` (after setup or a restore) the counters are taken as they are.
         """
-        status = self._call_replay("status")
+        status = self._replay.call("status")
         restarted = self._replay_pid is not None and status["pid"] != self._replay_pid
         if restarted and not baseline:
             restored = status["restored_total_added"] or 0
@@ -1061,7 +231,7 @@ class DRIVE(Algorithm):
                 "The replay actor %s died and Ray restarted it (pid %s -> %s); it reloaded "
                 "%s: %d rows added after that snapshot were lost (replay/rows_lost is now "
                 "%d). Training continues.",
-                self._replay_name,
+                self._replay.name,
                 self._replay_pid,
                 status["pid"],
                 f"its snapshot of {restored} rows" if restored else "no snapshot (empty)",
@@ -1112,19 +282,11 @@ class DRIVE(Algorithm):
             # runs several, so no batch exceeds C x B rows.
             for chunk in self._update_chunks(status["size"]):
                 batch_refs = [
-                    self._replay.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
+                    self._replay.actor.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
                     for _ in range(max(config.num_learners, 1))
                 ]
                 # The Learners resolve the refs without a timeout: wait for them here.
-                done, _ = ray.wait(
-                    batch_refs, num_returns=len(batch_refs), timeout=config.replay_timeout_s
-                )
-                if len(done) < len(batch_refs):
-                    raise ReplayUnavailableError(
-                        timeout_message(
-                            self._replay, "sample", config.replay_timeout_s, self._replay_name
-                        )
-                    )
+                self._replay.wait(batch_refs, "sample")
                 learner_results = self.learner_group.update(
                     batch_refs=batch_refs,
                     minibatch_size=batch_size,
@@ -1174,7 +336,7 @@ class DRIVE(Algorithm):
         """Every ``replay_snapshot_interval`` iterations the replay actor writes its snapshot."""
         interval = self.config.replay_snapshot_interval
         if self._snapshot_path and interval and (self.iteration + 1) % interval == 0:
-            self._call_replay("snapshot")
+            self._replay.call("snapshot")
 
     # -- checkpoints: RLlib's state plus the replay contents, written atomically ---------
 
@@ -1212,23 +374,22 @@ class DRIVE(Algorithm):
         if filesystem is None:
             filesystem, path = filesystem_and_path(path)
         self._read_replay_status()
-        timeout, name = self.config.replay_timeout_s, self._replay_name
         if not isinstance(filesystem, pyarrow.fs.LocalFileSystem):
             path = super().save_to_path(
                 path, state=state, filesystem=filesystem, use_msgpack=use_msgpack
             )
-            save_replay(self._replay, path, filesystem, timeout, name)
+            save_replay(self._replay, path, filesystem)
             write_marker(path, self._marker(), filesystem)
             return path
         with atomic_directory(path) as temporary:
             super().save_to_path(
                 temporary, state=state, filesystem=filesystem, use_msgpack=use_msgpack
             )
-            save_replay(self._replay, temporary, filesystem, timeout, name)
+            save_replay(self._replay, temporary, filesystem)
             write_marker(temporary, self._marker())
         if self._snapshot_path:
             # The checkpoint's replay file is the newest snapshot too (a hard link).
-            self._call_replay("link_snapshot", os.path.join(path, REPLAY_FILE))
+            self._replay.call("link_snapshot", os.path.join(path, REPLAY_FILE))
         return path
 
     @override(Algorithm)
@@ -1260,9 +421,7 @@ class DRIVE(Algorithm):
         if not full:
             return
         if restore_replay:
-            restore_replay_file(
-                self._replay, path, filesystem, self.config.replay_timeout_s, self._replay_name
-            )
+            restore_replay_file(self._replay, path, filesystem)
         self._read_replay_status(baseline=True)
         if marker is not None and restore_replay:
             self._rows_lost = int(marker.get("rows_lost", 0))
@@ -1344,7 +503,7 @@ class DRIVE(Algorithm):
         super().cleanup()
         replay = getattr(self, "_replay", None)
         if replay is not None:
-            ray.kill(replay)
+            ray.kill(replay.actor)
             self._replay = None
 
 
@@ -1364,112 +523,6 @@ def update_chunks(
     if total % updates_per_iteration:
         chunks.append(total % updates_per_iteration)
     return chunks
-
-
-def resource_request(
-    config: DRIVEConfig | dict[str, Any], include_main_process: bool = True
-) -> dict[str, float]:
-    """What the Algorithm asks Ray for in all (CPU, GPU, custom resources), as Tune's
-    placement group would hold it; without the main process's bundle when
-    ``include_main_process`` is False (``config.build_algo()`` outside Tune)."""
-    bundles = DRIVE.default_resource_request(config).bundles
-    if not include_main_process:
-        bundles = bundles[1:]
-    total: dict[str, float] = {}
-    for bundle in bundles:
-        for name, amount in bundle.items():
-            total[name] = total.get(name, 0.0) + float(amount)
-    return {name: amount for name, amount in total.items() if amount > 0}
-
-
-def resource_shortfall(
-    config: DRIVEConfig | dict[str, Any],
-    available: dict[str, float],
-    include_main_process: bool = True,
-) -> str | None:
-    """One line saying what to lower when ``config`` asks for more than ``available``
-    (e.g. ``ray.cluster_resources()``), or None when it fits."""
-    if isinstance(config, dict):
-        config = DRIVEConfig().update_from_dict(config)
-    need = resource_request(config, include_main_process)
-    short = {
-        name: (amount, float(available.get(name, 0.0)))
-        for name, amount in need.items()
-        if amount > available.get(name, 0.0) + 1e-9
-    }
-    if not short:
-        return None
-    runners, learners = config.num_env_runners, config.num_learners
-    parts = []
-    if include_main_process:
-        parts.append(f"main process {config.num_cpus_for_main_process:g} CPU")
-    if runners:
-        parts.append(
-            f"{runners} env runner(s) x {config.num_cpus_per_env_runner:g} CPU"
-            + (
-                f" + {config.num_gpus_per_env_runner:g} GPU"
-                if config.num_gpus_per_env_runner
-                else ""
-            )
-        )
-    if learners:
-        cpus = config.num_cpus_per_learner
-        if cpus == "auto":  # RLlib's default: 1 CPU, or none beside a GPU
-            cpus = 0 if config.num_gpus_per_learner else 1
-        parts.append(
-            f"{learners} learner(s) x {cpus:g} CPU"
-            + (f" + {config.num_gpus_per_learner:g} GPU" if config.num_gpus_per_learner else "")
-        )
-    asked = ", ".join(
-        f"{amount:g} {name} (the cluster has {have:g})" for name, (amount, have) in short.items()
-    )
-    fixes = []
-    if "CPU" in short:
-        if runners:
-            fixes.append("num_env_runners")
-        if learners:
-            fixes.append("num_learners or num_cpus_per_learner (e.g. 0.5)")
-        if include_main_process and not runners and not learners:
-            fixes.append("num_cpus_for_main_process")
-    if "GPU" in short:
-        fixes.append("num_gpus_per_learner / num_gpus_per_env_runner (0 on a CPU machine)")
-    if set(short) - {"CPU", "GPU"}:
-        fixes.append("replay_actor_resources / custom resources, or start nodes offering them")
-    return (
-        f"DRIVE asks Ray for {asked} ({', '.join(parts) or 'see config'}), so it would wait "
-        f"forever: lower {', '.join(fixes) or 'the resources asked for'}, or use a larger "
-        "cluster."
-    )
-
-
-def replay_start_error(resources: dict[str, float] | None) -> str:
-    """What to change when the replay actor did not answer within the start timeout."""
-    busy = (
-        "its worker process did not get to run: Ray starts workers at niceness 15, so on "
-        "a machine busy with other jobs they can starve (start Ray with the environment "
-        "variable RAY_worker_niceness=0, or free the machine)"
-    )
-    if not resources:
-        return f"The replay actor did not start within {REPLAY_START_TIMEOUT_S} s: {busy}."
-    return (
-        f"The replay actor did not start within {REPLAY_START_TIMEOUT_S} s: no node offers "
-        f"its resources {resources}, or {busy}. Start a node with them (e.g. the head of "
-        "cluster/aws.yaml offers `head: 1`) or change "
-        "config.training(replay_actor_resources=...)."
-    )
-
-
-def register_module_env(env: Any) -> None:
-    """Makes a gymnasium ``"module:EnvId"`` (the module registers EnvId when imported)
-    usable as RLlib's env: RLlib reads a dotted string as a class path, so the id is
-    registered with Tune, its creator calling ``gym.make("module:EnvId", **env_config)``
-    (which imports the module in every process that makes the env)."""
-    if not (isinstance(env, str) and ":" in env):
-        return
-    from ray.tune.registry import ENV_CREATOR, _global_registry, register_env
-
-    if not _global_registry.contains(ENV_CREATOR, env):
-        register_env(env, lambda env_config: gym.make(env, **dict(env_config)))
 
 
 def _import_batch_code(_replay: Any) -> bool:

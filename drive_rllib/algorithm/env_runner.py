@@ -44,24 +44,24 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from unittest import mock
 
 import gymnasium as gym
 import numpy as np
-import ray
 import torch
 from gymnasium.wrappers.vector import DictInfoToList
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
+from ray.rllib.env.env_context import EnvContext
 from ray.rllib.env.env_runner import ENV_STEP_FAILURE, NUM_ENV_STEP_FAILURES_LIFETIME
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import SAMPLE_TIMER, WEIGHTS_SEQ_NO
+from ray.tune.registry import ENV_CREATOR, _global_registry
 
 from drive_rllib import keys
 from drive_rllib.mujoco_log import redirect_mujoco_warnings
-from drive_rllib.replay.actor import ReplayUnavailableError, call
+from drive_rllib.replay.actor import ReplayHandle, ReplayUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ _SAMPLING_CALLBACKS = (
     "on_episode_end",
     "on_sample_end",
 )
+
+#: The gymnasium id under which an EnvRunner registers its wrapped env creator.
+WRAPPED_ENV_ID = "drive-bad-observation-wrapped-v0"
 
 #: Seed distance between the generations of a restored run's EnvRunners (RLlib's runners
 #: of one generation are `worker_index * 10000` apart).
@@ -127,6 +130,31 @@ class EndEpisodeOnBadObservation(gym.Wrapper):
             truncated = True
             info = {**info, "drive_bad_observation": True}
         return observation, reward, terminated, truncated, info
+
+
+def bad_observation_env_creator(env: Any, bound: float) -> Callable[[EnvContext], gym.Env]:
+    """An env creator of ``env`` (as `config.environment` takes it) whose every env is
+    wrapped in `EndEpisodeOnBadObservation` at ``bound`` times its observation scale.
+
+    ``env``: a name registered with Tune, a creator (``env_config -> env``) or a
+    gymnasium id (made with ``gym.make(env, **env_config)``, as RLlib makes it).
+    """
+    if isinstance(env, str) and _global_registry.contains(ENV_CREATOR, env):
+        make = _global_registry.get(ENV_CREATOR, env)
+    elif callable(env):
+        make = env
+    else:
+
+        def make(env_config: EnvContext) -> gym.Env:
+            return gym.make(env, **env_config)
+
+    def create(env_config: EnvContext) -> gym.Env:
+        sub_env = make(env_config)
+        return EndEpisodeOnBadObservation(
+            sub_env, bound * observation_scale(sub_env.observation_space)
+        )
+
+    return create
 
 
 def row_origin(episodes: Sequence[SingleAgentEpisode], row: int) -> tuple[str, int]:
@@ -191,25 +219,16 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         # Before the envs are made: MuJoCo's warnings to logging, not to the terminal and
         # ./MUJOCO_LOG.TXT (in the Algorithm's process, keep DRIVE.setup's run-folder log).
         redirect_mujoco_warnings(replace=False)
-        self._replay: ray.actor.ActorHandle | None = None
-        self._replay_name: str | None = None
-        self._replay_timeout_s: float | None = None
+        self._replay: ReplayHandle | None = None
         self.num_transitions_pushed = 0
         self.num_transitions_rejected = 0
         self._rejection_logged = False
         self._lean: LeanState | None = None
         super().__init__(config=config, **kwargs)
 
-    def set_replay_actor(
-        self,
-        replay: ray.actor.ActorHandle,
-        name: str | None = None,
-        timeout_s: float | None = None,
-    ) -> None:
-        """Sets the replay actor this runner adds its transitions to (and its call timeout)."""
+    def set_replay_actor(self, replay: ReplayHandle) -> None:
+        """Sets the replay actor this runner adds its transitions to."""
         self._replay = replay
-        self._replay_name = name
-        self._replay_timeout_s = timeout_s
 
     def advance_seeds(self, generation: int) -> None:
         """Moves the env and sampling seeds on by ``generation`` (a restore's iteration).
@@ -232,30 +251,46 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
 
     @override(SingleAgentEnvRunner)
     def make_env(self) -> None:
-        """RLlib's vector env, each sub-env wrapped in `EndEpisodeOnBadObservation`."""
-        bound = getattr(self.config, "max_abs_value", math.inf)
-        make_vec = gym.make_vec
+        """RLlib's vector env, each sub-env wrapped in `EndEpisodeOnBadObservation`.
 
-        def make_wrapped_vec(*args: Any, **kwargs: Any) -> gym.vector.VectorEnv:
-            mode = kwargs.get("vectorization_mode")
-            if mode is None or gym.VectorizeMode(mode) is gym.VectorizeMode.VECTOR_ENTRY_POINT:
-                return make_vec(*args, **kwargs)
-
-            def wrap(env: gym.Env) -> gym.Env:
-                scale = observation_scale(env.observation_space)
-                return EndEpisodeOnBadObservation(env, bound * scale)
-
-            kwargs["wrappers"] = [*(kwargs.get("wrappers") or ()), wrap]
-            return make_vec(*args, **kwargs)
-
-        # RLlib builds the vector env inside make_env() with gym.make_vec and no hook for
-        # per-sub-env wrappers: add ours to that one call.
-        with mock.patch.object(gym, "make_vec", make_wrapped_vec):
+        RLlib builds the vector env from ``config.env`` with no hook for per-sub-env
+        wrappers. The wrapped creator (`bad_observation_env_creator`) is registered
+        with gymnasium as `WRAPPED_ENV_ID` (adding no wrappers of its own), and RLlib
+        builds that id, named in this runner's own copy of the config; ``config.env``
+        is put back afterwards. A vector entry point makes the whole vector env
+        itself and stays unwrapped.
+        """
+        env = self.config.env
+        mode = gym.VectorizeMode(self.config.gym_env_vectorize_mode)
+        if not env or mode is gym.VectorizeMode.VECTOR_ENTRY_POINT:
             super().make_env()
+            return
+        env_context = self.config.env_config
+        if not isinstance(env_context, EnvContext):  # as RLlib's make_env makes it
+            env_context = EnvContext(
+                env_context,
+                worker_index=self.worker_index,
+                num_workers=self.num_workers,
+                remote=self.config.remote_worker_envs,
+            )
+        create = bad_observation_env_creator(env, getattr(self.config, "max_abs_value", math.inf))
+        gym.registry.pop(WRAPPED_ENV_ID, None)  # this runner's env, not an earlier one's
+        gym.register(
+            WRAPPED_ENV_ID,
+            # RLlib passes env_config as keywords too; the creator takes it as the context.
+            entry_point=lambda **_env_config: create(env_context),
+            order_enforce=False,
+            disable_env_checker=True,
+        )
+        self.config.env = WRAPPED_ENV_ID
+        try:
+            super().make_env()
+        finally:
+            self.config.env = env
 
     def replay_actor_id(self) -> str | None:
         """Hex id of the replay actor this runner pushes to (None: no handle)."""
-        return None if self._replay is None else self._replay._actor_id.hex()
+        return None if self._replay is None else self._replay.actor_id
 
     @override(SingleAgentEnvRunner)
     def sample(
@@ -317,13 +352,7 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         # Wait for the push: once sample() returns, the data is in the replay, so the
         # driver's next learner batch (and its replay size) includes it.
         try:
-            report = call(
-                self._replay,
-                "push",
-                transitions,
-                timeout=self._replay_timeout_s,
-                name=self._replay_name,
-            )
+            report = self._replay.call("push", transitions)
         except ReplayUnavailableError as error:
             if self.worker_index == 0:
                 raise

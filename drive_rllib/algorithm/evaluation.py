@@ -38,7 +38,8 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.spaces.space_utils import unsquash_action
 
-from drive_rllib.algorithm.drive import DRIVE, register, register_module_env
+from drive_rllib.algorithm.config import register_module_env
+from drive_rllib.algorithm.drive import DRIVE, register
 from drive_rllib.algorithm.rl_module import DRIVETorchRLModule
 from drive_rllib.core.spec import InferencePolicy
 

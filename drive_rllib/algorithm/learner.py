@@ -80,7 +80,6 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 import numpy as np
-import ray
 import torch
 import torch.distributed as dist
 from ray.rllib.core.learner.learner import Learner
@@ -103,7 +102,7 @@ from drive_rllib.core.update import (
     native_bfloat16,
     resolve_precision,
 )
-from drive_rllib.replay.actor import call
+from drive_rllib.replay.actor import ReplayHandle
 from drive_rllib.replay.storage import NEXT_OBS, OBS, REWARD
 
 logger = logging.getLogger(__name__)
@@ -190,11 +189,9 @@ class DRIVETorchLearner(TorchLearner):
     @override(TorchLearner)
     def build(self) -> None:
         super().build()
-        self._replay: ray.actor.ActorHandle | None = None
+        self._replay: ReplayHandle | None = None
         # Per module: (low, high) quantiles of the rewards imagined in the last forward pass.
         self._imagined_rewards: dict[str, torch.Tensor] = {}
-        self._replay_name: str | None = None
-        self._replay_timeout_s: float | None = None
         # The non-finite check of the step in progress: per module, its loss and term
         # means (checked with the gradients in apply_gradients, so that a step waits for
         # the device once), what it logs once the step is applied, and the reason of a skip.
@@ -266,16 +263,9 @@ class DRIVETorchLearner(TorchLearner):
             torch.set_rng_state(torch.from_numpy(np.asarray(rng["torch"], dtype=np.uint8)))
             np.random.set_state(tuple(rng["numpy"]))
 
-    def set_replay_actor(
-        self,
-        replay: ray.actor.ActorHandle,
-        name: str | None = None,
-        timeout_s: float | None = None,
-    ) -> None:
+    def set_replay_actor(self, replay: ReplayHandle) -> None:
         """Sets the replay actor that held-out rows for ranking the ensemble come from."""
         self._replay = replay
-        self._replay_name = name
-        self._replay_timeout_s = timeout_s
 
     def drive_module(self, module_id: str) -> DRIVETorchRLModule:
         """The (DDP-unwrapped) DRIVE RLModule under ``module_id``."""
@@ -616,14 +606,7 @@ class DRIVETorchLearner(TorchLearner):
                 "DRIVE algorithm hands it over in setup()."
             )
         module = self.drive_module(module_id)
-        holdout = call(
-            self._replay,
-            "sample",
-            batch_size,
-            "holdout",
-            timeout=self._replay_timeout_s,
-            name=self._replay_name,
-        )
+        holdout = self._replay.call("sample", batch_size, "holdout")
         errors = self._mean_over_learners(module.holdout_errors(holdout))
         if not bool(torch.isfinite(errors).all()):
             # Replay rows are checked before they are stored, so this takes a model that

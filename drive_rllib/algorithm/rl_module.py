@@ -174,12 +174,11 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         ``torch_compile_learner`` is set; a second call does nothing.
 
         With inductor and no dynamo mode, the step draws its random numbers with
-        torch's own generators (``fallback_random``), not inductor's per-element ones:
-        a tenth of the step on one CPU core, and the compiled step draws the eager
-        step's numbers; and on a CPU it runs under inductor's C++ wrapper
-        (``cpp_wrapper``): the compiled step's few hundred kernel and matmul calls are
-        made from C++ instead of a generated Python function, which saved about a
-        tenth of the step again (`docs/performance.md`; `inductor_options`).
+        torch's own generators (``fallback_random``), not inductor's per-element ones,
+        which cost more on a CPU, and the compiled step draws the eager step's numbers;
+        and on a CPU it runs under inductor's C++ wrapper (``cpp_wrapper``): the
+        compiled step's few hundred kernel and matmul calls are made from C++ instead of
+        a generated Python function (`docs/performance.md`; `inductor_options`).
         """
         if self.is_compiled:
             return

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 import yaml
 
 from drive_rllib import keys
+from drive_rllib.cli.envs import env_problems
 from drive_rllib.cli.old_keys import translate_config, typo_of
 
 #: The one algorithm this command trains.
@@ -322,7 +322,7 @@ def _translated_config(
 ) -> tuple[dict[str, Any], list[str]]:
     """The config with old RLlib keys in DRIVE's terms (`drive_rllib.cli.old_keys`), one note
     per renamed or ignored key; and the problems found (ignored keys too, when ``strict``)."""
-    from drive_rllib.algorithm.drive import DRIVE_SETTINGS
+    from drive_rllib.algorithm.config import DRIVE_SETTINGS
 
     accepted, _ = accepted_config_keys()
     translation = translate_config(config, DRIVE_SETTINGS, accepted)
@@ -494,6 +494,13 @@ def experiments_from_file(
     return experiments, lines
 
 
+def file_config(path: str) -> dict[str, Any]:
+    """The config of a file's first experiment (``env`` included), as ``rllib train file``
+    reads it: for scripts that run a tuned example's settings under their own loop."""
+    experiments, _ = experiments_from_file(path, Overrides(), lambda _note: None)
+    return dict(experiments[0].config)
+
+
 def experiment_from_options(
     algo: str,
     env: str | None,
@@ -523,70 +530,6 @@ def option_where(*keys: str) -> str:
 
 
 # -- checks that need gymnasium or DRIVEConfig (no Ray process) ------------------------------
-
-
-def env_problems(env: Any) -> list[str]:
-    """What is wrong with an env id (each value of a grid search): one line each.
-
-    Unknown ids get gymnasium's suggestion; an old version that cannot be made here
-    (MuJoCo ``-v2``/``-v3`` needed mujoco-py) is named with its current version;
-    ``module:EnvId`` imports ``module`` (which registers the env), as ``gym.make`` does.
-    """
-    envs = env["grid_search"] if isinstance(env, dict) and "grid_search" in env else [env]
-    return [problem for problem in map(_one_env_problem, envs) if problem]
-
-
-def _one_env_problem(env: Any) -> str | None:
-    if not isinstance(env, str):
-        return f"env must be a gymnasium id such as 'Pendulum-v1', got {env!r}"
-    import gymnasium as gym
-
-    try:
-        if ":" in env:
-            gym.make(env).close()  # imports the module before it looks the id up
-            return None
-        gym.spec(env)
-    except gym.error.Error as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return f"unknown env {env!r}: {message}"
-    except (ImportError, ModuleNotFoundError) as error:
-        return f"env {env!r} cannot be imported: {error}"
-    current = current_version(env)
-    if current is None or current == env:
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # gymnasium's "out of date": we say it below
-            gym.make(env).close()
-    except Exception:  # noqa: BLE001 -- any failure to make an old version
-        return (
-            f"env {env!r} is an old version that gymnasium cannot make here (MuJoCo -v2/-v3 "
-            f"needed mujoco-py): use {current!r}, its current version"
-        )
-    return None
-
-
-def current_version(env_id: str) -> str | None:
-    """The id of the newest registered version of ``env_id``'s env (None: not versioned)."""
-    import gymnasium as gym
-    from gymnasium.envs.registration import parse_env_id
-
-    namespace, name, version = parse_env_id(env_id)
-    if version is None:
-        return None
-    versions = [
-        (spec.version, spec.id)
-        for spec in gym.registry.values()
-        if spec.namespace == namespace and spec.name == name and spec.version is not None
-    ]
-    return max(versions)[1] if versions else None
-
-
-def check_env(experiment: Experiment, where: str) -> None:
-    """An unknown or unusable env id ends the command here (see `env_problem`)."""
-    problems = env_problems(experiment.env)
-    if problems:
-        raise CLIError(f"{where}: {'; '.join(problems)}")
 
 
 def accepted_config_keys() -> tuple[set[str], list[str]]:
@@ -623,13 +566,6 @@ def config_key_problems(experiment: Experiment, where: Callable[[str], str]) -> 
         for key in experiment.config
         if key not in accepted
     ]
-
-
-def check_config_keys(experiment: Experiment, where: Callable[[str], str]) -> None:
-    """Every config key must be a DRIVEConfig attribute (all unknown keys in one error)."""
-    problems = config_key_problems(experiment, where)
-    if problems:
-        raise CLIError(problem_block(experiment.name, problems))
 
 
 def problem_block(name: str, problems: list[str]) -> str:
@@ -706,7 +642,7 @@ def check_resources(
 ) -> None:
     """Every grid-search variant's trial must fit ``available`` (else Tune would wait for
     ever with the trial PENDING): one line saying what to lower."""
-    from drive_rllib.algorithm.drive import resource_shortfall
+    from drive_rllib.algorithm.resources import resource_shortfall
 
     for label, variant in resolved_variants(experiment.config):
         shortfall = resource_shortfall(variant, available, include_main_process=True)

@@ -111,11 +111,10 @@ def relu(x: Tensor) -> Tensor:
     ``F.relu``'s backward masks the gradient with out <= 0. Where the activation
     feeds a layer norm (psi's heads), the partitioner of a compiled step keeps that
     mask as a bool tensor rather than the float output, and on AVX2 CPUs (no
-    AVX-512) inductor's vectorised bool stores and loads are slow: storing a
-    [5, 256, 256] mask takes 4.6 ms as bool, 0.11 ms as float. Compiled, the
-    gradient is instead ``grad * sign(out)``, a float product, so no bool tensor is
-    made: the same values and the same gradients (sign(0) = 0, as F.relu's mask),
-    and a compiled float32 core step of 0.92-0.94x the time on such a CPU
+    AVX-512) inductor's vectorised bool stores and loads are far slower than float
+    ones. Compiled, the gradient is instead ``grad * sign(out)``, a float product,
+    so no bool tensor is made: the same values and the same gradients (sign(0) = 0,
+    as F.relu's mask), and a faster compiled float32 step on such a CPU
     (`benchmarks/results/update_step/relu_avx2/`). Eager, ``F.relu`` (one backward
     op, not two).
     """

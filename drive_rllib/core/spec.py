@@ -373,14 +373,14 @@ class UpdateSpec(_Checked):
             pi_theta, every visited state kept in the model-state buffer
             (DHMBPO's start states). Needs > 0 when start_state_model_fraction > 0.
         distribution_rollout_horizon: model steps >= 1 of one distribution rollout.
-        distribution_rollout_batch: start states >= 1 of one distribution rollout.
+        distribution_rollout_batch: start states >= 1 of one distribution rollout
+            (split over the Learners).
         model_state_rounds: distribution rollouts >= 1 the model-state buffer holds.
         model_fit_interval: f_hat takes its gradient step on every k-th update step
             only (1: on every step); the other steps hold f_hat and its optimizer
             as they are (``held_model_terms``). DHMBPO and MBPO fit the model far
-            less often than the actor; the model fit is about a quarter of a
-            step's cost. On HalfCheetah k 2 lost a third of one seed's return in three (20k), k 4
-            left f_hat 10-100x less accurate (docs/diagnosis.md).
+            less often than the actor; what a larger k costs in return is in
+            docs/diagnosis.md.
         model_fit_interval_start: update steps >= 0, counted from the first, that
             fit f_hat on every step before ``model_fit_interval`` applies (e.g.
             ``num_warmup_steps``: the warm-up catch-up fits on every step).
@@ -388,15 +388,13 @@ class UpdateSpec(_Checked):
             step (0: as many as the batch has rows); at most the batch's rows. Fewer
             rows cut the fit's forward and backward in proportion (about a third of
             the step's arithmetic); every member still takes a gradient step on every
-            fitting step, on a noisier estimate. 128 of 256 saved an eighth of the
-            headline update and cost HalfCheetah return on both seeds measured (a
-            quarter or more at 10k; docs/diagnosis.md).
+            fitting step, on a noisier estimate (its cost in return:
+            docs/diagnosis.md).
         posterior_batch_size: Eq. 6's start states per update step (0: as many as
             the batch has rows); at most the batch's rows. Fewer start states cut
             Eq. 6's rollouts, forward and backward, in proportion (the step's
-            largest part); f_hat and Eq. 4 still see the whole batch. 128 of 256
-            saved a tenth of the step and cost a fifth of HalfCheetah's return at
-            20k (docs/diagnosis.md). Not with ``member_per_trajectory``, whose
+            largest part); f_hat and Eq. 4 still see the whole batch (its cost in
+            return: docs/diagnosis.md). Not with ``member_per_trajectory``, whose
             member draw has one row per batch row.
         precision: the update step's arithmetic (`Precision`). "bfloat16" runs the
             layers of every network in bfloat16 (``torch.autocast``): on a CPU with

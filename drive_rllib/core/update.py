@@ -85,9 +85,9 @@ def inductor_options(device: torch.device) -> dict[str, bool]:
 
     Everywhere, the random draws are torch's own generators (``fallback_random``), so
     the compiled step draws eager's numbers. On a CPU, inductor's C++ wrapper calls the
-    kernels (``cpp_wrapper``; measured faster there). Not on a GPU: with torch 2.11 on an
-    H100 the C++ wrapper failed to build the step's backward ("CudaKernelParamCache not
-    populated", 2026-12-06), and its gain was measured on a CPU only.
+    kernels (``cpp_wrapper``; faster there). Not on a GPU: on an H100 the C++ wrapper
+    failed to build the step's backward ("CudaKernelParamCache not populated"), and its
+    gain is known on a CPU only.
     """
     options = {"fallback_random": True}
     if device.type == "cpu":

@@ -1,7 +1,7 @@
 """Replay: numpy ring-buffer storage and the Ray actor that wraps it.
 
 `ReplayStorage` (and the split helpers) live in `storage`, which imports only
-numpy. The actor symbols (`ReplayActor`, `create_replay_actor`,
+numpy. The actor symbols (`ReplayActor`, `ReplayHandle`, `create_replay_actor`,
 `get_replay_actor`) live in `actor`, which imports Ray; they are resolved
 lazily on first attribute access (PEP 562), so `import drive_rllib.replay`
 stays Ray-free until one of them is used.
@@ -17,6 +17,7 @@ from drive_rllib.replay.storage import FIELDS, SPLITS, ReplayStorage
 if TYPE_CHECKING:
     from drive_rllib.replay.actor import (
         ReplayActor,
+        ReplayHandle,
         ReplayUnavailableError,
         create_replay_actor,
         get_replay_actor,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 _ACTOR_SYMBOLS = (
     "ReplayActor",
+    "ReplayHandle",
     "ReplayUnavailableError",
     "create_replay_actor",
     "get_replay_actor",
@@ -33,6 +35,7 @@ __all__ = [
     "FIELDS",
     "SPLITS",
     "ReplayActor",
+    "ReplayHandle",
     "ReplayStorage",
     "ReplayUnavailableError",
     "create_replay_actor",

@@ -33,13 +33,16 @@ many. A *hung* actor (stopped, swapping) is not restarted by Ray: every caller
 waits through `call`, whose timeout turns the hang into one
 `ReplayUnavailableError` that names the actor.
 
-`ReplayActor` is a plain class; `create_replay_actor` makes it remote.
+`ReplayActor` is a plain class; `create_replay_actor` makes it remote. Its
+callers (the Algorithm, every EnvRunner and Learner) hold it as one
+`ReplayHandle`: the actor, its name and the timeout of every call.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +53,7 @@ from drive_rllib.replay.storage import TEMPORARY_MARK, TRAIN, ReplayStorage, fsy
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from ray import ObjectRef
     from ray.actor import ActorHandle
 
 
@@ -57,31 +61,18 @@ class ReplayActor:
     """Holds one `ReplayStorage`; made remote by `create_replay_actor`.
 
     Args:
-        capacity: Maximum number of stored transitions.
-        obs_dim: Observation dim `S`.
-        action_dim: Action dim `A`.
-        holdout_every: Every `k`-th position is held out of the train split;
-            0 disables the holdout split.
-        seed: Seed of the sampling generator; None draws fresh entropy.
+        *storage_args: `ReplayStorage`'s arguments (capacity, S, A, ...).
         snapshot_path: `.npz` file of this actor's snapshots; an actor that Ray
             restarted after a crash reloads it. None: no snapshots.
-        bounds: ``max_abs_obs`` / ``max_abs_reward`` / ``max_abs_action`` of
-            `ReplayStorage`, the magnitude bounds `push` checks rows against.
+        **storage_kwargs: `ReplayStorage`'s keyword arguments (``holdout_every``,
+            ``seed``, and the bounds ``max_abs_obs`` / ``max_abs_reward`` /
+            ``max_abs_action`` that `push` checks rows against).
     """
 
     def __init__(
-        self,
-        capacity: int,
-        obs_dim: int,
-        action_dim: int,
-        holdout_every: int = 10,
-        seed: int | None = None,
-        snapshot_path: str | None = None,
-        **bounds: float | None,
+        self, *storage_args: Any, snapshot_path: str | None = None, **storage_kwargs: Any
     ) -> None:
-        self._storage = ReplayStorage(
-            capacity, obs_dim, action_dim, holdout_every=holdout_every, seed=seed, **bounds
-        )
+        self._storage = ReplayStorage(*storage_args, **storage_kwargs)
         self._snapshot_path = snapshot_path
         #: total_added of the snapshot a restarted actor reloaded (None: a fresh actor).
         self._restored_total_added: int | None = None
@@ -237,6 +228,46 @@ def call(
         raise ReplayUnavailableError(timeout_message(actor, method, timeout, name)) from None
     except ray.exceptions.RayActorError as error:
         raise ReplayUnavailableError(died_message(actor, method, name, error)) from error
+
+
+@dataclass(frozen=True)
+class ReplayHandle:
+    """The replay actor as its callers hold it: the actor, its name, one timeout policy.
+
+    Every call waits at most ``timeout_s`` seconds and fails with one
+    `ReplayUnavailableError` that names the actor; retries after a crash are
+    Ray's (`create_replay_actor`'s ``max_restarts``), so a caller never retries.
+
+    Attributes:
+        actor: The replay actor.
+        name: Its name, for error messages (None: its id).
+        timeout_s: Seconds every call may take (None: no limit).
+    """
+
+    actor: ActorHandle
+    name: str | None = None
+    timeout_s: float | None = None
+
+    def call(self, method: str, *args: Any) -> Any:
+        """``actor.<method>(*args)``, waited for under the timeout (see `call`)."""
+        return call(self.actor, method, *args, timeout=self.timeout_s, name=self.name)
+
+    def wait(self, refs: list[ObjectRef], method: str) -> None:
+        """Waits for the results of calls already made, under the timeout.
+
+        Raises:
+            ReplayUnavailableError: not all of ``refs`` are ready within the timeout.
+        """
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
+        if len(done) < len(refs):
+            raise ReplayUnavailableError(
+                timeout_message(self.actor, method, self.timeout_s, self.name)
+            )
+
+    @property
+    def actor_id(self) -> str:
+        """The actor's hex id (to tell two actors, or a recreated one, apart)."""
+        return self.actor._actor_id.hex()
 
 
 def timeout_message(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.tiny import TINY_NETWORKS
+from drive_rllib.tiny import TINY_NETWORKS
 
 # Ray 2.60 turns on token authentication for new local clusters unless this is set;
 # these tests start their own throwaway cluster, so switch it off explicitly.

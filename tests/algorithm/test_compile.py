@@ -88,8 +88,8 @@ def test_inductor_without_a_cxx_compiler_is_one_clear_error_when_the_learner_is_
 
 @pytest.mark.parametrize(("device", "cpp_wrapper"), [("cpu", True), ("meta", False)])
 def test_the_cxx_wrapper_is_asked_for_on_a_cpu_only(tiny_config, monkeypatch, device, cpp_wrapper):
-    # On CUDA, torch 2.11's C++ wrapper failed to build the step's backward (an H100,
-    # 2026-12-06); a module on any device but a CPU compiles without it. "meta" stands in
+    # On CUDA, the C++ wrapper failed to build the step's backward (an H100); a module on
+    # any device but a CPU compiles without it. "meta" stands in
     # for a GPU: the module's own parameters tell compile where it runs.
     import gymnasium as gym
     from ray.rllib.core.rl_module.torch.torch_compile_config import TorchCompileConfig

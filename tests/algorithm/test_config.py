@@ -10,7 +10,7 @@ import pytest
 from ray import tune
 
 from drive_rllib.algorithm import DRIVE, DRIVEConfig, DRIVEEnvRunner, register
-from drive_rllib.algorithm.drive import DRIVE_SETTINGS
+from drive_rllib.algorithm.config import DRIVE_SETTINGS
 from drive_rllib.algorithm.rl_module import SPEC_KEY
 from drive_rllib.core import DRIVESpec
 
@@ -76,11 +76,12 @@ def test_training_keywords_are_the_spec_fields_and_the_loop_settings():
     assert {name: getattr(config, name) for name in defaults} == defaults
 
 
-def test_configs_pickled_before_the_merge_into_drive_py_still_load():
-    # Checkpoints and Tune states written before issue 14 name the old module.
+def test_configs_pickled_under_either_module_name_still_load():
+    # Older checkpoints and Tune states name the module DRIVEConfig was defined in then.
     import pickle
 
     assert pickle.loads(b"cdrive_rllib.algorithm.config\nDRIVEConfig\n.") is DRIVEConfig
+    assert pickle.loads(b"cdrive_rllib.algorithm.drive\nDRIVEConfig\n.") is DRIVEConfig
 
 
 def test_rollout_fragment_spreads_env_steps_over_runners():
@@ -139,7 +140,7 @@ def test_config_round_trips_through_a_dict():
         ({"target_entropy": "auto"}, "`target_entropy` must be a finite number or None"),
         ({"entropy_floor": 1}, "`entropy_floor` must be True or False"),
         ({"lr": 1e-3}, "DRIVE has one learning rate per component"),
-        # Values that passed validate() and broke the run later (issue 12).
+        # Values that once passed validate() and broke the run later.
         ({"alpha": float("inf")}, "`alpha` must be a finite number"),
         ({"value_lr": float("nan")}, "`value_lr` must be a finite number"),
         ({"prior_lr": float("inf")}, "`prior_lr` must be a finite number"),

@@ -15,7 +15,7 @@ import pytest
 
 from drive_rllib.algorithm import DRIVEConfig
 from drive_rllib.algorithm.env_runner import DRIVEEnvRunner, observation_ok, step_sub_envs
-from tests.tiny import TINY_NETWORKS
+from drive_rllib.tiny import TINY_NETWORKS
 
 EPISODE_LENGTH = 3
 

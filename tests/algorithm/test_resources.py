@@ -15,8 +15,8 @@ import tempfile
 
 import pytest
 
-from drive_rllib.algorithm.drive import (
-    DRIVEConfig,
+from drive_rllib.algorithm.config import DRIVEConfig
+from drive_rllib.algorithm.resources import (
     replay_start_error,
     resource_request,
     resource_shortfall,

@@ -13,8 +13,8 @@ import torch
 
 from drive_rllib.algorithm import DRIVEConfig
 from drive_rllib.algorithm.batch import learner_batch
+from drive_rllib.tiny import TINY_NETWORKS
 from tests.algorithm.helpers import MODULE_ID, assert_same_optimizer_states, changed_groups
-from tests.tiny import TINY_NETWORKS
 
 pytestmark = pytest.mark.ray
 

@@ -18,8 +18,8 @@ import textwrap
 
 import pytest
 
+from drive_rllib.tiny import TINY_NETWORKS
 from tests.cli.conftest import REPO, TUNED_EXAMPLES, Run, rllib
-from tests.tiny import TINY_NETWORKS
 
 try:
     import imageio_ffmpeg  # noqa: F401 -- the mp4 writer `rllib evaluate --render` needs

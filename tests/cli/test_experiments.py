@@ -56,6 +56,14 @@ def test_tuned_examples_pass_every_check(name):
     check_experiment(experiment, lines.where)
 
 
+def test_the_debug_file_and_the_tiny_networks_of_tests_and_benchmarks_agree():
+    from drive_rllib.cli.experiments import file_config
+    from drive_rllib.tiny import TINY_NETWORKS
+
+    config = file_config(str(TUNED_EXAMPLES / "drive_debug.yaml"))
+    assert {name: config[name] for name in TINY_NETWORKS} == TINY_NETWORKS
+
+
 def test_old_keys_are_renamed_with_one_note_each(tmp_path):
     path = write(
         tmp_path,

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.ray
 #: TINY with iterations long enough (about a second each on a quiet 2-core machine) for
 #: the SIGINT to land mid-run: with TINY's 5 updates all iterations can end before
 #: Tune's result.json shows the second one. Tune writes result.json late: on a fast
-#: day (2026-12-04) the second row showed only as iteration 7 ran, so 8 iterations
-#: ended before the SIGINT could stop them; 20 leave room.
+#: machine the second row showed only as iteration 7 ran, so 8 iterations ended before
+#: the SIGINT could stop them; 20 leave room.
 CONFIG = {**TINY, "updates_per_iteration": 150}
 T = CONFIG["env_steps_per_iteration"]
 ITERATIONS = 20

@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow.fs
 import pytest
 
+from drive_rllib.tiny import TINY_NETWORKS
 from tests.cluster.conftest import CLUSTER_EXAMPLE, load_yaml
-from tests.tiny import TINY_NETWORKS
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -153,3 +153,23 @@ def test_large_batch_from_the_object_store_is_copied_in(ray_instance) -> None:
     state = ray.get(actor.get_state.remote())
     assert state["obs"][0, 0] == 30_000
     np.testing.assert_array_equal(state["obs"][1:, 0], np.arange(1, 30_000, dtype=np.float32))
+
+
+def test_one_handle_calls_waits_and_names_the_actor_when_it_hangs(ray_instance) -> None:
+    from drive_rllib.replay import ReplayHandle, ReplayUnavailableError
+
+    actor = create_replay_actor(100, S, A, holdout_every=0, seed=0)
+    handle = ReplayHandle(actor, "replay_under_test", timeout_s=30.0)
+    handle.call("push", make_batch(range(4)))
+    assert handle.call("size") == 4
+    handle.wait([actor.size.remote()], "size")
+    assert handle.actor_id == actor._actor_id.hex()
+    # A hung actor: the call and the wait each fail within the timeout, naming the actor.
+    hung = ReplayHandle(actor, "replay_under_test", timeout_s=0.5)
+    sleeping = actor.__ray_call__.remote(lambda _actor: __import__("time").sleep(3))
+    with pytest.raises(ReplayUnavailableError, match="replay_under_test.*`size` within 0.5 s"):
+        hung.call("size")
+    with pytest.raises(ReplayUnavailableError, match="replay_under_test.*`sample` within 0.5 s"):
+        hung.wait([actor.size.remote()], "sample")
+    ray.get(sleeping)
+    ray.kill(actor)

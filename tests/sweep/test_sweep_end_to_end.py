@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
+from drive_rllib.tiny import TINY_NETWORKS
 from tests.cli.conftest import REPO, Run, rllib
-from tests.tiny import TINY_NETWORKS
 
 pytestmark = pytest.mark.ray
 

@@ -1,7 +1,9 @@
-"""Tiny DRIVE networks shared by the tests that train through Ray: each run takes seconds.
+"""Tiny DRIVE networks that train in seconds: the sizes of ``tuned_examples/drive_debug.yaml``.
 
-Test modules add their own loop settings (T, C, warm-up, evaluation interval)
-on top of these.
+The tests that train through Ray, the determinism check and the sweep's smoke
+run add their own loop settings (T, C, warm-up, evaluation interval) on top of
+these; ``tests/cli/test_experiments.py`` checks that the debug file uses the same
+sizes.
 """
 
 from __future__ import annotations
