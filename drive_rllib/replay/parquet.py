@@ -508,7 +508,9 @@ def _to_fields(
     def column(name: str) -> pa.Array:
         return record_batch.column(record_batch.schema.get_field_index(name))
 
-    obs = _matrix(column(names[OBS_COLUMN]), obs_dim, names[OBS_COLUMN], "observation", decode, path)
+    obs = _matrix(
+        column(names[OBS_COLUMN]), obs_dim, names[OBS_COLUMN], "observation", decode, path
+    )
     next_obs = _matrix(
         column(names[NEW_OBS_COLUMN]), obs_dim, names[NEW_OBS_COLUMN], "observation", decode, path
     )
@@ -539,8 +541,10 @@ def _to_fields(
 def _scalars(array: pa.Array, name: str, dtype: Any, path: str) -> np.ndarray:
     if isinstance(array.type, pa.ExtensionType):
         array = array.storage
-    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or (
-        pa.types.is_fixed_size_list(array.type)
+    if (
+        pa.types.is_list(array.type)
+        or pa.types.is_large_list(array.type)
+        or (pa.types.is_fixed_size_list(array.type))
     ):
         lengths = pc.list_value_length(array)
         if array.null_count or pc.min(lengths).as_py() != 1 or pc.max(lengths).as_py() != 1:
@@ -612,9 +616,7 @@ def _matrix(
     if values.null_count:
         raise DatasetError(f"{path}: column {name!r} has null entries.")
     if pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type):
-        raise DatasetError(
-            f"{path}: column {name!r} holds nested lists; expected {expected}."
-        )
+        raise DatasetError(f"{path}: column {name!r} holds nested lists; expected {expected}.")
     return np.asarray(values.to_numpy(zero_copy_only=False)).reshape(num_rows, width)
 
 
