@@ -643,6 +643,8 @@ def read_into(
     _, files = parquet_files(paths, options.get("filesystem"))
     summary.files = len(files)
     for batch, clipped in iter_batches(paths, obs_dim, bounds, **options):
+        if not len(batch[REWARD]):
+            continue
         result = push(batch)
         if result["rejected"] and summary.first_rejected is None:
             summary.first_rejected = summary.rows_read + int(result["first_rejected"])
