@@ -102,12 +102,23 @@ def test_rllib_bc_trains_on_drives_export(ray_instance, tmp_path):
         "truncated": (np.arange(256) % 100) == 99,
     }
     parquet.write_rows(rows, str(tmp_path / "data"), PENDULUM, max_rows_per_file=100)
+    import gymnasium as gym
     from ray.rllib.algorithms.bc import BCConfig
 
+    env = gym.make("Pendulum-v1")
     config = (
         BCConfig()
-        .environment("Pendulum-v1", normalize_actions=False)  # actions in the env's units
-        .offline_data(input_=[str(tmp_path / "data")], dataset_num_iters_per_learner=1)
+        .environment(
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            normalize_actions=False,  # the export's actions are in the env's units
+        )
+        .offline_data(
+            input_=[str(tmp_path / "data")],
+            dataset_num_iters_per_learner=1,
+            # One pre-learner actor: with the read task it fits the test's 2 CPUs.
+            map_batches_kwargs={"concurrency": 1, "num_cpus": 1},
+        )
         .training(train_batch_size_per_learner=64)
         .rl_module(model_config={"fcnet_hiddens": [8]})
         .evaluation(evaluation_interval=None)
@@ -180,7 +191,6 @@ def test_bad_datasets(ray_instance, tiny_config, tmp_path):
     assert result[keys.REPLAY_ROWS_REJECTED] == 1
 
     table = pq.read_table(str(tmp_path / "nan"))
-    pq.write_table(table.drop_columns(["rewards"]), tmp_path / "missing.parquet")
     wide = table.set_column(
         table.schema.get_field_index("obs"),
         "obs",
@@ -192,12 +202,11 @@ def test_bad_datasets(ray_instance, tiny_config, tmp_path):
     pq.write_table(wide, tmp_path / "wide" / "b.parquet")
     from drive_rllib.algorithm.offline import DatasetError
 
-    for path, message in (
-        (tmp_path / "missing.parquet", r"lacks the column\(s\) \['rewards'\]"),
-        (tmp_path / "wide", r"column 'obs' has rows of shape \(4,\); expected \(3,\)"),
+    # (A missing column: tests/replay/test_parquet.py, and the rollback below.)
+    with pytest.raises(
+        DatasetError, match=r"column 'obs' has rows of shape \(4,\); expected \(3,\)"
     ):
-        with pytest.raises(DatasetError, match=message):
-            tiny_config().offline_data(input_=str(path)).build_algo()
+        tiny_config().offline_data(input_=str(tmp_path / "wide")).build_algo()
 
 
 @pytest.mark.parametrize("held_before", [0, 30])
