@@ -214,7 +214,14 @@ def main() -> None:
             "export and import of HalfCheetah-shaped replay rows (S=17, A=6; synthetic "
             "normal floats, episodes of 1,000 steps) as Parquet in RLlib's offline columns "
             "against replay.npz; each operation in a fresh process; peak memory is the "
-            "resident set size above the size before the operation"
+            "resident set size above the size before the operation: for the reads it "
+            "includes the empty storage's arrays being filled (storage_mb), for the writes "
+            "the copy of the rows that get_state makes (storage_mb) plus the writer's buffers"
+        ),
+        "storage_mb": round(args.rows * (2 * OBS_DIM + ACTION_DIM + 1) * 4 / 2**20, 1),
+        "timings_note": (
+            "machine shared with two long learning runs and other jobs (load average "
+            "above the core count): seconds vary by 2-3x between repeats; compare medians"
         ),
         "command": (
             f"python benchmarks/experience_io.py --rows {args.rows} --repeats {args.repeats} "

@@ -275,3 +275,16 @@ def test_reading_streams_in_batches(tmp_path):
         )
     ]
     assert max(sizes) <= 50 and sum(sizes) == 300
+
+
+def test_importing_the_parquet_module_imports_no_ray():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, drive_rllib.replay.parquet\n"
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
