@@ -290,3 +290,16 @@ def test_importing_the_parquet_module_imports_no_ray():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_dataset_larger_than_the_replay_leaves_its_last_rows(tmp_path):
+    rows = episodes(1000)
+    parquet.write_rows(rows, str(tmp_path / "o"), PENDULUM_LIKE, max_rows_per_file=100)
+    small = storage(100)
+    result = parquet.read_into(
+        small.add_valid_rows, str(tmp_path / "o"), OBS_DIM, PENDULUM_LIKE, batch_rows=64
+    )
+    assert (result.files, result.rows_read, small.size) == (10, 1000, 100)
+    assert_same_rows(
+        parquet.chronological_rows(small.get_state()), {k: v[-100:] for k, v in rows.items()}
+    )
