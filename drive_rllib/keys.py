@@ -153,6 +153,10 @@ REPLAY_ROWS_REJECTED = _declare(
 REPLAY_ROWS_LOST = _declare(
     "replay/rows_lost", "rows lost when the replay actor crashed (added after its last snapshot)"
 )
+REPLAY_ROWS_IMPORTED = _declare(
+    "replay/rows_imported",
+    "rows read into the replay from config.offline_data(input_=...) before the first iteration",
+)
 REPLAY_RESTARTS = _declare("replay/restarts", "times Ray restarted the crashed replay actor")
 REPLAY_PUSH_FAILURES = _declare(
     "replay/push_failures", "EnvRunner pushes that timed out (the driver then fails the run)"

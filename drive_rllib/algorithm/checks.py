@@ -242,8 +242,6 @@ def check_rllib_settings(config: DRIVEConfig) -> None:
             f"DRIVE runs on torch only: set config.framework('torch'), not "
             f"{config.framework_str!r}."
         )
-    if config.is_offline:
-        config._value_error("DRIVE learns online: remove config.offline_data(input_=...).")
 
 
 def check_torch_compile(config: DRIVEConfig) -> None:

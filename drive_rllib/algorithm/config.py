@@ -28,7 +28,7 @@ from ray.rllib.env.env_context import EnvContext
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.utils.annotations import override
 
-from drive_rllib.algorithm import checks
+from drive_rllib.algorithm import checks, offline
 from drive_rllib.algorithm.env_runner import DRIVEEnvRunner
 from drive_rllib.algorithm.learner import DRIVETorchLearner
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
@@ -389,6 +389,9 @@ class DRIVEConfig(AlgorithmConfig):
     @override(AlgorithmConfig)
     def validate(self) -> None:
         """Checks every DRIVE setting; each error message says what to change."""
+        # Before RLlib's own checks, which would ask for changes to output= settings.
+        if self._validate_config and offline.check_offline_settings(self):
+            self._value_error(offline.check_offline_settings(self))
         super().validate()
         if not self._validate_config:
             return

@@ -53,6 +53,7 @@ from ray.rllib.utils.metrics import (
 from ray.tune.execution.placement_groups import PlacementGroupFactory
 
 from drive_rllib import keys
+from drive_rllib.algorithm import offline
 from drive_rllib.algorithm.batch import sample_learner_batch
 from drive_rllib.algorithm.checkpoint import (
     REPLAY_FILE,
@@ -166,6 +167,7 @@ class DRIVE(Algorithm):
             )
         except ray.exceptions.GetTimeoutError as error:
             raise RuntimeError(replay_start_error(self.config.replay_actor_resources)) from error
+        self._rows_imported = offline.import_dataset(self)  # config.offline_data(input_=...)
         # What the driver knows of the replay actor (the counters are checkpointed).
         self._replay_pid: int | None = None
         self._replay_total_added = 0
@@ -196,7 +198,7 @@ class DRIVE(Algorithm):
     def num_rows_counted(self) -> int:
         """Rows that reached the replay actor: those it holds the count of, plus those a
         crash lost. ``num_env_steps_sampled_lifetime``, warm-up and stop criteria use it."""
-        return self._replay_total_added + self._rows_lost
+        return self._replay_total_added + self._rows_lost - self._rows_imported
 
     def _connect_env_runners(self, remote_worker_ids: list[int] | None = None) -> None:
         """Hands the replay actor to all training EnvRunners (or only the given ones)."""
@@ -246,7 +248,7 @@ class DRIVE(Algorithm):
     def training_step(self) -> None:
         """One iteration of Algorithm 1: T env steps, C update steps, weight sync."""
         config = self.config
-        warmup = self.num_rows_counted < config.num_warmup_steps
+        warmup = self.num_rows_counted + self._rows_imported < config.num_warmup_steps
 
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             _, env_runner_results = synchronous_parallel_sample(
@@ -280,7 +282,9 @@ class DRIVE(Algorithm):
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             # One learner_group.update of C steps per chunk: the catch-up after warm-up
             # runs several, so no batch exceeds C x B rows.
-            for chunk in self._update_chunks(status["size"]):
+            for chunk in self._update_chunks(
+                offline.catch_up_rows(status["size"], self._rows_imported)
+            ):
                 batch_refs = [
                     self._replay.actor.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
                     for _ in range(max(config.num_learners, 1))
@@ -326,6 +330,7 @@ class DRIVE(Algorithm):
                 keys.REPLAY_SIZE: status["size"],
                 keys.REPLAY_ROWS_REJECTED: status["rows_rejected"],
                 keys.REPLAY_ROWS_LOST: self._rows_lost,
+                keys.REPLAY_ROWS_IMPORTED: self._rows_imported,
                 keys.REPLAY_RESTARTS: self._replay_restarts,
                 keys.WARMUP: float(warmup),
             },
@@ -348,6 +353,7 @@ class DRIVE(Algorithm):
             "env_steps": int(self.num_rows_counted),
             "replay_total_added": int(self._replay_total_added),
             "rows_lost": int(self._rows_lost),
+            "rows_imported": int(self._rows_imported),
             "replay_restarts": int(self._replay_restarts),
             "time_total_s": float(getattr(self, "_time_total", 0.0) or 0.0),
         }
@@ -426,6 +432,7 @@ class DRIVE(Algorithm):
         if marker is not None and restore_replay:
             self._rows_lost = int(marker.get("rows_lost", 0))
             self._replay_restarts = int(marker.get("replay_restarts", 0))
+            self._rows_imported = int(marker.get("rows_imported", 0))
         else:
             self._rows_lost = self._replay_restarts = 0
         # New episodes, not a replay of the run's first ones (the Learner's RNG states

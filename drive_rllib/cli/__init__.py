@@ -9,6 +9,7 @@ conventions::
     rllib evaluate CHECKPOINT [--episodes N] [--render FILE.mp4]
     rllib plot RUN_DIR [--out FILE.png]
     rllib sweep-report RUN_DIR [--out DIR] [--last K] [--no-plots]
+    rllib export-experience CHECKPOINT OUT_DIR [--actions env|normalized]
 
 Bad input (missing or malformed file, unknown run, env, config or stop key, a
 discrete action space, a bad value) ends the command with one ``rllib: error:``
@@ -34,6 +35,7 @@ from typing import Any
 import click
 
 from drive_rllib.cli.experiments import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CLIError
+from drive_rllib.cli.export import export_experience
 
 
 def _training_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -364,6 +366,9 @@ def _note_existing(experiments: list[Any]) -> None:
                 "written next to its trials (add --resume to continue it instead, or choose "
                 "another --storage-path)"
             )
+
+
+cli.add_command(export_experience)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
