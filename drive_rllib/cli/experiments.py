@@ -663,15 +663,20 @@ def variant_error(experiment: Experiment, label: str, where: str, message: str) 
     return CLIError(f"{where}: experiment {experiment.name!r}{variant_label}: {message}")
 
 
-def check_config_values(experiment: Experiment, where: str) -> None:
-    """``DRIVEConfig.validate()`` on the grid-search variants: values and the env's spaces."""
+def check_config_values(experiment: Experiment, where: str, env_where: str | None = None) -> None:
+    """``DRIVEConfig.validate()`` on the grid-search variants: values and the env's spaces
+    (an error that names the env, e.g. a discrete action space, is placed at ``env_where``)."""
     from drive_rllib.algorithm import DRIVEConfig
 
     for label, variant in resolved_variants(experiment.config):
         try:
             DRIVEConfig().update_from_dict(variant).validate()
         except ValueError as error:
-            raise variant_error(experiment, label, where, str(error).splitlines()[0]) from None
+            message = str(error).splitlines()[0]
+            place = where
+            if env_where is not None and f"env {variant.get('env')!r}" in message:
+                place = env_where
+            raise variant_error(experiment, label, place, message) from None
 
 
 def check_experiment(experiment: Experiment, where: Callable[..., str]) -> None:
@@ -691,7 +696,7 @@ def check_experiment(experiment: Experiment, where: Callable[..., str]) -> None:
     problems += config_key_problems(experiment, lambda key: where(name, "config", key))
     if problems:
         raise CLIError(problem_block(name, problems))
-    check_config_values(experiment, where(name, "config"))
+    check_config_values(experiment, where(name, "config"), where(name, "env"))
 
 
 def local_resources() -> dict[str, float]:
