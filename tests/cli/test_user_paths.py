@@ -25,13 +25,39 @@ from tests.cli.test_commands import TINY, checkpoint_of, saved_evaluation
 NOISE = ("settotalmass", "new API stack", "DeprecationWarning", "token", "RLModuleConfig")
 
 
-def test_version_names_drive_rllib_and_ray_without_starting_ray():
+def test_version_names_drive_rllib_ray_torch_gymnasium_mujoco_and_the_extras():
     from importlib.metadata import version
 
     run = rllib("--version", timeout=600)
     assert run.returncode == 0, run.describe()
-    assert run.stdout.strip() == f"rllib (drive-rllib) {version('drive-rllib')}, ray 2.60.0"
+    lines = run.stdout.strip().splitlines()
+    assert lines[0] == f"rllib (drive-rllib) {version('drive-rllib')}, ray 2.60.0"
+    assert lines[1].startswith(f"torch {version('torch')} (")
+    assert f"gymnasium {version('gymnasium')}, mujoco {version('mujoco')}" in lines[1]
+    # The test extra installs both.
+    assert lines[2] == (
+        f"extras: plot (matplotlib {version('matplotlib')}), "
+        f"render (imageio-ffmpeg {version('imageio-ffmpeg')})"
+    )
     assert not run.ray_started
+
+
+def test_version_says_how_to_install_a_missing_extra(monkeypatch):
+    from importlib import metadata
+
+    from drive_rllib import cli
+
+    real = metadata.version
+
+    def version(name):
+        if name == "matplotlib":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    assert cli.version_lines()[2].startswith(
+        "extras: plot: not installed (pip install 'drive-rllib[plot]'), render (imageio-ffmpeg "
+    )
 
 
 def test_the_package_exports_the_config_and_register():
