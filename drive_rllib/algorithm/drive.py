@@ -93,6 +93,7 @@ from drive_rllib.algorithm.learner import (
     OPTIMIZER_IMPLEMENTATIONS,
     DRIVETorchLearner,
 )
+from drive_rllib.algorithm.returns import RecentReturns, smooth_returns
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
 from drive_rllib.core import termination as termination_rules
 from drive_rllib.core.spec import (
@@ -936,6 +937,8 @@ class DRIVE(Algorithm):
                 raise ValueError(shortfall)
         # MuJoCo's warnings go to the run folder, not to the terminal and ./MUJOCO_LOG.TXT.
         redirect_mujoco_warnings(os.path.join(self.logdir, MUJOCO_LOG_FILE))
+        # The smoothed training return (env_runners/episode_return_mean), see `step`.
+        self._recent_returns = RecentReturns(config.metrics_num_episodes_for_smoothing)
         super().setup(config)
         observation_space, action_space = self.spaces[DEFAULT_MODULE_ID]
         self._replay_name = f"drive_replay_{uuid.uuid4().hex[:12]}"
@@ -1070,6 +1073,13 @@ class DRIVE(Algorithm):
         return status
 
     @override(Algorithm)
+    def step(self) -> dict[str, Any]:
+        """RLlib's iteration, whose ``env_runners/episode_return_mean`` becomes the mean of
+        the last ``metrics_num_episodes_for_smoothing`` finished episodes, carried across
+        iterations and EnvRunners (`drive_rllib.algorithm.returns`)."""
+        return smooth_returns(super().step(), self._recent_returns)
+
+    @override(Algorithm)
     def training_step(self) -> None:
         """One iteration of Algorithm 1: T env steps, C update steps, weight sync."""
         config = self.config
@@ -1185,6 +1195,7 @@ class DRIVE(Algorithm):
             "rows_lost": int(self._rows_lost),
             "replay_restarts": int(self._replay_restarts),
             "time_total_s": float(getattr(self, "_time_total", 0.0) or 0.0),
+            "recent_returns": self._recent_returns.get_state(),
         }
 
     @override(Algorithm)
@@ -1261,6 +1272,8 @@ class DRIVE(Algorithm):
                 self._replay, path, filesystem, self.config.replay_timeout_s, self._replay_name
             )
         self._read_replay_status(baseline=True)
+        if marker is not None:
+            self._recent_returns.set_state(marker.get("recent_returns"))
         if marker is not None and restore_replay:
             self._rows_lost = int(marker.get("rows_lost", 0))
             self._replay_restarts = int(marker.get("replay_restarts", 0))
