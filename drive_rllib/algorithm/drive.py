@@ -93,6 +93,7 @@ from drive_rllib.algorithm.learner import (
     OPTIMIZER_IMPLEMENTATIONS,
     DRIVETorchLearner,
 )
+from drive_rllib.algorithm.notices import Notifier, UpdateProgress, heartbeat, long_step
 from drive_rllib.algorithm.returns import RecentReturns, smooth_returns
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
 from drive_rllib.core import termination as termination_rules
@@ -939,6 +940,10 @@ class DRIVE(Algorithm):
         redirect_mujoco_warnings(os.path.join(self.logdir, MUJOCO_LOG_FILE))
         # The smoothed training return (env_runners/episode_return_mean), see `step`.
         self._recent_returns = RecentReturns(config.metrics_num_episodes_for_smoothing)
+        # Notices of the long steps (compile, catch-up, restore, evaluation) for `rllib train`,
+        # from the trial folder's name (Tune's trial id is not passed on to the Algorithm).
+        self._notify = Notifier(lambda: os.path.basename(os.path.normpath(self.logdir)))
+        self._learned_in_process = False
         super().setup(config)
         observation_space, action_space = self.spaces[DEFAULT_MODULE_ID]
         self._replay_name = f"drive_replay_{uuid.uuid4().hex[:12]}"
@@ -1080,6 +1085,12 @@ class DRIVE(Algorithm):
         return smooth_returns(super().step(), self._recent_returns)
 
     @override(Algorithm)
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """RLlib's evaluation; a notice every interval while it runs (`rllib train`)."""
+        with heartbeat(self._notify, long_step("evaluating")):
+            return super().evaluate(*args, **kwargs)
+
+    @override(Algorithm)
     def training_step(self) -> None:
         """One iteration of Algorithm 1: T env steps, C update steps, weight sync."""
         config = self.config
@@ -1114,10 +1125,20 @@ class DRIVE(Algorithm):
 
         batch_size = config.train_batch_size_per_learner
         num_updates = 0
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+        chunks = self._update_chunks(status["size"])
+        progress = UpdateProgress(
+            chunks, not self._learned_in_process, config.torch_compile_learner, status["size"]
+        )
+        self._learned_in_process = True
+        if progress.start_line():
+            self._notify(progress.start_line())
+        with (
+            self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)),
+            heartbeat(self._notify, progress.describe),
+        ):
             # One learner_group.update of C steps per chunk: the catch-up after warm-up
             # runs several, so no batch exceeds C x B rows.
-            for chunk in self._update_chunks(status["size"]):
+            for chunk in chunks:
                 batch_refs = [
                     self._replay.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
                     for _ in range(max(config.num_learners, 1))
@@ -1140,6 +1161,9 @@ class DRIVE(Algorithm):
                 )
                 self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
                 num_updates += chunk
+                progress.chunk_done(chunk)
+        if progress.end_line():
+            self._notify(progress.end_line())
         self.metrics.log_value(keys.UPDATE_STEPS, num_updates, window=1)
 
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
@@ -1268,9 +1292,10 @@ class DRIVE(Algorithm):
         if not full:
             return
         if restore_replay:
-            restore_replay_file(
-                self._replay, path, filesystem, self.config.replay_timeout_s, self._replay_name
-            )
+            with heartbeat(self._notify, long_step(f"restoring the replay from {path}")):
+                restore_replay_file(
+                    self._replay, path, filesystem, self.config.replay_timeout_s, self._replay_name
+                )
         self._read_replay_status(baseline=True)
         if marker is not None:
             self._recent_returns.set_state(marker.get("recent_returns"))

@@ -155,12 +155,13 @@ def user_run(user_folder) -> Run:
     return tiny_run(user_folder, "Pendulum-v1")
 
 
-def tiny_run(folder: pathlib.Path, env: str) -> Run:
+def tiny_run(folder: pathlib.Path, env: str, **settings) -> Run:
     config = {
         **TINY,
         "env_steps_per_iteration": 100,
         "num_warmup_steps": 100,
         "env_config": {"max_episode_steps": 50},
+        **settings,
     }
     return user_rllib(
         folder,
@@ -178,9 +179,17 @@ def tiny_run(folder: pathlib.Path, env: str) -> Run:
 
 @pytest.mark.ray
 def test_train_takes_a_module_env_id_and_is_quiet(user_folder):
-    user_run = tiny_run(user_folder, ENV_ID)
+    # 200 warm-up steps: the first learning iteration catches up with 2 x C update steps,
+    # and says so from inside the trial (`drive_rllib.algorithm.notices`).
+    user_run = tiny_run(user_folder, ENV_ID, num_warmup_steps=200)
     assert user_run.returncode == 0, user_run.describe()
     assert "1 of 1 trials finished" in user_run.stdout
+    lines = user_run.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("learning starts: 10 update"))
+    assert "the warm-up catch-up" in lines[start] and lines[start].endswith("_00000)")
+    done = next(i for i, line in enumerate(lines) if line.startswith("warm-up catch-up done: 10"))
+    # Both before the line of the iteration they belong to (the second).
+    assert start < done < next(i for i, line in enumerate(lines) if line.startswith("it 2 "))
     assert not any(noise in user_run.stdout + user_run.stderr for noise in NOISE), (
         user_run.describe()
     )
