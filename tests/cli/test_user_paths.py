@@ -99,6 +99,31 @@ def test_mujoco_warnings_go_to_the_run_folder_not_the_terminal(tmp_path, redirec
         assert (tmp_path / "MUJOCO_LOG.TXT").exists()
 
 
+def test_the_algorithms_own_config_check_writes_no_mujoco_log_to_the_working_directory(tmp_path):
+    # Algorithm.__init__ validates the config (and so makes the env) in the folder the
+    # trial's process started in, before Tune moves it into the trial folder.
+    code = (
+        "from drive_rllib import DRIVEConfig\n"
+        "DRIVEConfig().environment('HalfCheetah-v5').validate()\n"
+        "from drive_rllib.mujoco_log import redirect_mujoco_warnings\n"
+        "redirect_mujoco_warnings('run/MUJOCO_LOG.TXT')  # as DRIVE.setup does\n" + MAKE_HALFCHEETAH
+    )
+    (tmp_path / "run").mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert "settotalmass" not in completed.stderr + completed.stdout
+    assert "settotalmass" in (tmp_path / "run" / "MUJOCO_LOG.TXT").read_text()
+
+
 def test_the_commands_checks_on_a_mujoco_env_are_quiet(tmp_path):
     run = rllib(
         "train",
