@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import math
 import os
 import warnings
@@ -36,6 +35,7 @@ import yaml
 
 from drive_rllib import keys
 from drive_rllib.cli.old_keys import translate_config, typo_of
+from drive_rllib.ray_notices import hide_ray_notices
 
 #: The one algorithm this command trains.
 ALGORITHM = "DRIVE"
@@ -739,22 +739,3 @@ def check_compiler(experiment: Experiment, where: str) -> None:
                 require_cxx_compiler()
             except ValueError as error:
                 raise variant_error(experiment, label, where, str(error)) from error
-
-
-#: Loggers whose warnings are RLlib's business, not the user's (deprecations inside RLlib).
-NOTICE_LOGGERS = (
-    "ray.rllib",
-    "ray.tune",
-    "ray._common.deprecation",
-    "ray._private.authentication",  # the token-auth notice of every new local cluster
-)
-
-
-def hide_ray_notices() -> None:
-    """Hides RLlib's and Tune's notices in this process (new API stack, deprecations,
-    gputil); their errors still show. Importing or initialising ray resets these
-    loggers' levels, so this imports it first and `ray_session` calls it again."""
-    import ray.rllib  # noqa: F401
-
-    for name in NOTICE_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)

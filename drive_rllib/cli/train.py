@@ -16,15 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from drive_rllib import keys
-from drive_rllib.cli.experiments import (
-    EXIT_INTERRUPTED,
-    NOTICE_LOGGERS,
-    CLIError,
-    Experiment,
-    hide_ray_notices,
-)
+from drive_rllib.cli.experiments import EXIT_INTERRUPTED, CLIError, Experiment
 from drive_rllib.cli.progress import Budget, ProgressPrinter, finite, format_count
 from drive_rllib.keys import nested_get
+from drive_rllib.ray_notices import NOTICE_LOGGERS, hide_ray_notices
 
 
 @contextmanager
