@@ -197,7 +197,9 @@ class UpdateProgress:
         line = f"{label}: {self.done:,} of {self.total:,} update steps done ({so_far} so far"
         rate = self._rate()
         if rate:
-            left = (self.total - self.done) / rate
+            # Counted from the last finished chunk: the time since is part of the next.
+            since = time.monotonic() - self._chunk_ends[-1][0]
+            left = max((self.total - self.done) / rate - since, 0.0)
             line += f"; {rate:.1f} steps/s, about {format_duration(left)} left"
         return line + ")"
 

@@ -34,8 +34,10 @@ def test_the_compile_and_catch_up_announce_themselves_and_count_update_steps(mon
         "warm-up catch-up: 2,000 of 5,000 update steps done (3m30s so far; 20.0 steps/s, "
         "about 2m30s left)"
     )
+    clock[0] += 30.0  # the time since the last chunk counts
+    assert progress.describe(240.0).endswith("20.0 steps/s, about 2m00s left)")
     assert progress.end_line() == (
-        "warm-up catch-up done: 2,000 update steps in 3m20s, compile included"
+        "warm-up catch-up done: 2,000 update steps in 3m50s, compile included"
     )
 
 
