@@ -940,8 +940,10 @@ class DRIVE(Algorithm):
             )
             if shortfall:
                 raise ValueError(shortfall)
-        # MuJoCo's warnings go to the run folder, not to the terminal and ./MUJOCO_LOG.TXT.
-        redirect_mujoco_warnings(os.path.join(self.logdir, MUJOCO_LOG_FILE))
+        # MuJoCo's warnings go to the run folder, not to the terminal and ./MUJOCO_LOG.TXT:
+        # under Tune the trial folder of the results (self.logdir is a working folder in
+        # Ray's session folder, which Tune does not copy there).
+        redirect_mujoco_warnings(os.path.join(self._trial_folder(), MUJOCO_LOG_FILE))
         # The smoothed training return (env_runners/episode_return_mean), see `step`.
         self._recent_returns = RecentReturns(config.metrics_num_episodes_for_smoothing)
         # Notices of the long steps (compile, catch-up, restore, evaluation) for `rllib train`,
@@ -1365,6 +1367,16 @@ class DRIVE(Algorithm):
                 marker["env_steps"],
             )
         super().load_checkpoint(path)
+
+    def _trial_folder(self) -> str:
+        """The trial folder of the results under Tune with local storage, else ``logdir``."""
+        storage = getattr(self, "_storage", None)
+        if storage is not None and isinstance(
+            storage.storage_filesystem, pyarrow.fs.LocalFileSystem
+        ):
+            os.makedirs(storage.trial_fs_path, exist_ok=True)
+            return storage.trial_fs_path
+        return self.logdir
 
     def _tune_checkpoint_destination(self) -> str | None:
         """The trial folder's next checkpoint folder when Tune saves to local storage."""

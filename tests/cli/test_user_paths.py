@@ -221,6 +221,16 @@ def test_train_takes_a_module_env_id_and_is_quiet(user_folder):
     assert not (user_folder / "MUJOCO_LOG.TXT").exists()
 
 
+@pytest.mark.ray
+def test_train_writes_mujocos_log_to_the_trial_folder_not_the_working_directory(tmp_path):
+    run = tiny_run(tmp_path, "HalfCheetah-v5")
+    assert run.returncode == 0, run.describe()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    (log,) = (tmp_path / "runs").glob("DRIVE_HalfCheetah-v5/DRIVE_*/MUJOCO_LOG.TXT")
+    assert "settotalmass" in log.read_text()
+    assert "settotalmass" not in run.stdout + run.stderr
+
+
 @pytest.fixture(scope="module")
 def risk_evaluation(user_run, user_folder) -> Run:
     assert user_run.returncode == 0, user_run.describe()
