@@ -22,6 +22,7 @@ _EXPORTS = {
     "register": "drive_rllib.algorithm.drive",
     "DRIVETorchRLModule": "drive_rllib.algorithm.rl_module",
     "evaluate_checkpoint": "drive_rllib.algorithm.evaluation",
+    "hide_ray_notices": "drive_rllib.ray_notices",
 }
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DRIVETorchRLModule",
     "__version__",
     "evaluate_checkpoint",
+    "hide_ray_notices",
     "register",
 ]
 

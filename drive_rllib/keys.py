@@ -170,7 +170,14 @@ UPDATE_STEPS = _declare("training/update_steps", "update steps run per Learner t
 # --- RLlib's and Tune's result keys that DRIVE's tools read ----------------------------------
 
 RETURN = _declare(
-    "env_runners/episode_return_mean", "RLlib: mean return of the recent training episodes"
+    "env_runners/episode_return_mean",
+    "mean return of the last metrics_num_episodes_for_smoothing training episodes, however "
+    "many EnvRunners and iterations they came from (DRIVE replaces RLlib's value)",
+)
+EPISODE_RETURNS = _declare(
+    "env_runners/episode_returns",
+    "returns of the episodes an EnvRunner finished since its last report (DRIVE's; the "
+    "driver folds them into env_runners/episode_return_mean and drops the list)",
 )
 ENV_STEPS = _declare("num_env_steps_sampled_lifetime", "RLlib: env steps sampled so far")
 ITERATION = _declare("training_iteration", "Tune: iterations run so far")

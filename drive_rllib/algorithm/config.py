@@ -34,6 +34,7 @@ from drive_rllib.algorithm.learner import DRIVETorchLearner
 from drive_rllib.algorithm.rl_module import SPEC_KEY, DRIVETorchRLModule
 from drive_rllib.core import termination as termination_rules
 from drive_rllib.core.spec import DRIVESpec, Termination
+from drive_rllib.mujoco_log import redirect_mujoco_warnings
 
 __all__ = ["DRIVE_SETTINGS", "DRIVEConfig", "register_module_env"]
 
@@ -416,6 +417,10 @@ class DRIVEConfig(AlgorithmConfig):
                 "DRIVE learns from an environment: set config.environment('Pendulum-v1') "
                 "(a gymnasium id, a registered name, or an env class)."
             )
+        # Algorithm.__init__ validates before Tune moves into the trial folder: MuJoCo's
+        # warnings of this env to logging, not to ./MUJOCO_LOG.TXT (setup's handler, with
+        # the trial folder's log file, replaces this one).
+        redirect_mujoco_warnings(replace=False)
         try:
             _, creator = Algorithm._get_env_id_and_creator(self.env, self)
             env = creator(EnvContext(self.env_config, worker_index=0))

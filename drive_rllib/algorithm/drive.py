@@ -70,12 +70,14 @@ from drive_rllib.algorithm.checkpoint import restore_replay as restore_replay_fi
 # DRIVEConfig is defined in config.py; configs pickled when it lived here name this module.
 from drive_rllib.algorithm.config import DRIVEConfig
 from drive_rllib.algorithm.env_runner import observation_scale
+from drive_rllib.algorithm.notices import Notifier, UpdateProgress, heartbeat, long_step
 from drive_rllib.algorithm.resources import (
     REPLAY_START_TIMEOUT_S,
     replay_start_error,
     resource_shortfall,
     with_replay_bundle,
 )
+from drive_rllib.algorithm.returns import RecentReturns, smooth_returns
 from drive_rllib.mujoco_log import MUJOCO_LOG_FILE, redirect_mujoco_warnings
 from drive_rllib.replay.actor import ReplayHandle, create_replay_actor
 
@@ -132,7 +134,15 @@ class DRIVE(Algorithm):
             if shortfall:
                 raise ValueError(shortfall)
         # MuJoCo's warnings go to the run folder, not to the terminal and ./MUJOCO_LOG.TXT.
-        redirect_mujoco_warnings(os.path.join(self.logdir, MUJOCO_LOG_FILE))
+        # Under Tune the trial folder of the results (self.logdir is a working folder in
+        # Ray's session folder, which Tune does not copy there).
+        redirect_mujoco_warnings(os.path.join(self._trial_folder(), MUJOCO_LOG_FILE))
+        # The smoothed training return (env_runners/episode_return_mean), see `step`.
+        self._recent_returns = RecentReturns(config.metrics_num_episodes_for_smoothing)
+        # Notices of the long steps (compile, catch-up, restore, evaluation) for `rllib train`,
+        # from the trial folder's name (Tune's trial id is not passed on to the Algorithm).
+        self._notify = Notifier(lambda: os.path.basename(os.path.normpath(self.logdir)))
+        self._learned_in_process = False
         super().setup(config)
         observation_space, action_space = self.spaces[DEFAULT_MODULE_ID]
         name = f"drive_replay_{uuid.uuid4().hex[:12]}"
@@ -245,6 +255,19 @@ class DRIVE(Algorithm):
         return status
 
     @override(Algorithm)
+    def step(self) -> dict[str, Any]:
+        """RLlib's iteration, whose ``env_runners/episode_return_mean`` becomes the mean of
+        the last ``metrics_num_episodes_for_smoothing`` finished episodes, carried across
+        iterations and EnvRunners (`drive_rllib.algorithm.returns`)."""
+        return smooth_returns(super().step(), self._recent_returns)
+
+    @override(Algorithm)
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """RLlib's evaluation; a notice every interval while it runs (`rllib train`)."""
+        with heartbeat(self._notify, long_step("evaluating")):
+            return super().evaluate(*args, **kwargs)
+
+    @override(Algorithm)
     def training_step(self) -> None:
         """One iteration of Algorithm 1: T env steps, C update steps, weight sync."""
         config = self.config
@@ -279,12 +302,20 @@ class DRIVE(Algorithm):
 
         batch_size = config.train_batch_size_per_learner
         num_updates = 0
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+        chunks = self._update_chunks(offline.catch_up_rows(status["size"], self._rows_imported))
+        progress = UpdateProgress(
+            chunks, not self._learned_in_process, config.torch_compile_learner, status["size"]
+        )
+        self._learned_in_process = True
+        if progress.start_line():
+            self._notify(progress.start_line())
+        with (
+            self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)),
+            heartbeat(self._notify, progress.describe),
+        ):
             # One learner_group.update of C steps per chunk: the catch-up after warm-up
             # runs several, so no batch exceeds C x B rows.
-            for chunk in self._update_chunks(
-                offline.catch_up_rows(status["size"], self._rows_imported)
-            ):
+            for chunk in chunks:
                 batch_refs = [
                     self._replay.actor.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
                     for _ in range(max(config.num_learners, 1))
@@ -299,6 +330,9 @@ class DRIVE(Algorithm):
                 )
                 self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
                 num_updates += chunk
+                progress.chunk_done(chunk)
+        if progress.end_line():
+            self._notify(progress.end_line())
         self.metrics.log_value(keys.UPDATE_STEPS, num_updates, window=1)
 
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
@@ -356,6 +390,7 @@ class DRIVE(Algorithm):
             "rows_imported": int(self._rows_imported),
             "replay_restarts": int(self._replay_restarts),
             "time_total_s": float(getattr(self, "_time_total", 0.0) or 0.0),
+            "recent_returns": self._recent_returns.get_state(),
         }
 
     @override(Algorithm)
@@ -427,8 +462,11 @@ class DRIVE(Algorithm):
         if not full:
             return
         if restore_replay:
-            restore_replay_file(self._replay, path, filesystem)
+            with heartbeat(self._notify, long_step(f"restoring the replay from {path}")):
+                restore_replay_file(self._replay, path, filesystem)
         self._read_replay_status(baseline=True)
+        if marker is not None:
+            self._recent_returns.set_state(marker.get("recent_returns"))
         if marker is not None and restore_replay:
             self._rows_lost = int(marker.get("rows_lost", 0))
             self._replay_restarts = int(marker.get("replay_restarts", 0))
@@ -492,6 +530,16 @@ class DRIVE(Algorithm):
                 marker["env_steps"],
             )
         super().load_checkpoint(path)
+
+    def _trial_folder(self) -> str:
+        """The trial folder of the results under Tune with local storage, else ``logdir``."""
+        storage = getattr(self, "_storage", None)
+        if storage is not None and isinstance(
+            storage.storage_filesystem, pyarrow.fs.LocalFileSystem
+        ):
+            os.makedirs(storage.trial_fs_path, exist_ok=True)
+            return storage.trial_fs_path
+        return self.logdir
 
     def _tune_checkpoint_destination(self) -> str | None:
         """The trial folder's next checkpoint folder when Tune saves to local storage."""

@@ -60,6 +60,7 @@ from ray.rllib.utils.metrics import SAMPLE_TIMER, WEIGHTS_SEQ_NO
 from ray.tune.registry import ENV_CREATOR, _global_registry
 
 from drive_rllib import keys
+from drive_rllib.algorithm.returns import RETURNS_KEY
 from drive_rllib.mujoco_log import redirect_mujoco_warnings
 from drive_rllib.replay.actor import ReplayHandle, ReplayUnavailableError
 
@@ -250,6 +251,17 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
             np.random.seed(self._seed % 2**32)
 
     @override(SingleAgentEnvRunner)
+    def _log_episode_metrics(self, length: Any, ret: Any, sec: Any) -> None:
+        """RLlib's episode metrics, plus the episode's return in a list the driver folds into
+        the smoothed return of the last K episodes (`drive_rllib.algorithm.returns`)."""
+        super()._log_episode_metrics(length, ret, sec)
+        self.metrics.log_value(
+            RETURNS_KEY,  # under env_runners/ in the driver's results
+            float(ret),
+            reduce="item_series",
+            window=self.config.metrics_num_episodes_for_smoothing,
+        )
+
     def make_env(self) -> None:
         """RLlib's vector env, each sub-env wrapped in `EndEpisodeOnBadObservation`.
 

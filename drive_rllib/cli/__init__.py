@@ -90,20 +90,69 @@ def _training_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _version_message() -> str:
+#: The extras of drive-rllib and the distribution each adds.
+EXTRAS = {"plot": "matplotlib", "render": "imageio-ffmpeg"}
+
+
+def version_lines() -> list[str]:
+    """What ``rllib --version`` prints: drive-rllib and Ray; torch (its CUDA), gymnasium and
+    MuJoCo; which extras are installed."""
     from importlib.metadata import PackageNotFoundError, version
 
     from drive_rllib import __version__
 
-    try:
-        ray = version("ray")
-    except PackageNotFoundError:
-        ray = "not installed"
-    return f"rllib (drive-rllib) {__version__}, ray {ray}"
+    def installed(distribution: str) -> str | None:
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            return None
+
+    def named(distribution: str) -> str:
+        return f"{distribution} {installed(distribution) or 'not installed'}"
+
+    torch = named("torch")
+    if installed("torch"):
+        import torch as torch_module
+
+        if torch_module.cuda.is_available():
+            torch += (
+                f" (CUDA {torch_module.version.cuda}: {torch_module.cuda.device_count()} GPU(s))"
+            )
+        elif torch_module.version.cuda:
+            torch += f" (built for CUDA {torch_module.version.cuda}; no GPU visible: CPU only)"
+        else:
+            torch += " (CPU only)"
+    extras = []
+    for extra, distribution in EXTRAS.items():
+        found = installed(distribution)
+        extras.append(
+            f"{extra} ({distribution} {found})"
+            if found
+            else f"{extra}: not installed (pip install 'drive-rllib[{extra}]')"
+        )
+    return [
+        f"rllib (drive-rllib) {__version__}, {named('ray')}",
+        f"{torch}, {named('gymnasium')}, {named('mujoco')}",
+        "extras: " + ", ".join(extras),
+    ]
+
+
+def _print_version(context: click.Context, _parameter: click.Parameter, value: bool) -> None:
+    if not value or context.resilient_parsing:
+        return
+    click.echo("\n".join(version_lines()))
+    context.exit()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(message=_version_message(), help="Show the versions and exit.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the versions (Ray, torch and its CUDA, gymnasium, MuJoCo, extras) and exit.",
+)
 def cli() -> None:
     """DRIVE on RLlib: train from experiment files, evaluate checkpoints, plot runs."""
 

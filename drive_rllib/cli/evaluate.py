@@ -155,6 +155,11 @@ def report(result: Any) -> tuple[list[str], dict[str, Any]]:
                 f"  {outcome.seed:<6d}  {outcome.predicted_mean:10.2f} ± {outcome.predicted_sigma:<8.2f}  "
                 f"{outcome.discounted_return:10.2f}  {outcome.z_score:+7.2f}"
             )
+    lines.append(
+        f"  mean    {document['predicted_mean']:10.2f} ± {document['predicted_sigma']:<8.2f}  "
+        f"{document['discounted_return_mean']:10.2f} ± {document['discounted_return_std']:.2f}"
+        f"   |z| <= 1: {document['within_1_sigma']}/{n}, |z| <= 2: {document['within_2_sigma']}/{n}"
+    )
     if result.acting.risk or result.acting.policy == "risk":
         k = result.acting.risk
         lines.append(
@@ -163,11 +168,6 @@ def report(result: Any) -> tuple[list[str], dict[str, Any]]:
             + ", ".join(f"{o.risk_score(k):.2f}" for o in outcomes[:MAX_EPISODE_LINES])
             + ")"
         )
-    lines.append(
-        f"  mean    {document['predicted_mean']:10.2f} ± {document['predicted_sigma']:<8.2f}  "
-        f"{document['discounted_return_mean']:10.2f} ± {document['discounted_return_std']:.2f}"
-        f"   |z| <= 1: {document['within_1_sigma']}/{n}, |z| <= 2: {document['within_2_sigma']}/{n}"
-    )
     return lines, document
 
 

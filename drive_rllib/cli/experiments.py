@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ import yaml
 from drive_rllib import keys
 from drive_rllib.cli.envs import env_problems
 from drive_rllib.cli.old_keys import translate_config, typo_of
+from drive_rllib.ray_notices import hide_ray_notices
 
 #: The one algorithm this command trains.
 ALGORITHM = "DRIVE"
@@ -599,15 +599,20 @@ def variant_error(experiment: Experiment, label: str, where: str, message: str) 
     return CLIError(f"{where}: experiment {experiment.name!r}{variant_label}: {message}")
 
 
-def check_config_values(experiment: Experiment, where: str) -> None:
-    """``DRIVEConfig.validate()`` on the grid-search variants: values and the env's spaces."""
+def check_config_values(experiment: Experiment, where: str, env_where: str | None = None) -> None:
+    """``DRIVEConfig.validate()`` on the grid-search variants: values and the env's spaces
+    (an error that names the env, e.g. a discrete action space, is placed at ``env_where``)."""
     from drive_rllib.algorithm import DRIVEConfig
 
     for label, variant in resolved_variants(experiment.config):
         try:
             DRIVEConfig().update_from_dict(variant).validate()
         except ValueError as error:
-            raise variant_error(experiment, label, where, str(error).splitlines()[0]) from None
+            message = str(error).splitlines()[0]
+            place = where
+            if env_where is not None and f"env {variant.get('env')!r}" in message:
+                place = env_where
+            raise variant_error(experiment, label, place, message) from None
 
 
 def check_experiment(experiment: Experiment, where: Callable[..., str]) -> None:
@@ -627,7 +632,7 @@ def check_experiment(experiment: Experiment, where: Callable[..., str]) -> None:
     problems += config_key_problems(experiment, lambda key: where(name, "config", key))
     if problems:
         raise CLIError(problem_block(name, problems))
-    check_config_values(experiment, where(name, "config"))
+    check_config_values(experiment, where(name, "config"), where(name, "env"))
 
 
 def local_resources() -> dict[str, float]:
@@ -670,22 +675,3 @@ def check_compiler(experiment: Experiment, where: str) -> None:
                 require_cxx_compiler()
             except ValueError as error:
                 raise variant_error(experiment, label, where, str(error)) from error
-
-
-#: Loggers whose warnings are RLlib's business, not the user's (deprecations inside RLlib).
-NOTICE_LOGGERS = (
-    "ray.rllib",
-    "ray.tune",
-    "ray._common.deprecation",
-    "ray._private.authentication",  # the token-auth notice of every new local cluster
-)
-
-
-def hide_ray_notices() -> None:
-    """Hides RLlib's and Tune's notices in this process (new API stack, deprecations,
-    gputil); their errors still show. Importing or initialising ray resets these
-    loggers' levels, so this imports it first and `ray_session` calls it again."""
-    import ray.rllib  # noqa: F401
-
-    for name in NOTICE_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)

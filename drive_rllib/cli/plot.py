@@ -128,8 +128,51 @@ def read_evaluations(run_dir: str) -> list[dict[str, Any]]:
     for folder, _, files in sorted(os.walk(run_dir)):
         for name in sorted(fnmatch.filter(files, EVALUATION_GLOB)):
             with open(os.path.join(folder, name), encoding="utf-8") as file:
-                documents.append(json.load(file))
+                document = json.load(file)
+            document.setdefault(FILE_KEY, name)
+            documents.append(document)
     return documents
+
+
+#: Where `read_evaluations` notes the file name of each document.
+FILE_KEY = "_file"
+
+
+def evaluation_labels(documents: list[dict[str, Any]]) -> list[str]:
+    """One legend entry per evaluation: ``checkpoint_000003 (5 episodes)``, and where two
+    evaluations would share it (one checkpoint evaluated twice), what tells them apart:
+    the acting (risk K), the seeds, and as the last resort the file name."""
+
+    def base(document: dict[str, Any]) -> str:
+        name = os.path.basename(str(document.get("checkpoint", "?")).rstrip("/"))
+        return f"{name} ({len(document.get('per_episode', []))} episodes"
+
+    def details(document: dict[str, Any]) -> list[str]:
+        parts = []
+        acting = document.get("acting") or {}
+        if acting.get("policy") == "risk":
+            parts.append(f"acting by mu - {acting.get('risk', 0):g} sigma")
+        elif document.get("risk"):
+            parts.append(f"risk {document['risk']:g}")
+        seeds = sorted({e["seed"] for e in document.get("per_episode", []) if "seed" in e})
+        if seeds:
+            parts.append(f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}")
+        return parts
+
+    labels = [base(document) for document in documents]
+    if len(set(labels)) < len(labels):
+        labels = [
+            ", ".join([label, *details(document)]) if labels.count(label) > 1 else label
+            for label, document in zip(labels, documents, strict=True)
+        ]
+    if len(set(labels)) < len(labels):
+        labels = [
+            f"{label}, {os.path.splitext(str(document.get(FILE_KEY, '?')))[0]}"
+            if labels.count(label) > 1
+            else label
+            for label, document in zip(labels, documents, strict=True)
+        ]
+    return [f"{label})" for label in labels]
 
 
 def plot(run_dir: str, out: str | None) -> int:
@@ -170,12 +213,11 @@ def plot(run_dir: str, out: str | None) -> int:
     if evaluations:
         axis = axes.pop(0)
         low, high = math.inf, -math.inf
-        for document in evaluations:
+        for document, label in zip(evaluations, evaluation_labels(evaluations), strict=True):
             episodes = document["per_episode"]
             predicted = np.array([e["predicted_mean"] for e in episodes])
             sigma = np.array([e["predicted_sigma"] for e in episodes])
             obtained = np.array([e["discounted_return"] for e in episodes])
-            name = os.path.basename(document["checkpoint"].rstrip("/"))
             axis.errorbar(
                 predicted,
                 obtained,
@@ -183,7 +225,7 @@ def plot(run_dir: str, out: str | None) -> int:
                 fmt="o",
                 alpha=0.7,
                 capsize=2,
-                label=f"{name} ({len(episodes)} episodes)",
+                label=label,
             )
             low = min(low, float(np.min(predicted - sigma)), float(np.min(obtained)))
             high = max(high, float(np.max(predicted + sigma)), float(np.max(obtained)))

@@ -85,14 +85,22 @@ class TrialProgress:
     fraction: float | None  # of the budget that ends the trial first, when known
     #: Still taking random warm-up actions (no update step yet).
     warmup: bool = False
-    #: The ETA is a lower bound (the post-warm-up rate is not measured yet).
-    eta_at_least: bool = False
+    #: The ETA is an upper bound: a budget's rate is not measured yet (only the time
+    #: budget, or another budget, bounds it).
+    eta_at_most: bool = False
     #: A one-time warning about this trial (an unreachable stop criterion), or None.
     warning: str | None = None
+    #: The phase the iteration's rates belong to: "warmup", "first" (the first learning
+    #: iteration of the trial's process: the compile and the warm-up catch-up) or "train".
+    phase: str = "train"
 
 
 #: The Learner's update counter in a result (RLlib groups Learner metrics by module).
 LEARNER_UPDATES = f"learners/default_policy/{keys.UPDATE_STEPS_LIFETIME}"
+#: Env steps the EnvRunners sampled in the last iteration (RLlib's key).
+ITERATION_ENV_STEPS = "env_runners/num_env_steps_sampled"
+#: Tune's count of iterations run by the trial's current process (1 after a restore).
+ITERATIONS_SINCE_RESTORE = "iterations_since_restore"
 #: Episodes a trial must have finished before its returns say a target is implausible.
 EPISODES_BEFORE_WARNING = 10
 
@@ -106,20 +114,34 @@ class _TrialState:
     seconds_per_iteration: dict[str, float] = field(default_factory=dict)
     best_return: float | None = None
     warned: bool = False
+    #: `ITERATIONS_SINCE_RESTORE` of the last result (a drop: the process was restarted).
+    since_restore: int = 0
+    #: Whether the trial's current process has run a learning iteration (its first one
+    #: compiles, and the run's first one catches up on the warm-up).
+    learned: bool = False
+    #: Whether the trial's current process continues a restored one.
+    restored: bool = False
 
 
 @dataclass
 class ProgressTracker:
     """Per-trial rates and ETA from consecutive Tune results.
 
-    Rates are measured per phase: warm-up iterations (random actions, no update step)
-    and training iterations (env steps and update steps). Each phase's seconds per
-    env step is smoothed over its own iterations only, so the fast warm-up does not
-    make the ETA of the slow training phase look short. ETA = warm-up steps left x
-    the warm-up rate + the other steps left x the training rate; until a training
-    iteration has been measured it is only a lower bound (shown ``ETA >...``).
-    Updates/s come from the Learner's update counter (every ``training_step`` of
-    an iteration counts, not only the last).
+    Each iteration belongs to one phase, measured separately: ``warmup`` (random
+    actions, no update step), ``first`` (the first learning iteration of the trial's
+    process: it compiles the update step, and the run's first one also catches up on
+    the warm-up's env steps, C/T x the warm-up steps) and ``train`` (the rest). The
+    ETA comes from the ``train`` rate alone (seconds per env step, or per iteration,
+    smoothed over ``train`` iterations only), so it is known from the second learning
+    iteration of the process on; before that it is unknown (``ETA ?``), or bounded
+    by a time budget (``ETA <=...``).
+
+    Rates are per process: after a restore (``--resume``, or Tune restarting a failed
+    trial, seen from Tune's ``iterations_since_restore``) the first result's env
+    steps and updates are the iteration's own, not the restored totals, and the
+    first learning iteration is a ``first`` again (the update step compiles anew).
+    Updates/s come from the Learner's update counter (every ``training_step`` of an
+    iteration counts, not only the last).
     """
 
     budget: Budget
@@ -135,24 +157,40 @@ class ProgressTracker:
         iteration = int(result.get(keys.ITERATION) or 0)
         iteration_time = finite(result.get(keys.TIME_THIS_ITERATION))
         lifetime_updates = finite(nested_get(result, LEARNER_UPDATES))
+        since_restore = result.get(ITERATIONS_SINCE_RESTORE)
+        since_restore = int(since_restore) if since_restore is not None else iteration
         state = self._trials.get(trial)
-        if state is None:
-            state = _TrialState(0.0, total_time - (iteration_time or 0.0), 0.0)
-            self._trials[trial] = state
-        elapsed = total_time - state.time
-        new_steps = env_steps - state.steps
-        if lifetime_updates is not None:
-            updates = lifetime_updates - (state.updates or 0.0)
-        else:  # no Learner counter in the result: the last training_step's count
+        if state is None or since_restore <= state.since_restore:
+            # The first result of this process: only its own iteration counts.
+            state = self._new_process(trial, state, total_time, iteration_time)
+            restored = state.restored = since_restore < iteration
+            own_steps = finite(nested_get(result, ITERATION_ENV_STEPS))
+            new_steps = own_steps if restored else env_steps
             updates = finite(nested_get(result, keys.UPDATE_STEPS))
-        state.steps, state.time = env_steps, total_time
-        if lifetime_updates is not None:
-            state.updates = lifetime_updates
+        else:
+            new_steps = env_steps - state.steps
+            if lifetime_updates is not None and (state.updates is not None or not state.restored):
+                # (no counter before, in a process that started afresh: none were run)
+                updates = lifetime_updates - (state.updates or 0.0)
+            else:  # no Learner counter in the result: the last training_step's count
+                updates = finite(nested_get(result, keys.UPDATE_STEPS))
+        elapsed = total_time - state.time
+        state.steps, state.time, state.since_restore = env_steps, total_time, since_restore
+        state.updates = lifetime_updates
 
-        phase = "train" if updates else "warmup"
-        env_steps_per_s = new_steps / elapsed if elapsed > 0 and new_steps >= 0 else None
+        if not updates:
+            phase = "warmup"
+        elif not state.learned:
+            phase, state.learned = "first", True
+        else:
+            phase = "train"
+        env_steps_per_s = (
+            new_steps / elapsed
+            if elapsed > 0 and new_steps is not None and new_steps >= 0
+            else None
+        )
         updates_per_s = updates / elapsed if updates is not None and elapsed > 0 else None
-        if elapsed > 0 and new_steps > 0:
+        if elapsed > 0 and new_steps:
             state.seconds_per_step[phase] = _smooth(
                 state.seconds_per_step.get(phase), elapsed / new_steps
             )
@@ -167,33 +205,25 @@ class ProgressTracker:
             finite(nested_get(result, keys.WARMUP)) == 1.0 or env_steps < warmup_steps
         )
 
-        remaining: list[tuple[float, float, bool]] = []  # (seconds left, fraction, at least)
+        # (seconds left or None when not measured yet, fraction of the budget done)
+        remaining: list[tuple[float | None, float]] = []
         budget = self.budget
         if budget.env_steps:
             left = max(budget.env_steps - env_steps, 0.0)
-            warm_left = min(max(warmup_steps - env_steps, 0.0), left) if in_warmup else 0.0
-            seconds, at_least = 0.0, False
-            if warm_left:
-                seconds += warm_left * state.seconds_per_step.get("warmup", 0.0)
-            if left - warm_left > 0:
-                rate = state.seconds_per_step.get("train")
-                if rate is None:
-                    at_least = True
-                else:
-                    seconds += (left - warm_left) * rate
-            if "warmup" in state.seconds_per_step or "train" in state.seconds_per_step:
-                remaining.append((seconds, env_steps / budget.env_steps, at_least))
-        if budget.iterations and state.seconds_per_iteration:
+            rate = state.seconds_per_step.get("train")
+            seconds = 0.0 if not left else None if rate is None else left * rate
+            remaining.append((seconds, env_steps / budget.env_steps))
+        if budget.iterations:
             left = max(budget.iterations - iteration, 0.0)
             rate = state.seconds_per_iteration.get("train")
-            at_least = rate is None and left > 0
-            rate = rate if rate is not None else state.seconds_per_iteration["warmup"]
-            remaining.append((left * rate, iteration / budget.iterations, at_least))
+            seconds = 0.0 if not left else None if rate is None else left * rate
+            remaining.append((seconds, iteration / budget.iterations))
         if budget.seconds:
-            remaining.append(
-                (max(budget.seconds - total_time, 0.0), total_time / budget.seconds, False)
-            )
-        eta, fraction, at_least = min(remaining) if remaining else (None, None, False)
+            remaining.append((max(budget.seconds - total_time, 0.0), total_time / budget.seconds))
+        known = [(seconds, fraction) for seconds, fraction in remaining if seconds is not None]
+        eta, fraction = min(known) if known else (None, None)
+        if fraction is None and remaining:
+            fraction = max(fraction for _, fraction in remaining)
         episode_return = finite(nested_get(result, keys.RETURN))
         return TrialProgress(
             trial=trial,
@@ -205,9 +235,25 @@ class ProgressTracker:
             eta_s=eta,
             fraction=None if fraction is None else min(fraction, 1.0),
             warmup=in_warmup,
-            eta_at_least=at_least,
+            eta_at_most=eta is not None and eta > 0 and len(known) < len(remaining),
             warning=self._target_warning(state, result),
+            phase=phase,
         )
+
+    def _new_process(
+        self,
+        trial: str,
+        previous: _TrialState | None,
+        total_time: float,
+        iteration_time: float | None,
+    ) -> _TrialState:
+        """The state of a trial whose (new) process reports its first result: rates start
+        afresh; a one-time warning given before stays given."""
+        state = _TrialState(0.0, total_time - (iteration_time or 0.0), None)
+        if previous is not None:
+            state.best_return, state.warned = previous.best_return, previous.warned
+        self._trials[trial] = state
+        return state
 
     def _target_warning(self, state: _TrialState, result: dict[str, Any]) -> str | None:
         """Once per trial: a target return the returns so far make implausible (every
@@ -243,8 +289,9 @@ def format_progress(progress: TrialProgress, budget: Budget, bar: bool = False) 
 
     ``it 12  3.1k/5k env steps  return -812.3  410 env steps/s  38 updates/s  ETA 5s  (trial 00000)``
 
-    During warm-up a ``warm-up`` tag follows the iteration, and ``ETA >5s`` marks an
-    ETA that cannot count the (not yet measured) training phase.
+    During warm-up a ``warm-up`` tag follows the iteration. Until the training rate
+    is measured (the second learning iteration) the ETA reads ``ETA ?`` with what it
+    waits for, or ``ETA <=...`` when a time budget bounds it.
 
     With ``bar`` (a terminal) a bar of the budget fraction and the ETA lead the
     line, so that a narrow terminal cuts the trial name first.
@@ -264,7 +311,10 @@ def format_progress(progress: TrialProgress, budget: Budget, bar: bool = False) 
     ]
     if progress.warmup:
         fields.insert(1, "warm-up")
-    eta = f"ETA {'>' if progress.eta_at_least else ''}{format_duration(progress.eta_s)}"
+    if progress.eta_s is None and progress.fraction is not None:
+        eta = "ETA ? (measured from the 2nd learning iteration)"
+    else:
+        eta = f"ETA {'<=' if progress.eta_at_most else ''}{format_duration(progress.eta_s)}"
     trial = f"(trial {progress.trial})"
     if not bar:
         return "  ".join([*fields, eta, trial])

@@ -16,15 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from drive_rllib import keys
-from drive_rllib.cli.experiments import (
-    EXIT_INTERRUPTED,
-    NOTICE_LOGGERS,
-    CLIError,
-    Experiment,
-    hide_ray_notices,
-)
+from drive_rllib.cli.experiments import EXIT_INTERRUPTED, CLIError, Experiment
 from drive_rllib.cli.progress import Budget, ProgressPrinter, finite, format_count
 from drive_rllib.keys import nested_get
+from drive_rllib.ray_notices import NOTICE_LOGGERS, hide_ray_notices
 
 
 @contextmanager
@@ -174,11 +169,9 @@ def _summarize(experiment: Experiment, result: Any) -> TrialSummary:
     elif result.checkpoint is not None:
         best_path = result.checkpoint.path
     error = None if result.error is None else error_line(result.error)
-    # Tune names trial folders <trainable>_<env>_<trial id>_<index>_<params>_<date>.
-    trial_id = re.search(r"_([0-9a-f]{5}_\d{5})_", os.path.basename(result.path))
     return TrialSummary(
         experiment=experiment.name,
-        trial=trial_id.group(1) if trial_id else os.path.basename(result.path),
+        trial=trial_id(os.path.basename(result.path)),
         path=result.path,
         error=error,
         env_steps=finite(nested_get(metrics, keys.ENV_STEPS)),
@@ -192,6 +185,13 @@ def _summarize(experiment: Experiment, result: Any) -> TrialSummary:
     )
 
 
+def trial_id(folder_name: str) -> str:
+    """The trial id in a trial folder's name (Tune names them
+    <trainable>_<env>_<trial id>_<index>_<params>_<date>); the name where it has none."""
+    found = re.search(r"_([0-9a-f]{5}_\d{5})_", folder_name)
+    return found.group(1) if found else folder_name
+
+
 def error_line(error: BaseException | str) -> str:
     """The most telling line of a trial's error: the last ``SomeError: message`` line of
     its (possibly remote) traceback, else its last line."""
@@ -202,16 +202,49 @@ def error_line(error: BaseException | str) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _progress_callback(printer: ProgressPrinter) -> Any:
+#: Seconds between two looks at the notice board.
+NOTICE_POLL_S = 1.0
+
+
+class NoticeReader:
+    """Prints the notices trials post from inside long iterations (compile, catch-up,
+    restore, evaluation; `drive_rllib.algorithm.notices`), each with its trial id."""
+
+    def __init__(self, board: Any, printer: ProgressPrinter) -> None:
+        self.board = board
+        self.printer = printer
+        self._last = 0.0
+
+    def poll(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.board is None or (not force and now - self._last < NOTICE_POLL_S):
+            return
+        self._last = now
+        import ray
+
+        try:
+            notices = ray.get(self.board.take.remote(), timeout=10)
+        except (ray.exceptions.RayError, TimeoutError):
+            return
+        for source, text in notices:
+            self.printer.message(f"{text}  (trial {trial_id(source)})")
+
+
+def _progress_callback(printer: ProgressPrinter, notices: NoticeReader) -> Any:
     from ray import tune
 
     class ProgressCallback(tune.Callback):
-        """Feeds every trial result to the progress printer."""
+        """Feeds every trial result to the progress printer, and the trials' notices."""
+
+        def on_step_end(self, iteration, trials, **info):
+            notices.poll()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
+            notices.poll(force=True)
             printer.result(trial.trial_id, result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            notices.poll(force=True)
             printer.message(f"trial {trial.trial_id} finished")
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -463,6 +496,9 @@ def run_experiments(
     trials: list[TrialSummary] = []
     with ray_session(ray_address, verbose):
         register()
+        from drive_rllib.algorithm.notices import create_notice_board
+
+        board = create_notice_board()
         if ray_address is not None:
             import ray
 
@@ -485,7 +521,8 @@ def run_experiments(
                 for line in prepare_resume(experiment):
                     print(f"resume: {line}", flush=True)
             printer = ProgressPrinter(Budget.from_stop(experiment.stop))
-            callbacks = [_progress_callback(printer), _interrupt_callback(printer)]
+            notices = NoticeReader(board, printer)
+            callbacks = [_progress_callback(printer, notices), _interrupt_callback(printer)]
             try:
                 results = (
                     _resume(experiment, callbacks, verbose)

@@ -6,6 +6,7 @@ not fit run in subprocesses, each with its own private Ray instance (2 CPUs).
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import re
@@ -23,6 +24,10 @@ from drive_rllib.algorithm.resources import (
 )
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+#: The ``ray.init`` call of README's Python block (the tests give it 2 CPUs).
+READMES_INIT = 'ray.init(address="local", include_dashboard=False, log_to_driver=False)'
 
 
 def readme_python_block() -> str:
@@ -98,26 +103,27 @@ def test_a_config_that_does_not_fit_gets_one_line_naming_what_to_lower():
 @pytest.mark.slow
 def test_readme_python_block_runs_verbatim_on_two_cpus_and_exits_cleanly(tmp_path):
     code = readme_python_block()
-    assert 'ray.init(address="local", include_dashboard=False)' in code
+    assert READMES_INIT in code
     # The block uses all CPUs; this test gives it 2, as on the project's machine.
-    code = code.replace(
-        'ray.init(address="local", include_dashboard=False)',
-        'ray.init(address="local", include_dashboard=False, num_cpus=2)',
-    )
+    code = code.replace(READMES_INIT, READMES_INIT.replace(")", ", num_cpus=2)"))
     completed = run_python(code, tmp_path)
     assert completed.returncode == 0, completed.stderr[-5000:]
     assert (tmp_path / "drive_ckpt" / "replay.npz").exists()
     # algo.stop() at the end: no LearnerGroup.__del__ traceback at exit.
     assert "Traceback" not in completed.stderr, completed.stderr[-5000:]
+    # It prints a number: the mean return of the finished episodes (not nan).
+    (line,) = completed.stdout.strip().splitlines()
+    assert line.startswith("mean return of the finished episodes: ")
+    assert math.isfinite(float(line.rsplit(" ", 1)[1]))
+    # And none of RLlib's notices a user cannot act on.
+    for notice in ("new API stack", "DeprecationWarning", "gputil", "RLModuleConfig"):
+        assert notice not in completed.stderr, completed.stderr[-5000:]
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_build_algo_that_does_not_fit_fails_at_once_instead_of_waiting(tmp_path):
-    code = readme_python_block().replace(
-        'ray.init(address="local", include_dashboard=False)',
-        'ray.init(address="local", include_dashboard=False, num_cpus=2)',
-    )
+    code = readme_python_block().replace(READMES_INIT, READMES_INIT.replace(")", ", num_cpus=2)"))
     code = code.replace("num_env_runners=1", "num_env_runners=2")
     completed = run_python(code, tmp_path, timeout=240)
     assert completed.returncode != 0

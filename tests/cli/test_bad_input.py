@@ -40,9 +40,15 @@ CASES = [
     ),
     pytest.param(
         ["train", "file", "discrete.yaml"],
-        "rllib: error: discrete.yaml:1: experiment 'a': DRIVE needs a continuous (Box) action space; "
+        "rllib: error: discrete.yaml:3: experiment 'a': DRIVE needs a continuous (Box) action space; "
         "env 'CartPole-v1' has Discrete(2)",
         id="discrete-actions",
+    ),
+    pytest.param(
+        ["train", "--env", "CartPole-v1"],
+        "rllib: error: --env: experiment 'DRIVE_CartPole-v1': DRIVE needs a continuous (Box) "
+        "action space; env 'CartPole-v1' has Discrete(2)",
+        id="discrete-actions-options",
     ),
     pytest.param(
         ["train", "file", "unknown_key.yaml"],

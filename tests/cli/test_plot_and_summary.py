@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from drive_rllib.cli.experiments import CLIError
-from drive_rllib.cli.plot import group_by_config, plot, read_curve, read_evaluations
+from drive_rllib.cli.plot import (
+    evaluation_labels,
+    group_by_config,
+    plot,
+    read_curve,
+    read_evaluations,
+)
 from drive_rllib.cli.train import TrialSummary, error_line, summary_lines
 from tests.cli.conftest import REPO, rllib
 
@@ -89,6 +95,39 @@ def test_plot_writes_a_png_with_returns_and_calibration(run_dir, tmp_path, capsy
     printed = capsys.readouterr().out
     assert "2 configuration(s) from 3 trial(s), calibration of 1 evaluation(s)" in printed
     assert len(read_evaluations(str(run_dir))) == 1
+
+
+def test_two_evaluations_of_one_checkpoint_get_two_legend_entries(run_dir, tmp_path):
+    checkpoint = run_dir / "t1" / "checkpoint_000000"
+    first = json.loads((checkpoint / "evaluation.json").read_text())
+    second = dict(first, per_episode=[dict(e, seed=7) for e in first["per_episode"]])
+    (checkpoint / "evaluation_20261206-100000_seed7.json").write_text(json.dumps(second))
+    (checkpoint / "evaluation_20261206-110000_seed7.json").write_text(json.dumps(second))
+    labels = evaluation_labels(read_evaluations(str(run_dir)))
+    assert len(labels) == len(set(labels)) == 3
+    assert labels[0] == "checkpoint_000000 (2 episodes)"  # evaluation.json: no seeds recorded
+    assert labels[1].startswith("checkpoint_000000 (2 episodes, seed 7, evaluation_20261206-10")
+    # Evaluations of different checkpoints keep the short label.
+    other = dict(first, checkpoint="/x/checkpoint_000001")
+    assert evaluation_labels([first, other]) == [
+        "checkpoint_000000 (2 episodes)",
+        "checkpoint_000001 (2 episodes)",
+    ]
+    pytest.importorskip("matplotlib", reason="the optional 'plot' extra is not installed")
+    import matplotlib.pyplot as plt
+
+    shown = []
+    original = plt.Axes.legend
+
+    def legend(axis, *args, **kwargs):
+        shown.append([text.get_text() for text in original(axis, *args, **kwargs).get_texts()])
+
+    plt.Axes.legend = legend
+    try:
+        plot(str(run_dir), str(tmp_path / "plot.png"))
+    finally:
+        plt.Axes.legend = original
+    assert sorted(shown[-1]) == sorted([*labels, "obtained = predicted"])
 
 
 def test_plot_of_a_folder_without_returns_is_an_error(tmp_path):

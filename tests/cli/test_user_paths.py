@@ -25,13 +25,39 @@ from tests.cli.test_commands import TINY, checkpoint_of, saved_evaluation
 NOISE = ("settotalmass", "new API stack", "DeprecationWarning", "token", "RLModuleConfig")
 
 
-def test_version_names_drive_rllib_and_ray_without_starting_ray():
+def test_version_names_drive_rllib_ray_torch_gymnasium_mujoco_and_the_extras():
     from importlib.metadata import version
 
     run = rllib("--version", timeout=600)
     assert run.returncode == 0, run.describe()
-    assert run.stdout.strip() == f"rllib (drive-rllib) {version('drive-rllib')}, ray 2.60.0"
+    lines = run.stdout.strip().splitlines()
+    assert lines[0] == f"rllib (drive-rllib) {version('drive-rllib')}, ray 2.60.0"
+    assert lines[1].startswith(f"torch {version('torch')} (")
+    assert f"gymnasium {version('gymnasium')}, mujoco {version('mujoco')}" in lines[1]
+    # The test extra installs both.
+    assert lines[2] == (
+        f"extras: plot (matplotlib {version('matplotlib')}), "
+        f"render (imageio-ffmpeg {version('imageio-ffmpeg')})"
+    )
     assert not run.ray_started
+
+
+def test_version_says_how_to_install_a_missing_extra(monkeypatch):
+    from importlib import metadata
+
+    from drive_rllib import cli
+
+    real = metadata.version
+
+    def version(name):
+        if name == "matplotlib":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    assert cli.version_lines()[2].startswith(
+        "extras: plot: not installed (pip install 'drive-rllib[plot]'), render (imageio-ffmpeg "
+    )
 
 
 def test_the_package_exports_the_config_and_register():
@@ -71,6 +97,31 @@ def test_mujoco_warnings_go_to_the_run_folder_not_the_terminal(tmp_path, redirec
     else:  # what MuJoCo does by itself: the test above can fail
         assert "settotalmass" in completed.stderr + completed.stdout
         assert (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_the_algorithms_own_config_check_writes_no_mujoco_log_to_the_working_directory(tmp_path):
+    # Algorithm.__init__ validates the config (and so makes the env) in the folder the
+    # trial's process started in, before Tune moves it into the trial folder.
+    code = (
+        "from drive_rllib import DRIVEConfig\n"
+        "DRIVEConfig().environment('HalfCheetah-v5').validate()\n"
+        "from drive_rllib.mujoco_log import redirect_mujoco_warnings\n"
+        "redirect_mujoco_warnings('run/MUJOCO_LOG.TXT')  # as DRIVE.setup does\n" + MAKE_HALFCHEETAH
+    )
+    (tmp_path / "run").mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert "settotalmass" not in completed.stderr + completed.stdout
+    assert "settotalmass" in (tmp_path / "run" / "MUJOCO_LOG.TXT").read_text()
 
 
 def test_the_commands_checks_on_a_mujoco_env_are_quiet(tmp_path):
@@ -129,12 +180,13 @@ def user_run(user_folder) -> Run:
     return tiny_run(user_folder, "Pendulum-v1")
 
 
-def tiny_run(folder: pathlib.Path, env: str) -> Run:
+def tiny_run(folder: pathlib.Path, env: str, **settings) -> Run:
     config = {
         **TINY,
         "env_steps_per_iteration": 100,
         "num_warmup_steps": 100,
         "env_config": {"max_episode_steps": 50},
+        **settings,
     }
     return user_rllib(
         folder,
@@ -152,13 +204,31 @@ def tiny_run(folder: pathlib.Path, env: str) -> Run:
 
 @pytest.mark.ray
 def test_train_takes_a_module_env_id_and_is_quiet(user_folder):
-    user_run = tiny_run(user_folder, ENV_ID)
+    # 200 warm-up steps: the first learning iteration catches up with 2 x C update steps,
+    # and says so from inside the trial (`drive_rllib.algorithm.notices`).
+    user_run = tiny_run(user_folder, ENV_ID, num_warmup_steps=200)
     assert user_run.returncode == 0, user_run.describe()
     assert "1 of 1 trials finished" in user_run.stdout
+    lines = user_run.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("learning starts: 10 update"))
+    assert "the warm-up catch-up" in lines[start] and lines[start].endswith("_00000)")
+    done = next(i for i, line in enumerate(lines) if line.startswith("warm-up catch-up done: 10"))
+    # Both before the line of the iteration they belong to (the second).
+    assert start < done < next(i for i, line in enumerate(lines) if line.startswith("it 2 "))
     assert not any(noise in user_run.stdout + user_run.stderr for noise in NOISE), (
         user_run.describe()
     )
     assert not (user_folder / "MUJOCO_LOG.TXT").exists()
+
+
+@pytest.mark.ray
+def test_train_writes_mujocos_log_to_the_trial_folder_not_the_working_directory(tmp_path):
+    run = tiny_run(tmp_path, "HalfCheetah-v5")
+    assert run.returncode == 0, run.describe()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    (log,) = (tmp_path / "runs").glob("DRIVE_HalfCheetah-v5/DRIVE_*/MUJOCO_LOG.TXT")
+    assert "settotalmass" in log.read_text()
+    assert "settotalmass" not in run.stdout + run.stderr
 
 
 @pytest.fixture(scope="module")
