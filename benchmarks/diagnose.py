@@ -243,7 +243,7 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
 
     module = _module(algo)
     nets, spec = module.nets, module.spec.update
-    env = gym.make(env_id)
+    env = gym.make(env_id, **dict(algo.config.env_config or {}))  # the run's env options
     try:
         sampled = _episode(nets, env, seed, deterministic=False)
         mean_action = _episode(nets, env, seed + 1, deterministic=True)
