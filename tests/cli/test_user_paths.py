@@ -71,6 +71,22 @@ def test_the_package_exports_the_config_and_register():
 MAKE_HALFCHEETAH = "import gymnasium as gym\ngym.make('HalfCheetah-v5').close()\n"
 
 
+def run_in_folder_with_run_subfolder(folder, code: str) -> subprocess.CompletedProcess:
+    """``python -c code`` in ``folder`` (which gets a ``run/`` subfolder); it must succeed."""
+    (folder / "run").mkdir()
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed
+
+
 @pytest.mark.parametrize("redirect", [False, True])
 def test_mujoco_warnings_go_to_the_run_folder_not_the_terminal(tmp_path, redirect):
     code = MAKE_HALFCHEETAH
@@ -79,17 +95,7 @@ def test_mujoco_warnings_go_to_the_run_folder_not_the_terminal(tmp_path, redirec
             "from drive_rllib.mujoco_log import redirect_mujoco_warnings\n"
             "redirect_mujoco_warnings('run/MUJOCO_LOG.TXT')\n" + code
         )
-    (tmp_path / "run").mkdir()
-    completed = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert completed.returncode == 0, completed.stderr
+    completed = run_in_folder_with_run_subfolder(tmp_path, code)
     if redirect:
         assert "settotalmass" not in completed.stderr + completed.stdout
         assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
@@ -108,17 +114,7 @@ def test_the_algorithms_own_config_check_writes_no_mujoco_log_to_the_working_dir
         "from drive_rllib.mujoco_log import redirect_mujoco_warnings\n"
         "redirect_mujoco_warnings('run/MUJOCO_LOG.TXT')  # as DRIVE.setup does\n" + MAKE_HALFCHEETAH
     )
-    (tmp_path / "run").mkdir()
-    completed = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert completed.returncode == 0, completed.stderr
+    completed = run_in_folder_with_run_subfolder(tmp_path, code)
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
     assert "settotalmass" not in completed.stderr + completed.stdout
     assert "settotalmass" in (tmp_path / "run" / "MUJOCO_LOG.TXT").read_text()
