@@ -179,6 +179,10 @@ EPISODE_RETURNS = _declare(
     "returns of the episodes an EnvRunner finished since its last report (DRIVE's; the "
     "driver folds them into env_runners/episode_return_mean and drops the list)",
 )
+ENV_STEP_FAILURES = _declare(
+    "env_runners/num_env_step_failures",
+    "RLlib: env steps that raised, so far; each recreated its env and dropped its episode",
+)
 ENV_STEPS = _declare("num_env_steps_sampled_lifetime", "RLlib: env steps sampled so far")
 ITERATION = _declare("training_iteration", "Tune: iterations run so far")
 TIME_TOTAL = _declare("time_total_s", "Tune: wall seconds of the trial so far")

@@ -190,27 +190,128 @@ def read_marker(
         return None
 
 
-def newest_complete_checkpoint(trial_dir: str) -> tuple[str, dict[str, Any]] | None:
-    """The checkpoint folder in ``trial_dir`` with a marker and the highest iteration.
+#: Files RLlib needs to load a DRIVE checkpoint (besides the RLModule's weights, found by
+#: `_weights_files`): checked where a marker predates the file list.
+RLLIB_FILES = ("rllib_checkpoint.json", "algorithm_state.pkl", "class_and_ctor_args.pkl")
 
-    Only complete DRIVE checkpoints count (with `MARKER_FILE` and `REPLAY_FILE`);
-    hidden temporary folders never do. Returns (path, marker) or None.
+
+def contents(checkpoint: str) -> dict[str, Any]:
+    """What the marker records of a finished local checkpoint folder, so that a damaged or
+    truncated copy is caught before it is loaded: every file with its size in bytes
+    (``files``) and the rows ``replay.npz`` holds (``replay_rows``)."""
+    files = {}
+    for folder, _, names in os.walk(checkpoint):
+        for name in names:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, checkpoint)
+            if relative != MARKER_FILE:
+                files[relative] = os.path.getsize(path)
+    info: dict[str, Any] = {"files": dict(sorted(files.items()))}
+    if REPLAY_FILE in files:
+        with np.load(os.path.join(checkpoint, REPLAY_FILE), allow_pickle=False) as data:
+            info["replay_rows"] = int(data["size"])
+    return info
+
+
+def checkpoint_problem(checkpoint: str, need_replay: bool = True) -> str | None:
+    """Why a local checkpoint folder cannot be loaded (one phrase), or None if it can.
+
+    Checks the marker, every file it lists (present, with the recorded size), and
+    ``replay.npz`` (a readable archive whose checksums hold, with the recorded row
+    count). ``need_replay=False`` checks only what loading the weights needs.
     """
-    best: tuple[str, dict[str, Any]] | None = None
+    marker = read_marker(checkpoint)
+    if marker is None:
+        return f"no readable {MARKER_FILE} (its save did not finish)"
+    files = marker.get("files")
+    if files is None:  # a marker written before it listed the files
+        files = {name: None for name in (*RLLIB_FILES, REPLAY_FILE)}
+        files.update({name: None for name in _weights_files(checkpoint)} or {_WEIGHTS: None})
+    for name, size in files.items():
+        if name == REPLAY_FILE and not need_replay:
+            continue
+        path = os.path.join(checkpoint, name)
+        if not os.path.isfile(path):
+            return f"{name} is missing"
+        actual = os.path.getsize(path)
+        if size is not None and actual != size:
+            return f"{name} has {actual} bytes where the save wrote {size} (truncated or replaced)"
+    if need_replay:
+        return replay_problem(os.path.join(checkpoint, REPLAY_FILE), marker.get("replay_rows"))
+    return None
+
+
+_WEIGHTS = "learner_group/learner/rl_module/<module>/module_state.pkl"
+
+
+def _weights_files(checkpoint: str) -> list[str]:
+    folder = os.path.join(checkpoint, "learner_group", "learner", "rl_module")
+    try:
+        modules = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [
+        os.path.relpath(os.path.join(folder, module, "module_state.pkl"), checkpoint)
+        for module in modules
+        if os.path.isdir(os.path.join(folder, module))
+    ]
+
+
+def replay_problem(file: str, rows: int | None = None) -> str | None:
+    """Why a ``replay.npz`` cannot be loaded (one phrase), or None if it can."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(file) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            return f"{REPLAY_FILE} is damaged ({damaged} fails its checksum)"
+        with np.load(file, allow_pickle=False) as data:
+            size = int(data["size"])
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError) as error:
+        return f"{REPLAY_FILE} cannot be read ({type(error).__name__}: {error})"
+    if rows is not None and size != rows:
+        return f"{REPLAY_FILE} holds {size} rows where the save wrote {rows}"
+    return None
+
+
+def newest_loadable_checkpoint(
+    trial_dir: str,
+) -> tuple[tuple[str, dict[str, Any]] | None, list[tuple[str, str]]]:
+    """The newest checkpoint of ``trial_dir`` that `checkpoint_problem` passes, and the
+    newer ones it skipped.
+
+    Returns ((path, marker) or None, [(folder name, why it was skipped), ...], newest
+    first). Folders named ``checkpoint_*`` count; hidden temporary folders never do.
+    """
     try:
         names = sorted(os.listdir(trial_dir))
     except OSError:
-        return None
+        return None, []
+    candidates = []
     for name in names:
         path = os.path.join(trial_dir, name)
         if name.startswith(".") or not os.path.isdir(path):
             continue
         marker = read_marker(path)
-        if marker is None or not os.path.isfile(os.path.join(path, REPLAY_FILE)):
+        if marker is None and not name.startswith("checkpoint_"):
             continue
-        if best is None or marker.get("iteration", 0) > best[1].get("iteration", 0):
-            best = (path, marker)
-    return best
+        # A folder without a marker is a save that did not finish: the newest, unloadable.
+        iteration = float("inf") if marker is None else int(marker.get("iteration", 0))
+        candidates.append((iteration, name, path, marker))
+    skipped = []
+    for _, name, path, marker in sorted(candidates, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return (path, marker), skipped
+        skipped.append((name, problem))
+    return None, skipped
+
+
+def newest_complete_checkpoint(trial_dir: str) -> tuple[str, dict[str, Any]] | None:
+    """The newest loadable checkpoint folder in ``trial_dir`` (see
+    `newest_loadable_checkpoint`): (path, marker), or None."""
+    return newest_loadable_checkpoint(trial_dir)[0]
 
 
 def check_complete(
@@ -220,7 +321,8 @@ def check_complete(
 
     Raises:
         IncompleteCheckpointError: no ``replay.npz`` (unless ``restore_replay`` is
-            False), or a ``replay.npz`` without the marker that is written last.
+            False), a ``replay.npz`` without the marker that is written last, or (on a
+            local filesystem) a file the marker lists missing or damaged.
     """
     marker = read_marker(checkpoint, filesystem)
     has_replay = filesystem.get_file_info(os.path.join(checkpoint, REPLAY_FILE)).type != (
@@ -230,10 +332,19 @@ def check_complete(
         raise IncompleteCheckpointError(
             f"Checkpoint {checkpoint} holds no {REPLAY_FILE}, so loading it would continue "
             "with an empty replay. Use a complete checkpoint (its folder has "
-            f"{REPLAY_FILE} and {MARKER_FILE}), or pass restore_replay=False to "
-            "restore_from_path / Algorithm.from_checkpoint to load the weights and start "
-            "with an empty replay on purpose."
+            f"{REPLAY_FILE} and {MARKER_FILE}), or load the weights and start with an "
+            "empty replay on purpose: `--no-replay` on the command line, "
+            "restore_replay=False to restore_from_path / Algorithm.from_checkpoint."
         )
+    if marker is not None and _is_local(filesystem):
+        problem = checkpoint_problem(checkpoint, need_replay=restore_replay)
+        if problem is not None:
+            advice = (
+                " Load the weights alone with `--no-replay` (restore_replay=False)."
+                if restore_replay and checkpoint_problem(checkpoint, need_replay=False) is None
+                else ""
+            )
+            raise IncompleteCheckpointError(f"Checkpoint {checkpoint}: {problem}.{advice}")
     return marker
 
 

@@ -106,6 +106,9 @@ class DRIVEConfig(AlgorithmConfig):
 
             algo_class = DRIVE
         super().__init__(algo_class=algo_class)
+        # An env whose step() raises is recreated and its episode dropped (counted as
+        # env_runners/num_env_step_failures) rather than ending the run or its EnvRunner.
+        self.restart_failed_sub_environments = True
 
         # The core's settings, with their defaults from drive_rllib.core.spec (each is
         # documented there; `to_spec()` builds the spec from them).

@@ -57,10 +57,12 @@ from drive_rllib.algorithm import offline
 from drive_rllib.algorithm.batch import sample_learner_batch
 from drive_rllib.algorithm.checkpoint import (
     REPLAY_FILE,
+    IncompleteCheckpointError,
     atomic_directory,
     check_complete,
+    contents,
     filesystem_and_path,
-    newest_complete_checkpoint,
+    newest_loadable_checkpoint,
     read_marker,
     save_replay,
     write_marker,
@@ -427,7 +429,8 @@ class DRIVE(Algorithm):
                 temporary, state=state, filesystem=filesystem, use_msgpack=use_msgpack
             )
             save_replay(self._replay, temporary, filesystem)
-            write_marker(temporary, self._marker())
+            # The file list and row count let a resume tell a damaged copy from this one.
+            write_marker(temporary, {**self._marker(), **contents(temporary)})
         if self._snapshot_path:
             # The checkpoint's replay file is the newest snapshot too (a hard link).
             self._replay.call("link_snapshot", os.path.join(path, REPLAY_FILE))
@@ -509,12 +512,17 @@ class DRIVE(Algorithm):
         storage = getattr(self, "_storage", None)
         trial_dir = getattr(storage, "trial_fs_path", None)
         if trial_dir is not None and os.path.dirname(path) == os.path.abspath(trial_dir):
-            newest = newest_complete_checkpoint(trial_dir)
-            given = read_marker(path) or {}
-            if newest is not None and newest[1].get("iteration", 0) > given.get("iteration", -1):
+            newest, skipped = newest_loadable_checkpoint(trial_dir)
+            for name, problem in skipped:
+                logger.warning("Skipping checkpoint %s: %s.", name, problem)
+            if newest is None:
+                raise IncompleteCheckpointError(
+                    f"No loadable checkpoint in {trial_dir}: "
+                    + "; ".join(f"{name}: {problem}" for name, problem in skipped)
+                )
+            if newest[0] != path:
                 logger.warning(
-                    "Tune recorded checkpoint %s, but %s is newer and complete: continuing "
-                    "from it.",
+                    "Tune recorded checkpoint %s; continuing from %s, the newest loadable one.",
                     path,
                     newest[0],
                 )

@@ -38,6 +38,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.spaces.space_utils import unsquash_action
 
+from drive_rllib.algorithm.checkpoint import checkpoint_problem, read_marker
 from drive_rllib.algorithm.config import register_module_env
 from drive_rllib.algorithm.drive import DRIVE, register
 from drive_rllib.algorithm.rl_module import DRIVETorchRLModule
@@ -291,6 +292,11 @@ def prepare_evaluation(path: str, env: str | None = None, quiet: bool = True) ->
         EvaluationError: what cannot be used, and why.
     """
     checkpoint = resolve_checkpoint(path)
+    # The weights only: a damaged replay does not stop an evaluation, a damaged weights
+    # file is named in one line.
+    problem = checkpoint_problem(checkpoint, need_replay=False) if read_marker(checkpoint) else None
+    if problem is not None:
+        raise EvaluationError(f"checkpoint {checkpoint} cannot be evaluated: {problem}")
     algorithm_class, stored = stored_config(checkpoint)
     config = evaluation_config(algorithm_class, stored)
     if quiet:
@@ -332,7 +338,8 @@ def run_evaluation(
     acting = acting or Acting()
     register()
     register_module_env(setup.config.env)
-    algo = Algorithm.from_checkpoint(setup.checkpoint, config=setup.config)
+    # Evaluation needs the weights, not the replay (which may be large, or damaged).
+    algo = Algorithm.from_checkpoint(setup.checkpoint, config=setup.config, restore_replay=False)
     try:
         # The Learner's module: the EnvRunners' copy holds pi_theta only, not the value net.
         (module,) = [

@@ -167,10 +167,16 @@ def cli() -> None:
 @click.option(
     "--config", "config_json", metavar="JSON", help="DRIVEConfig settings, e.g. '{\"horizon\": 5}'."
 )
+@click.option("--resume", "resume_flag", is_flag=True, hidden=True)
 @_training_options
 @click.pass_context
 def train(
-    ctx: click.Context, algo: str, env: str | None, config_json: str | None, **options: Any
+    ctx: click.Context,
+    algo: str,
+    env: str | None,
+    config_json: str | None,
+    resume_flag: bool,
+    **options: Any,
 ) -> int | None:
     """Train DRIVE: `rllib train file FILE.yaml` or `rllib train --algo DRIVE --env ENV`.
 
@@ -189,6 +195,14 @@ def train(
     from drive_rllib.cli.train import write_experiment_file
 
     config = parse_json_option("--config", config_json)
+    if resume_flag:
+        from drive_rllib.cli.train import EXPERIMENT_FILE
+
+        raise CLIError(
+            "--resume continues a run from its experiment file: rllib train file "
+            f"<storage-path>/<experiment>/{EXPERIMENT_FILE} --resume (the first run printed "
+            "the command and wrote the file into its folder)"
+        )
     experiment = experiment_from_options(algo, env, config, _overrides(options), _note)
     check_experiment(experiment, option_where)
     _check_local_resources([experiment], options, option_where)

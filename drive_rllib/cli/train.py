@@ -366,26 +366,32 @@ def write_experiment_file(experiment: Experiment) -> str | None:
 
 
 def prepare_resume(experiment: Experiment) -> list[str]:
-    """Before Tune resumes an experiment: each trial's newest complete checkpoint, and its
-    history trimmed to that checkpoint (rows of later iterations describe lost work and
-    would be logged twice). Returns one line per trial, for the user."""
-    from drive_rllib.algorithm.checkpoint import newest_complete_checkpoint
+    """Before Tune resumes an experiment: each unfinished trial continues from its newest
+    loadable checkpoint (newer damaged or partial ones are skipped and named), its history
+    is trimmed to that checkpoint (rows of later iterations describe lost work and would
+    be logged twice), and Tune's saved state is pointed at the same checkpoint, without
+    the decisions a failed save left pending. Returns one line per trial, for the user."""
+    from drive_rllib.algorithm.checkpoint import newest_loadable_checkpoint
 
     folder = experiment_path(experiment)
     if "://" in folder or not os.path.isdir(folder):
         return []
     lines = []
+    chosen: dict[str, str | None] = {}
     for name in sorted(os.listdir(folder)):
         trial_dir = os.path.join(folder, name)
         if not os.path.isfile(os.path.join(trial_dir, "params.json")):
             continue
         if _finished(trial_dir):
             continue  # Tune keeps finished trials as they are
-        newest = newest_complete_checkpoint(trial_dir)
+        newest, skipped = newest_loadable_checkpoint(trial_dir)
+        for checkpoint, problem in skipped:
+            lines.append(f"{name}: skips {checkpoint}: {problem}")
+        chosen[name] = None if newest is None else newest[0]
         iteration = 0 if newest is None else int(newest[1]["iteration"])
         dropped = trim_history(trial_dir, iteration)
         if newest is None:
-            line = f"{name}: no complete checkpoint, starts again from iteration 1"
+            line = f"{name}: no loadable checkpoint, starts again from iteration 1"
         else:
             line = (
                 f"{name}: continues from {os.path.basename(newest[0])}: iteration "
@@ -394,7 +400,73 @@ def prepare_resume(experiment: Experiment) -> list[str]:
         if dropped:
             line += f" (dropped {dropped} logged row(s) of later iterations, whose state was lost)"
         lines.append(line)
+    repair_experiment_state(folder, chosen)
     return lines
+
+
+def repair_experiment_state(folder: str, chosen: dict[str, str | None]) -> None:
+    """Rewrites Tune's ``experiment_state-*.json`` files in ``folder`` for a resume.
+
+    A save that failed leaves Tune's decision to stop the trial pending
+    (``_cached_trial_decisions``): restored with the state, it stops the resumed
+    trial at its first save, and every later resume runs zero iterations. Those
+    decisions are dropped. Each trial named in ``chosen`` (by its folder name) is
+    pointed at the chosen checkpoint folder (None: no checkpoint, start afresh), so
+    Tune restores the checkpoint the resume announced rather than the one it
+    recorded last (which may be damaged, or gone).
+    """
+    import glob
+
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    for state_file in glob.glob(os.path.join(folder, "experiment_state-*.json")):
+        with open(state_file) as file:
+            state = json.load(file)
+        runner = state.get("runner_data", {})
+        runner["_cached_trial_decisions"] = {}
+        runner["_queued_trial_decisions"] = {}
+        runner["_should_stop_experiment"] = False
+        for entry in state.get("trial_data", []):
+            trial_name = json.loads(entry[0]).get("relative_logdir")
+            if trial_name not in chosen:
+                continue
+            metadata = _TrainingRunMetadata.from_json_state(entry[1])
+            manager = metadata.checkpoint_manager
+            if manager is None:
+                continue
+            path = chosen[trial_name]
+            kept = [
+                result
+                for result in manager._checkpoint_results
+                if path is not None and _same_folder(result.checkpoint.path, path)
+            ]
+            if path is None:
+                manager._latest_checkpoint_result = None
+            elif kept:
+                manager._latest_checkpoint_result = kept[0]
+            else:
+                manager._latest_checkpoint_result = _TrainingResult(
+                    checkpoint=Checkpoint(path), metrics={}
+                )
+                kept = [manager._latest_checkpoint_result]
+            # Older checkpoints stay tracked (num_to_keep counts them); newer ones were
+            # skipped as unloadable.
+            older = [
+                result
+                for result in manager._checkpoint_results
+                if path is not None
+                and os.path.basename(result.checkpoint.path) < os.path.basename(path)
+            ]
+            manager._checkpoint_results = older + kept if path is not None else []
+            metadata.invalidate_cache()
+            entry[1] = metadata.get_json_state()
+        _replace_text(state_file, json.dumps(state))
+
+
+def _same_folder(first: str, second: str) -> bool:
+    return os.path.basename(first.rstrip("/")) == os.path.basename(second.rstrip("/"))
 
 
 def trim_history(trial_dir: str, iteration: int) -> int:

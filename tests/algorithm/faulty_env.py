@@ -38,3 +38,20 @@ class FaultyPendulum(gym.Wrapper):
 
 
 FAULTS = ("nan_obs", "huge_obs", "inf_reward", "huge_reward")
+
+
+class RaisingPendulum(gym.Wrapper):
+    """Pendulum-v1 whose ``step()`` raises at every ``raise_every``-th call of the process
+    (counted over all its instances: a recreated env carries on the count)."""
+
+    steps_in_process = 0
+
+    def __init__(self, env_config: dict[str, Any] | None = None) -> None:
+        super().__init__(gym.make("Pendulum-v1"))
+        self.raise_every = int((env_config or {}).get("raise_every", 0))
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        RaisingPendulum.steps_in_process += 1
+        if self.raise_every and RaisingPendulum.steps_in_process % self.raise_every == 0:
+            raise RuntimeError(f"simulated crash at step {RaisingPendulum.steps_in_process}")
+        return self.env.step(action)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pyarrow.fs
 import pytest
 
@@ -23,7 +25,10 @@ from drive_rllib.algorithm.checkpoint import (
     IncompleteCheckpointError,
     atomic_directory,
     check_complete,
+    checkpoint_problem,
+    contents,
     newest_complete_checkpoint,
+    newest_loadable_checkpoint,
     read_marker,
     write_marker,
 )
@@ -80,8 +85,15 @@ def write_here(target: pathlib.Path, iteration: int) -> None:
     """A complete write, in this process (as the writer script does it)."""
     with atomic_directory(str(target)) as folder:
         pathlib.Path(folder, "algorithm_state.pkl").write_text(f"state of iteration {iteration}")
-        pathlib.Path(folder, REPLAY_FILE).write_text("rows")
-        write_marker(folder, {"iteration": iteration, "env_steps": 100 * iteration})
+        write_replay(pathlib.Path(folder, REPLAY_FILE), rows=iteration)
+        info = {"iteration": iteration, "env_steps": 100 * iteration, **contents(folder)}
+        write_marker(folder, info)
+
+
+def write_replay(path: pathlib.Path, rows: int) -> None:
+    """A replay.npz with a row count, as `ReplayStorage.save` writes one."""
+    with open(path, "wb") as file:
+        np.savez(file, size=np.array(rows), obs=np.zeros((rows, 3), np.float32))
 
 
 def kill_while_writing(target: pathlib.Path, iteration: int) -> None:
@@ -131,9 +143,10 @@ def test_a_checkpoint_without_replay_is_refused_unless_asked_for(tmp_path):
     ):
         check_complete(str(folder), filesystem)
     assert check_complete(str(folder), filesystem, restore_replay=False) is None
-    (folder / REPLAY_FILE).write_text("rows")
-    (folder / MARKER_FILE).write_text(json.dumps({"iteration": 4, "env_steps": 400}))
-    assert check_complete(str(folder), filesystem) == {"iteration": 4, "env_steps": 400}
+    write_replay(folder / REPLAY_FILE, rows=4)
+    marker = {"iteration": 4, "env_steps": 400, **contents(str(folder))}
+    (folder / MARKER_FILE).write_text(json.dumps(marker))
+    assert check_complete(str(folder), filesystem) == marker
 
 
 def test_resume_trims_the_history_to_the_checkpoint(tmp_path):
@@ -154,3 +167,48 @@ def test_resume_trims_the_history_to_the_checkpoint(tmp_path):
         "2,200",
     ]
     assert trim_history(str(tmp_path), 2) == 0
+
+
+def test_a_damaged_checkpoint_is_skipped_with_its_reason(tmp_path):
+    """Each way a newest checkpoint can be damaged: it is skipped, the reason names the
+    file, and the newest intact one is chosen; the weights-only check ignores the replay."""
+    write_here(tmp_path / "checkpoint_000000", 1)
+    damages = {
+        "replay truncated": (
+            lambda folder: (folder / REPLAY_FILE).write_bytes(
+                (folder / REPLAY_FILE).read_bytes()[:100]
+            ),
+            "replay.npz has 100 bytes where the save wrote",
+        ),
+        "weights file missing": (
+            lambda folder: (folder / "algorithm_state.pkl").unlink(),
+            "algorithm_state.pkl is missing",
+        ),
+        "replay replaced": (
+            lambda folder: write_replay(folder / REPLAY_FILE, rows=5),
+            "replay.npz",
+        ),
+        "no marker": (lambda folder: (folder / MARKER_FILE).unlink(), "no readable"),
+    }
+    for case, (damage, reason) in damages.items():
+        newest = tmp_path / "checkpoint_000001"
+        write_here(newest, 2)
+        damage(newest)
+        chosen, skipped = newest_loadable_checkpoint(str(tmp_path))
+        assert chosen[0] == str(tmp_path / "checkpoint_000000"), case
+        assert len(skipped) == 1 and skipped[0][0] == "checkpoint_000001", case
+        assert reason in skipped[0][1], (case, skipped)
+        weights_only = checkpoint_problem(str(newest), need_replay=False)
+        assert (weights_only is None) == case.startswith("replay"), (case, weights_only)
+        if case != "no marker":  # loading one directly: a checkpoint of an older format
+            with pytest.raises(IncompleteCheckpointError, match="checkpoint_000001"):
+                check_complete(str(newest), pyarrow.fs.LocalFileSystem())
+        shutil.rmtree(newest)
+
+
+def test_a_replay_with_another_row_count_is_refused(tmp_path):
+    folder = tmp_path / "checkpoint_000000"
+    write_here(folder, 3)
+    marker = read_marker(str(folder))
+    write_marker(str(folder), {**marker, "replay_rows": 4})
+    assert checkpoint_problem(str(folder)) == "replay.npz holds 3 rows where the save wrote 4"

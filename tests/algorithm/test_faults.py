@@ -121,3 +121,23 @@ def test_too_many_bad_rows_fail_the_run_with_a_clear_error():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q", "-s"]))
+
+
+def test_a_raising_env_is_recreated_and_the_run_is_not_starved(ray_instance, tiny_config):
+    """step() raises at every 70th call: each failure recreates the env and drops the
+    unfinished episode; every iteration still collects its T steps."""
+    config = tiny_config(num_env_runners=0).environment(
+        faulty_env.RaisingPendulum, env_config={"raise_every": 70}
+    )
+    algo = config.build_algo()
+    try:
+        for _ in range(4):
+            result = algo.train()
+        # 4 iterations of T = 50 stored steps: 200 stored, plus the calls that raised.
+        assert result["num_env_steps_sampled_lifetime"] == 4 * T
+        assert ray.get(algo.replay_actor.size.remote()) == 4 * T
+        failures = result["env_runners"]["num_env_step_failures"]
+        assert failures == (4 * T + failures) // 70
+        print(f"\n{failures} env step failures in 4 iterations, 0 of {4 * T} steps lost")
+    finally:
+        algo.stop()

@@ -130,3 +130,11 @@ def test_a_compiled_update_without_a_cxx_compiler_is_one_error_before_ray_starts
     ), run.describe()
     assert "torch_compile_learner: false in an experiment file" in lines[0]
     assert not run.ray_started, run.describe()
+
+
+def test_resume_on_an_env_command_points_at_the_experiment_file():
+    run = rllib("train", "--env", "Pendulum-v1", "--resume")
+    assert run.returncode == 2, run.describe()
+    (line,) = [line for line in run.stderr.splitlines() if line.strip()]
+    assert "rllib train file <storage-path>/<experiment>/rllib_experiment.yaml --resume" in line
+    assert not run.ray_started
