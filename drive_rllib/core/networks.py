@@ -106,18 +106,10 @@ class _SignGradReLU(torch.autograd.Function):
 
 
 def relu(x: Tensor) -> Tensor:
-    """ReLU for ``ensemble_mlp``; compiled, one whose backward saves no bool mask.
-
-    ``F.relu``'s backward masks the gradient with out <= 0. Where the activation
-    feeds a layer norm (psi's heads), the partitioner of a compiled step keeps that
-    mask as a bool tensor rather than the float output, and on AVX2 CPUs (no
-    AVX-512) inductor's vectorised bool stores and loads are far slower than float
-    ones. Compiled, the gradient is instead ``grad * sign(out)``, a float product,
-    so no bool tensor is made: the same values and the same gradients (sign(0) = 0,
-    as F.relu's mask), and a faster compiled float32 step on such a CPU
-    (`benchmarks/results/update_step/relu_avx2/`). Eager, ``F.relu`` (one backward
-    op, not two).
-    """
+    """ReLU for ``ensemble_mlp``. Compiled, its backward is ``grad * sign(out)`` (the
+    same values and gradients as F.relu's, sign(0) = 0), so the compiled step saves no
+    bool mask, whose vectorised stores are slow on AVX2 CPUs (docs/performance.md);
+    eager, ``F.relu``."""
     if torch.compiler.is_compiling():
         return _SignGradReLU.apply(x)
     return F.relu(x)
@@ -367,10 +359,8 @@ class ReturnRange(nn.Module):
     (`UpdateSpec.value_bounds`). Unset until the first ``update`` (``initialised``
     is False); until then ``scale`` is (0, 1), the identity, and ``clip`` does nothing.
 
-    With ``includes_zero`` (a task whose episodes can end) the range also spans 0: a
-    return that ends in a fall sums fewer rewards, down to the fall's own step, and
-    the fallen (absorbing) state is worth 0, so [low, high] of survival alone would
-    clip the targets of states near a fall up to the returns of staying alive.
+    With ``includes_zero`` (episodes can end) the range also spans 0, the value of a
+    fallen (absorbing) state: survival's range alone clips the targets near a fall up.
     """
 
     def __init__(self, includes_zero: bool = False) -> None:
