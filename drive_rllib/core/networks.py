@@ -46,13 +46,9 @@ def mlp(
 
 
 def autocast_weights(params: LayerParams) -> LayerParams:
-    """``params`` cast once to autocast's dtype when autocast is on for their device.
-
-    Under mixed precision (`UpdateSpec.precision` "bfloat16") every matmul casts its
-    float32 weights to bfloat16; autocast caches that cast only for leaf parameters.
-    Gathered or detached weights (the elites of f_hat, psi held fixed) that several
-    calls reuse are cast here once instead. Without autocast: ``params`` unchanged.
-    """
+    """``params`` cast once to autocast's dtype when autocast is on for their device
+    (autocast caches its cast only for leaf parameters; gathered or detached weights
+    that several calls reuse are cast here once). Without autocast: unchanged."""
     if not params:
         return params
     device_type = params[0][0].device.type
@@ -63,13 +59,8 @@ def autocast_weights(params: LayerParams) -> LayerParams:
 
 
 def frozen_call(module: nn.Module, *args, **kwargs):
-    """Call ``module`` with its parameters held fixed.
-
-    Gradients pass through the outputs to the inputs, never into the
-    module's parameters. Unlike detaching the outputs, this keeps the path
-    from the outputs back to whatever produced the inputs (e.g. through the
-    action a_t into q_phi).
-    """
+    """Call ``module`` with its parameters held fixed: gradients pass through the outputs
+    to the inputs (e.g. through a_t into q_phi), never into the module's parameters."""
     params = {name: p.detach() for name, p in module.named_parameters()}
     return torch.func.functional_call(module, params, args, kwargs)
 
