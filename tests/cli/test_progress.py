@@ -71,8 +71,8 @@ def test_rates_and_eta_against_an_env_step_budget():
         "t0", result(3, 300, total_s=23.0, iteration_s=1.0, episode_return=-800.0)
     )
     assert third.env_steps_per_s == pytest.approx(100.0)
-    # Seconds per step smoothed: 0.7 * 0.02 + 0.3 * 0.01 = 0.017.
-    assert third.eta_s == pytest.approx(700 * 0.017)
+    # Seconds per step smoothed: 0.5 * 0.02 + 0.5 * 0.01 = 0.015.
+    assert third.eta_s == pytest.approx(700 * 0.015)
     assert third.episode_return == -800.0
 
 
