@@ -72,7 +72,7 @@ from drive_rllib.algorithm.checkpoint import restore_replay as restore_replay_fi
 
 # DRIVEConfig is defined in config.py; configs pickled when it lived here name this module.
 from drive_rllib.algorithm.config import DRIVEConfig
-from drive_rllib.algorithm.env_runner import observation_scale
+from drive_rllib.algorithm.env_runner import ObservationShapeError, observation_scale
 from drive_rllib.algorithm.notices import Notifier, UpdateProgress, heartbeat, long_step
 from drive_rllib.algorithm.resources import (
     REPLAY_START_TIMEOUT_S,
@@ -296,6 +296,9 @@ class DRIVE(Algorithm):
         self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
 
         status = self._read_replay_status()
+        if status.get("env_error"):
+            # A remote runner's process ended on it; RLlib would restart the runner forever.
+            raise ObservationShapeError(status["env_error"])
         self._log_replay_metrics(status, warmup)
         check_rejected_share(
             status["rows_rejected"], status["total_added"], config.max_rejected_share
