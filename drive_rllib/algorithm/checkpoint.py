@@ -47,6 +47,11 @@ logger = logging.getLogger(__name__)
 REPLAY_FILE = "replay.npz"
 #: Written last into a DRIVE checkpoint: the folder is complete; its iteration and counters.
 MARKER_FILE = "drive_checkpoint.json"
+#: Set to "1" in a run's processes (``rllib train file ... --resume --no-replay``):
+#: Tune's restore then loads the weights and optimizers only, with an empty replay,
+#: as ``restore_from_path(..., restore_replay=False)`` does. Read at restore time,
+#: so it holds for the one command that sets it.
+NO_REPLAY_ENV = "DRIVE_RLLIB_NO_REPLAY"
 #: Parts of the names of the hidden siblings an atomic save writes and removes.
 _TEMPORARY_PART = ".drive-tmp-"
 _OLD_PART = ".drive-old-"
@@ -276,10 +281,11 @@ def replay_problem(file: str, rows: int | None = None) -> str | None:
 
 
 def newest_loadable_checkpoint(
-    trial_dir: str,
+    trial_dir: str, need_replay: bool = True
 ) -> tuple[tuple[str, dict[str, Any]] | None, list[tuple[str, str]]]:
     """The newest checkpoint of ``trial_dir`` that `checkpoint_problem` passes, and the
-    newer ones it skipped.
+    newer ones it skipped. With ``need_replay`` False a damaged or missing
+    ``replay.npz`` does not make a checkpoint unloadable.
 
     Returns ((path, marker) or None, [(folder name, why it was skipped), ...], newest
     first). Folders named ``checkpoint_*`` count; hidden temporary folders never do.
@@ -301,7 +307,7 @@ def newest_loadable_checkpoint(
         candidates.append((iteration, name, path, marker))
     skipped = []
     for _, name, path, marker in sorted(candidates, reverse=True):
-        problem = checkpoint_problem(path)
+        problem = checkpoint_problem(path, need_replay=need_replay)
         if problem is None:
             return (path, marker), skipped
         skipped.append((name, problem))

@@ -56,6 +56,7 @@ from drive_rllib import keys
 from drive_rllib.algorithm import offline
 from drive_rllib.algorithm.batch import sample_learner_batch
 from drive_rllib.algorithm.checkpoint import (
+    NO_REPLAY_ENV,
     REPLAY_FILE,
     IncompleteCheckpointError,
     atomic_directory,
@@ -71,7 +72,7 @@ from drive_rllib.algorithm.checkpoint import restore_replay as restore_replay_fi
 
 # DRIVEConfig is defined in config.py; configs pickled when it lived here name this module.
 from drive_rllib.algorithm.config import DRIVEConfig
-from drive_rllib.algorithm.env_runner import observation_scale
+from drive_rllib.algorithm.env_runner import ObservationShapeError, observation_scale
 from drive_rllib.algorithm.notices import Notifier, UpdateProgress, heartbeat, long_step
 from drive_rllib.algorithm.resources import (
     REPLAY_START_TIMEOUT_S,
@@ -185,6 +186,8 @@ class DRIVE(Algorithm):
         self._replay_total_added = 0
         self._rows_lost = 0
         self._replay_restarts = 0
+        # Rows counted before a restore that left the replay behind (restore_replay=False).
+        self._rows_not_restored = 0
         self._read_replay_status(baseline=True)
         self._connect_env_runners()
         replay = self._replay
@@ -209,8 +212,14 @@ class DRIVE(Algorithm):
     @property
     def num_rows_counted(self) -> int:
         """Rows that reached the replay actor: those it holds the count of, plus those a
-        crash lost. ``num_env_steps_sampled_lifetime``, warm-up and stop criteria use it."""
-        return self._replay_total_added + self._rows_lost - self._rows_imported
+        crash lost, and those counted before a restore without the replay.
+        ``num_env_steps_sampled_lifetime``, warm-up and stop criteria use it."""
+        return (
+            self._replay_total_added
+            + self._rows_lost
+            + self._rows_not_restored
+            - self._rows_imported
+        )
 
     def _connect_env_runners(self, remote_worker_ids: list[int] | None = None) -> None:
         """Hands the replay actor to all training EnvRunners (or only the given ones)."""
@@ -287,6 +296,9 @@ class DRIVE(Algorithm):
         self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
 
         status = self._read_replay_status()
+        if status.get("env_error"):
+            # A remote runner's process ended on it; RLlib would restart the runner forever.
+            raise ObservationShapeError(status["env_error"])
         self._log_replay_metrics(status, warmup)
         check_rejected_share(
             status["rows_rejected"], status["total_added"], config.max_rejected_share
@@ -390,6 +402,7 @@ class DRIVE(Algorithm):
             "replay_total_added": int(self._replay_total_added),
             "rows_lost": int(self._rows_lost),
             "rows_imported": int(self._rows_imported),
+            "rows_not_restored": int(self._rows_not_restored),
             "replay_restarts": int(self._replay_restarts),
             "time_total_s": float(getattr(self, "_time_total", 0.0) or 0.0),
             "recent_returns": self._recent_returns.get_state(),
@@ -474,8 +487,11 @@ class DRIVE(Algorithm):
             self._rows_lost = int(marker.get("rows_lost", 0))
             self._replay_restarts = int(marker.get("replay_restarts", 0))
             self._rows_imported = int(marker.get("rows_imported", 0))
+            self._rows_not_restored = int(marker.get("rows_not_restored", 0))
         else:
             self._rows_lost = self._replay_restarts = 0
+            # The env steps go on from the checkpoint's, though its rows were left behind.
+            self._rows_not_restored = int(marker["env_steps"]) if marker is not None else 0
         # New episodes, not a replay of the run's first ones (the Learner's RNG states
         # came back with its state).
         generation = 1 + int(marker["iteration"] if marker is not None else self.iteration)
@@ -506,13 +522,15 @@ class DRIVE(Algorithm):
         Tune restores the checkpoint it recorded last; after a crash a newer
         complete one may be on disk (saved, but not yet recorded in Tune's
         experiment state). That one is loaded instead, and the iteration
-        counter continues from it.
+        counter continues from it. With ``NO_REPLAY_ENV`` set the replay is not
+        restored (and a damaged one does not make a checkpoint unloadable).
         """
+        restore_replay = os.environ.get(NO_REPLAY_ENV) != "1"
         path = os.path.abspath(checkpoint_dir)
         storage = getattr(self, "_storage", None)
         trial_dir = getattr(storage, "trial_fs_path", None)
         if trial_dir is not None and os.path.dirname(path) == os.path.abspath(trial_dir):
-            newest, skipped = newest_loadable_checkpoint(trial_dir)
+            newest, skipped = newest_loadable_checkpoint(trial_dir, need_replay=restore_replay)
             for name, problem in skipped:
                 logger.warning("Skipping checkpoint %s: %s.", name, problem)
             if newest is None:
@@ -537,7 +555,11 @@ class DRIVE(Algorithm):
                 marker["iteration"],
                 marker["env_steps"],
             )
-        super().load_checkpoint(path)
+        if not restore_replay:
+            logger.warning(
+                "The replay starts empty (%s=1): weights and optimizers only.", NO_REPLAY_ENV
+            )
+        self.restore_from_path(path, restore_replay=restore_replay)
 
     def _trial_folder(self) -> str:
         """The trial folder of the results under Tune with local storage, else ``logdir``."""

@@ -113,27 +113,76 @@ def observation_ok(observation: Any, bound: float) -> bool:
     return largest <= bound and largest < math.inf
 
 
+class ObservationShapeError(ValueError):
+    """An env returned an observation whose shape or dtype its observation space does not
+    allow: a bug in the env (or its space), never recovered from by recreating the env."""
+
+
+def observation_mismatch(observation: Any, space: gym.Space) -> str | None:
+    """What is wrong with ``observation`` for the Box ``space`` (one phrase), or None.
+
+    Only the shape and the dtype's kind (a number, not complex, text or object) are
+    checked: it runs on every env step. Other spaces are not checked.
+    """
+    if not isinstance(space, gym.spaces.Box):
+        return None
+    values = observation if isinstance(observation, np.ndarray) else np.asarray(observation)
+    if values.shape != space.shape or values.dtype.kind not in "fiub":
+        return (
+            f"expected shape {space.shape} ({space.dtype}, the observation_space), "
+            f"received shape {values.shape} ({values.dtype})"
+        )
+    return None
+
+
 class EndEpisodeOnBadObservation(gym.Wrapper):
     """Truncates the episode at an observation with NaN or inf, or beyond ``bound``.
 
     The vector env then resets this sub-env on its next step, so the policy's
     action for the bad observation never reaches the env; the transition that
     ends in it is dropped by the replay actor.
+
+    An observation of the wrong shape or dtype (`observation_mismatch`) raises
+    `ObservationShapeError` naming ``name``; it is also appended to ``errors``,
+    which the EnvRunner reads before it would recreate the env.
     """
 
-    def __init__(self, env: gym.Env, bound: float) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        bound: float,
+        name: str = "",
+        errors: list[ObservationShapeError] | None = None,
+    ) -> None:
         super().__init__(env)
         self.bound = bound
+        self.name = name or str(getattr(env.spec, "id", None) or type(env.unwrapped).__name__)
+        self.errors = errors if errors is not None else []
+
+    def _check_shape(self, observation: Any, call: str) -> None:
+        problem = observation_mismatch(observation, self.observation_space)
+        if problem is not None:
+            error = ObservationShapeError(f"The env {self.name} {call}: {problem}")
+            self.errors.append(error)
+            raise error
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        self._check_shape(observation, "reset() returned an observation of the wrong shape")
+        return observation, info
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = self.env.step(action)
+        self._check_shape(observation, "step() returned an observation of the wrong shape")
         if not observation_ok(observation, self.bound):
             truncated = True
             info = {**info, "drive_bad_observation": True}
         return observation, reward, terminated, truncated, info
 
 
-def bad_observation_env_creator(env: Any, bound: float) -> Callable[[EnvContext], gym.Env]:
+def bad_observation_env_creator(
+    env: Any, bound: float, errors: list[ObservationShapeError] | None = None
+) -> Callable[[EnvContext], gym.Env]:
     """An env creator of ``env`` (as `config.environment` takes it) whose every env is
     wrapped in `EndEpisodeOnBadObservation` at ``bound`` times its observation scale.
 
@@ -149,10 +198,15 @@ def bad_observation_env_creator(env: Any, bound: float) -> Callable[[EnvContext]
         def make(env_config: EnvContext) -> gym.Env:
             return gym.make(env, **env_config)
 
+    name = env if isinstance(env, str) else getattr(env, "__name__", "")
+
     def create(env_config: EnvContext) -> gym.Env:
         sub_env = make(env_config)
         return EndEpisodeOnBadObservation(
-            sub_env, bound * observation_scale(sub_env.observation_space)
+            sub_env,
+            bound * observation_scale(sub_env.observation_space),
+            name,
+            errors,
         )
 
     return create
@@ -225,6 +279,8 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         self.num_transitions_rejected = 0
         self._rejection_logged = False
         self._lean: LeanState | None = None
+        #: Wrong observation shapes seen by the envs (`EndEpisodeOnBadObservation`).
+        self.env_errors: list[ObservationShapeError] = []
         super().__init__(config=config, **kwargs)
 
     def set_replay_actor(self, replay: ReplayHandle) -> None:
@@ -271,7 +327,13 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         builds that id, named in this runner's own copy of the config; ``config.env``
         is put back afterwards. A vector entry point makes the whole vector env
         itself and stays unwrapped.
+
+        Raises:
+            ObservationShapeError: an env returned an observation of the wrong shape
+                (RLlib recreates an env that raised; this one would raise again).
         """
+        if self.env_errors:
+            raise self.env_errors[0]
         env = self.config.env
         mode = gym.VectorizeMode(self.config.gym_env_vectorize_mode)
         if not env or mode is gym.VectorizeMode.VECTOR_ENTRY_POINT:
@@ -285,7 +347,9 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
                 num_workers=self.num_workers,
                 remote=self.config.remote_worker_envs,
             )
-        create = bad_observation_env_creator(env, getattr(self.config, "max_abs_value", math.inf))
+        create = bad_observation_env_creator(
+            env, getattr(self.config, "max_abs_value", math.inf), self.env_errors
+        )
         gym.registry.pop(WRAPPED_ENV_ID, None)  # this runner's env, not an earlier one's
         gym.register(
             WRAPPED_ENV_ID,
@@ -325,7 +389,25 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
 
         Raises:
             RuntimeError: a training runner without a replay actor handle.
+            ObservationShapeError: an env's observation does not fit its space; it is
+                reported to the replay actor first, where the driver reads it (RLlib
+                ends a remote runner's process on an exception).
         """
+        try:
+            return self._sample(num_timesteps, num_episodes, explore, random_actions, force_reset)
+        except ObservationShapeError as error:
+            if self._replay is not None:
+                self._replay.call("report_env_error", str(error))
+            raise
+
+    def _sample(
+        self,
+        num_timesteps: int | None,
+        num_episodes: int | None,
+        explore: bool | None,
+        random_actions: bool,
+        force_reset: bool,
+    ) -> list[SingleAgentEpisode]:
         if self._replay is None and not self.config.in_evaluation:
             raise RuntimeError(
                 "DRIVEEnvRunner has no replay actor: the DRIVE algorithm hands it over in "
@@ -504,6 +586,8 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
             if type(env) is gym.vector.SyncVectorEnv:
                 return step_sub_envs(env, actions, resetting)
             return env.step(actions)
+        except ObservationShapeError:
+            raise
         except Exception as error:
             self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
             if self.config.restart_failed_sub_environments:

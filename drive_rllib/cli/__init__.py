@@ -4,7 +4,7 @@ Ray 2.60 no longer installs an ``rllib`` command; this one keeps the old
 conventions::
 
     rllib train file tuned_examples/drive_halfcheetah.yaml [--stop JSON] [--storage-path DIR]
-        [--ray-address ADDR] [--num-samples N] [--checkpoint-freq K] [--resume]
+        [--ray-address ADDR] [--num-samples N] [--checkpoint-freq K] [--resume [--no-replay]]
     rllib train --algo DRIVE --env Pendulum-v1 [--config JSON] [--stop JSON] [...]
     rllib evaluate CHECKPOINT [--episodes N] [--render FILE.mp4]
     rllib plot RUN_DIR [--out FILE.png]
@@ -224,7 +224,13 @@ def train(
     "unfinished and failed trials resume from their last checkpoint, finished ones are "
     "kept, experiments not started yet start.",
 )
-def train_file(file: str, resume: bool, **options: Any) -> int:
+@click.option(
+    "--no-replay",
+    is_flag=True,
+    help="With --resume: restore weights and optimizers only and start with an empty "
+    "replay (a checkpoint whose replay.npz is damaged or missing then loads too).",
+)
+def train_file(file: str, resume: bool, no_replay: bool, **options: Any) -> int:
     """Run the experiments of FILE.yaml (old RLlib format: name -> run, env, stop, config).
 
     In the file, an experiment's own `num_samples` is Tune's (repeats of every grid point,
@@ -236,6 +242,8 @@ def train_file(file: str, resume: bool, **options: Any) -> int:
     for experiment in experiments:
         check_experiment(experiment, lines.where)
     _check_local_resources(experiments, options, lines.where)
+    if no_replay and not resume:
+        raise CLIError("--no-replay applies to --resume only (a new run starts empty anyway)")
     if resume:
         _check_resume(experiments, options)
     else:
@@ -243,7 +251,7 @@ def train_file(file: str, resume: bool, **options: Any) -> int:
     command = ["rllib", "train", "file", file]
     if options["storage_path"]:
         command += ["--storage-path", options["storage_path"]]
-    return _run(experiments, options, resume, shlex.join([*command, "--resume"]))
+    return _run(experiments, options, resume, shlex.join([*command, "--resume"]), no_replay)
 
 
 @cli.command()
@@ -392,11 +400,17 @@ def _run(
     options: dict[str, Any],
     resume: bool = False,
     resume_command: str | None = None,
+    no_replay: bool = False,
 ) -> int:
     from drive_rllib.cli.train import run_experiments
 
     return run_experiments(
-        experiments, options["ray_address"], options["verbose"], resume, resume_command
+        experiments,
+        options["ray_address"],
+        options["verbose"],
+        resume,
+        resume_command,
+        restore_replay=not no_replay,
     )
 
 

@@ -23,10 +23,15 @@ from drive_rllib.ray_notices import NOTICE_LOGGERS, hide_ray_notices
 
 
 @contextmanager
-def ray_session(address: str | None, verbose: bool = False) -> Iterator[None]:
+def ray_session(
+    address: str | None, verbose: bool = False, env_vars: dict[str, str] | None = None
+) -> Iterator[None]:
     """Ray for one command: a private local instance (all CPUs, no dashboard), or the
-    cluster at ``address``. Shuts down only what it started or attached to."""
+    cluster at ``address``. ``env_vars`` reach every process of the run (the job's
+    runtime environment). Shuts down only what it started or attached to."""
     import ray
+
+    runtime_env = {"env_vars": env_vars} if env_vars else None
 
     if not verbose:
         hide_ray_notices()  # before ray.init, which logs the token-auth notice
@@ -36,6 +41,7 @@ def ray_session(address: str | None, verbose: bool = False) -> Iterator[None]:
             address="local",
             num_cpus=os.cpu_count() or 1,
             include_dashboard=False,
+            runtime_env=runtime_env,
             log_to_driver=verbose,
             logging_level=logging.INFO if verbose else logging.WARNING,
         )
@@ -43,6 +49,7 @@ def ray_session(address: str | None, verbose: bool = False) -> Iterator[None]:
         try:
             ray.init(
                 address=address,
+                runtime_env=runtime_env,
                 log_to_driver=verbose,
                 logging_level=logging.INFO if verbose else logging.WARNING,
             )
@@ -365,12 +372,14 @@ def write_experiment_file(experiment: Experiment) -> str | None:
     return path
 
 
-def prepare_resume(experiment: Experiment) -> list[str]:
+def prepare_resume(experiment: Experiment, restore_replay: bool = True) -> list[str]:
     """Before Tune resumes an experiment: each unfinished trial continues from its newest
     loadable checkpoint (newer damaged or partial ones are skipped and named), its history
     is trimmed to that checkpoint (rows of later iterations describe lost work and would
     be logged twice), and Tune's saved state is pointed at the same checkpoint, without
-    the decisions a failed save left pending. Returns one line per trial, for the user."""
+    the decisions a failed save left pending. Without ``restore_replay`` a checkpoint's
+    replay need not be loadable (the trial starts with an empty one). Returns one line
+    per trial, for the user."""
     from drive_rllib.algorithm.checkpoint import newest_loadable_checkpoint
 
     folder = experiment_path(experiment)
@@ -384,7 +393,7 @@ def prepare_resume(experiment: Experiment) -> list[str]:
             continue
         if _finished(trial_dir):
             continue  # Tune keeps finished trials as they are
-        newest, skipped = newest_loadable_checkpoint(trial_dir)
+        newest, skipped = newest_loadable_checkpoint(trial_dir, need_replay=restore_replay)
         for checkpoint, problem in skipped:
             lines.append(f"{name}: skips {checkpoint}: {problem}")
         chosen[name] = None if newest is None else newest[0]
@@ -399,6 +408,8 @@ def prepare_resume(experiment: Experiment) -> list[str]:
             )
         if dropped:
             line += f" (dropped {dropped} logged row(s) of later iterations, whose state was lost)"
+        if newest is not None and not restore_replay:
+            line += "; weights and optimizers only, the replay starts empty (--no-replay)"
         lines.append(line)
     repair_experiment_state(folder, chosen)
     return lines
@@ -551,8 +562,12 @@ def run_experiments(
     verbose: bool = False,
     resume: bool = False,
     resume_command: str | None = None,
+    restore_replay: bool = True,
 ) -> int:
     """Runs the experiments one after the other and prints the summary; the exit status.
+
+    ``restore_replay`` False (``--no-replay``): resumed trials load weights and
+    optimizers only and start with an empty replay.
 
     With ``resume``, an experiment whose folder holds a Tune experiment state continues
     from it (unfinished and failed trials resume from their last checkpoint, finished
@@ -566,7 +581,10 @@ def run_experiments(
 
     start = time.monotonic()
     trials: list[TrialSummary] = []
-    with ray_session(ray_address, verbose):
+    from drive_rllib.algorithm.checkpoint import NO_REPLAY_ENV
+
+    env_vars = None if restore_replay else {NO_REPLAY_ENV: "1"}
+    with ray_session(ray_address, verbose, env_vars):
         register()
         from drive_rllib.algorithm.notices import create_notice_board
 
@@ -590,7 +608,7 @@ def run_experiments(
                 flush=True,
             )
             if resuming:
-                for line in prepare_resume(experiment):
+                for line in prepare_resume(experiment, restore_replay):
                     print(f"resume: {line}", flush=True)
             printer = ProgressPrinter(Budget.from_stop(experiment.stop))
             notices = NoticeReader(board, printer)

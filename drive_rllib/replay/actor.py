@@ -76,6 +76,8 @@ class ReplayActor:
         self._snapshot_path = snapshot_path
         #: total_added of the snapshot a restarted actor reloaded (None: a fresh actor).
         self._restored_total_added: int | None = None
+        #: The first error an EnvRunner reported that should end the run (one line).
+        self._env_error: str | None = None
         if _was_restarted():
             self._restored_total_added = 0
             if snapshot_path is not None and os.path.isfile(snapshot_path):
@@ -97,6 +99,12 @@ class ReplayActor:
         """Adds the valid rows of a batch and drops the others; see `ReplayStorage.add_valid_rows`."""
         return self._storage.add_valid_rows(batch)
 
+    def report_env_error(self, message: str) -> None:
+        """Keeps an EnvRunner's error for the driver (the first one): a remote runner's
+        exception ends its process, so its own log would be the only other trace."""
+        if self._env_error is None:
+            self._env_error = message
+
     def status(self) -> dict[str, Any]:
         """Counters the driver reads every iteration (small; no rows).
 
@@ -105,7 +113,8 @@ class ReplayActor:
             stored over the actor's lifetime, restored from a snapshot after a
             restart), ``rows_rejected``, ``pid``, and ``restored_total_added``:
             None for an actor that never crashed, else the ``total_added`` of
-            the snapshot it reloaded (0 when there was none).
+            the snapshot it reloaded (0 when there was none); ``env_error``: the
+            first `report_env_error` message, or None.
         """
         storage = self._storage
         return {
@@ -116,6 +125,7 @@ class ReplayActor:
             "rows_rejected": storage.rows_rejected,
             "pid": os.getpid(),
             "restored_total_added": self._restored_total_added,
+            "env_error": self._env_error,
         }
 
     def snapshot(self) -> int:

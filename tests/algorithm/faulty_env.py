@@ -55,3 +55,18 @@ class RaisingPendulum(gym.Wrapper):
         if self.raise_every and RaisingPendulum.steps_in_process % self.raise_every == 0:
             raise RuntimeError(f"simulated crash at step {RaisingPendulum.steps_in_process}")
         return self.env.step(action)
+
+
+class WrongShapePendulum(gym.Wrapper):
+    """Pendulum-v1 whose observations have 4 entries where its observation_space says 3."""
+
+    def __init__(self, env_config: dict[str, Any] | None = None) -> None:
+        super().__init__(gym.make("Pendulum-v1"))
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        return np.append(observation, 0.0).astype(np.float32), info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return np.append(observation, 0.0).astype(np.float32), reward, terminated, truncated, info

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import ray
 
+from drive_rllib.algorithm.env_runner import ObservationShapeError
 from drive_rllib.replay.actor import ReplayUnavailableError
 from tests.algorithm import faulty_env
 from tests.algorithm.helpers import MODULE_ID, learner_module_states
@@ -139,5 +140,29 @@ def test_a_raising_env_is_recreated_and_the_run_is_not_starved(ray_instance, tin
         failures = result["env_runners"]["num_env_step_failures"]
         assert failures == (4 * T + failures) // 70
         print(f"\n{failures} env step failures in 4 iterations, 0 of {4 * T} steps lost")
+    finally:
+        algo.stop()
+
+
+@pytest.mark.parametrize("num_env_runners", [0, 1])
+def test_a_wrong_observation_shape_ends_the_run_with_one_error(
+    ray_instance, tiny_config, num_env_runners
+):
+    """4 entries where the observation_space says 3: one error naming the env and both
+    shapes, raised in the driver, whether the runner is local or remote (RLlib would
+    recreate the env, or restart the remote runner, forever)."""
+    config = tiny_config(num_env_runners=num_env_runners).environment(faulty_env.WrongShapePendulum)
+    algo = config.build_algo()
+    try:
+        started = time.monotonic()
+        with pytest.raises(ObservationShapeError) as raised:
+            algo.train()
+        assert str(raised.value) == (
+            "The env WrongShapePendulum reset() returned an observation of the wrong shape: "
+            "expected shape (3,) (float32, the observation_space), received shape (4,) (float32)"
+        )
+        assert algo.num_rows_counted == 0
+        # Remote: the failed sample() returns once Ray notices the runner's exit (~60 s).
+        assert time.monotonic() - started < 120
     finally:
         algo.stop()
