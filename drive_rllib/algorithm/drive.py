@@ -72,8 +72,8 @@ from drive_rllib.algorithm.checkpoint import restore_replay as restore_replay_fi
 
 # DRIVEConfig is defined in config.py; configs pickled when it lived here name this module.
 from drive_rllib.algorithm.config import DRIVEConfig
-from drive_rllib.algorithm.env_runner import ObservationShapeError, observation_scale
 from drive_rllib.algorithm.notices import Notifier, UpdateProgress, heartbeat, long_step
+from drive_rllib.algorithm.observations import ObservationShapeError, observation_scale
 from drive_rllib.algorithm.resources import (
     REPLAY_START_TIMEOUT_S,
     replay_start_error,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import ray
 
-from drive_rllib.algorithm.env_runner import ObservationShapeError
+from drive_rllib.algorithm.observations import ObservationShapeError
 from drive_rllib.replay.actor import ReplayUnavailableError
 from tests.algorithm import faulty_env
 from tests.algorithm.helpers import MODULE_ID, learner_module_states

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from drive_rllib.algorithm import DRIVEConfig
-from drive_rllib.algorithm.env_runner import DRIVEEnvRunner, observation_ok, step_sub_envs
+from drive_rllib.algorithm.env_runner import DRIVEEnvRunner, step_sub_envs
+from drive_rllib.algorithm.observations import observation_ok
 from drive_rllib.tiny import TINY_NETWORKS
 
 EPISODE_LENGTH = 3
