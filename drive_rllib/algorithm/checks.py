@@ -10,20 +10,28 @@ and the loop's settings, RLlib's settings DRIVE depends on, and the env's spaces
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from drive_rllib.algorithm.env_runner import DRIVEEnvRunner
 from drive_rllib.algorithm.learner import GRADIENT_CHECKS, OPTIMIZER_IMPLEMENTATIONS
+from drive_rllib.core.networks import DRIVENetworks
 from drive_rllib.core.spec import Check, flag, integer, non_negative_number, positive_number
+from drive_rllib.replay.storage import row_bytes
 
 if TYPE_CHECKING:
     from drive_rllib.algorithm.config import DRIVEConfig
 
 #: `sigma_min` below this makes log(sigma) and 1 / sigma^2 in Eq. 4 overflow in float32.
 SIGMA_MIN_FLOOR = 1e-4
+#: `check_memory` refuses a run that needs more than this share of the machine's memory.
+MEMORY_SHARE = 0.8
+FLOAT32_BYTES = 4
 
 
 def _default(name: str) -> Any:
@@ -266,7 +274,12 @@ def check_torch_compile(config: DRIVEConfig) -> None:
         )
 
 
-def check_env_spaces(config: DRIVEConfig) -> None:
+def check_env_spaces(config: DRIVEConfig) -> tuple[gym.Space, gym.Space]:
+    """The env's spaces: a flat Box of finite actions, a flat Box of observations.
+
+    Returns:
+        (observation space, action space), for the checks that size from them.
+    """
     observation_space, action_space = config.env_spaces()
     if not isinstance(action_space, gym.spaces.Box):
         config._value_error(
@@ -274,7 +287,7 @@ def check_env_spaces(config: DRIVEConfig) -> None:
             f"{action_space}. Use an environment with continuous actions (e.g. "
             "Pendulum-v1) or wrap the env to expose a Box action space."
         )
-        return
+        return observation_space, action_space
     if len(action_space.shape) != 1:
         config._value_error(
             f"DRIVE needs a flat (1-D) Box action space; env {config.env!r} has shape "
@@ -306,3 +319,142 @@ def check_env_spaces(config: DRIVEConfig) -> None:
             f"{observation_space}. Flatten observations with "
             "gymnasium.wrappers.FlattenObservation."
         )
+    return observation_space, action_space
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's total memory (psutil where installed, else sysconf); None if unknown."""
+    try:
+        import psutil
+    except ImportError:
+        pass
+    else:
+        return int(psutil.virtual_memory().total)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class MemoryNeeds:
+    """Bytes a run holds, from the spaces and settings (`memory_needs`).
+
+    Attributes:
+        replay: the replay's arrays at ``replay_capacity`` rows.
+        model_states: one Learner's model-state buffer (``model_state_capacity`` x S float32).
+        networks: one Learner's networks while training: parameters and buffers,
+            gradients and Adam's two moments of the trainable parameters.
+        num_learners: Learners, each holding the model-state buffer and the networks.
+        checkpoint: one checkpoint on disk: ``replay.npz`` of a full replay, the
+            module state (parameters, buffers, the model-state buffer) and the
+            optimizers' states.
+    """
+
+    replay: int
+    model_states: int
+    networks: int
+    num_learners: int
+    checkpoint: int
+
+    @property
+    def total(self) -> int:
+        """The run's peak: the replay twice (a checkpoint copies its rows before
+        writing them) and each Learner's buffer and networks."""
+        return 2 * self.replay + self.num_learners * (self.model_states + self.networks)
+
+
+def memory_needs(
+    config: DRIVEConfig, observation_space: gym.spaces.Box, action_space: gym.spaces.Box
+) -> MemoryNeeds:
+    """Sizes the replay, the model-state buffer, the networks and a checkpoint.
+
+    The networks are built on torch's "meta" device: shapes only, no memory.
+    """
+    spec = config.to_spec()
+    obs_dim = int(np.prod(observation_space.shape))
+    action_dim = int(np.prod(action_space.shape))
+    with torch.device("meta"):
+        networks = DRIVENetworks(obs_dim, action_dim, spec.networks, 0)
+    parameters = sum(p.numel() for p in networks.parameters())
+    trainable = sum(p.numel() for p in networks.parameters() if p.requires_grad)
+    buffers = sum(b.numel() for b in networks.buffers())
+    model_states = spec.update.model_state_capacity * obs_dim * FLOAT32_BYTES
+    replay = config.replay_capacity * row_bytes(obs_dim, action_dim)
+    module_state = (parameters + buffers) * FLOAT32_BYTES + model_states
+    return MemoryNeeds(
+        replay=replay,
+        model_states=model_states,
+        networks=(parameters + buffers + 3 * trainable) * FLOAT32_BYTES,
+        num_learners=max(1, config.num_learners),
+        checkpoint=replay + module_state + 2 * trainable * FLOAT32_BYTES,
+    )
+
+
+def check_memory(
+    config: DRIVEConfig,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    available: int | None = None,
+) -> None:
+    """Refuses a run whose replay, model-state buffers and networks would exceed
+    `MEMORY_SHARE` of this machine's memory (they are allocated in full at start
+    and would be OOM-killed, or the replay would fill it late in the run).
+
+    The check uses the memory of the machine that validates (the driver's). On a
+    cluster the replay actor and the Learners may live on other nodes: the check
+    is skipped when ``replay_actor_resources`` pins the actor to a node.
+
+    Args:
+        config: the config.
+        observation_space: the env's (a flat Box; other spaces are left to
+            `check_env_spaces`).
+        action_space: the env's (a flat Box).
+        available: bytes of memory to check against (default: `machine_memory_bytes`).
+    """
+    if config.replay_actor_resources is not None:
+        return
+    flat_boxes = all(
+        isinstance(space, gym.spaces.Box) and len(space.shape) == 1
+        for space in (observation_space, action_space)
+    )
+    if not flat_boxes or not isinstance(config.replay_capacity, int):
+        return
+    available = machine_memory_bytes() if available is None else available
+    if available is None:
+        return
+    try:
+        needs = memory_needs(config, observation_space, action_space)
+    except ValueError:  # check_core_settings names the bad setting
+        return
+    if needs.total <= MEMORY_SHARE * available:
+        return
+    update = config.to_spec().update
+    parts = {
+        "the model-state buffer": needs.num_learners * needs.model_states,
+        "the replay": 2 * needs.replay,
+        "the networks": needs.num_learners * needs.networks,
+    }
+    largest = max(parts, key=parts.get)
+    lower = {
+        "the model-state buffer": (
+            f"lower model_state_rounds ({update.model_state_rounds}) or "
+            f"distribution_rollout_batch ({update.distribution_rollout_batch})"
+        ),
+        "the replay": f"lower replay_capacity ({config.replay_capacity})",
+        "the networks": "lower the hidden sizes or ensemble_size",
+    }[largest]
+    config._value_error(
+        f"This run needs about {_gigabytes(needs.total)} of memory, more than "
+        f"{MEMORY_SHARE:.0%} of this machine's {_gigabytes(available)}: the model-state "
+        f"buffer {_gigabytes(needs.model_states)} per Learner x {needs.num_learners} "
+        f"({update.model_state_capacity} states of {observation_space.shape[0]} floats), "
+        f"the replay {_gigabytes(needs.replay)} ({config.replay_capacity} rows; twice while "
+        f"a checkpoint copies it), the networks {_gigabytes(needs.networks)} per Learner; "
+        f"each checkpoint takes about {_gigabytes(needs.checkpoint)} on disk. Most of it is "
+        f"{largest}: {lower}."
+    )
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 1e9:.1f} GB"

@@ -406,7 +406,7 @@ class DRIVEConfig(AlgorithmConfig):
         checks.check_loop_settings(self)
         checks.check_rllib_settings(self)
         checks.check_torch_compile(self)
-        checks.check_env_spaces(self)
+        checks.check_memory(self, *checks.check_env_spaces(self))
 
     def env_spaces(self) -> tuple[gym.Space, gym.Space]:
         """(observation space, action space) of the configured env, building it once.

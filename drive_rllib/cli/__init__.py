@@ -402,16 +402,22 @@ def _run(
     resume_command: str | None = None,
     no_replay: bool = False,
 ) -> int:
-    from drive_rllib.cli.train import run_experiments
+    from drive_rllib.cli.history import experiment_locks
+    from drive_rllib.cli.train import experiment_path, run_experiments
 
-    return run_experiments(
-        experiments,
-        options["ray_address"],
-        options["verbose"],
-        resume,
-        resume_command,
-        restore_replay=not no_replay,
-    )
+    # One rllib train per experiment folder: a second would record its trials in the
+    # same Tune state as the first's, and one of them would be orphaned.
+    with experiment_locks([experiment_path(experiment) for experiment in experiments]) as notes:
+        for note in notes:
+            _note(note)
+        return run_experiments(
+            experiments,
+            options["ray_address"],
+            options["verbose"],
+            resume,
+            resume_command,
+            restore_replay=not no_replay,
+        )
 
 
 def _check_resume(experiments: list[Any], options: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from drive_rllib import keys
 from drive_rllib.cli.experiments import EXIT_INTERRUPTED, CLIError, Experiment
+from drive_rllib.cli.history import rebuild_progress_files
 from drive_rllib.cli.progress import Budget, ProgressPrinter, finite, format_count
 from drive_rllib.keys import nested_get
 from drive_rllib.ray_notices import NOTICE_LOGGERS, hide_ray_notices
@@ -621,6 +622,8 @@ def run_experiments(
                 )
             finally:
                 printer.end_line()
+                if resuming:  # Tune appended rows of other columns under the old header
+                    rebuild_progress_files(experiment_path(experiment))
             summaries = [_summarize(experiment, result) for result in results]
             trials.extend(summaries)
             if any(summary.interrupted for summary in summaries):

@@ -19,6 +19,7 @@ to a position in closed form (no rejection loop).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -136,6 +137,27 @@ def split_index_to_position(index: np.ndarray, split: str, holdout_every: int) -
     return (index // (k - 1)) * k + index % (k - 1)
 
 
+def row_layout(obs_dim: int, action_dim: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """Each field's shape within one row and its dtype: what `ReplayStorage` allocates
+    ``capacity`` times."""
+    return {
+        OBS: ((obs_dim,), np.float32),
+        ACTION: ((action_dim,), np.float32),
+        REWARD: ((), np.float32),
+        NEXT_OBS: ((obs_dim,), np.float32),
+        TERMINATED: ((), np.bool_),
+        TRUNCATED: ((), np.bool_),
+    }
+
+
+def row_bytes(obs_dim: int, action_dim: int) -> int:
+    """Bytes of one stored row (all fields): 4 (2 S + A + 1) + 2."""
+    return sum(
+        math.prod(shape) * np.dtype(dtype).itemsize
+        for shape, dtype in row_layout(obs_dim, action_dim).values()
+    )
+
+
 class ReplayStorage:
     """Fixed-capacity ring buffer of transitions with a train/holdout split.
 
@@ -207,12 +229,8 @@ class ReplayStorage:
         self._holdout_every = int(holdout_every)
         self._rng = np.random.default_rng(seed)
         self._arrays: dict[str, np.ndarray] = {
-            OBS: np.zeros((capacity, obs_dim), dtype=np.float32),
-            ACTION: np.zeros((capacity, action_dim), dtype=np.float32),
-            REWARD: np.zeros((capacity,), dtype=np.float32),
-            NEXT_OBS: np.zeros((capacity, obs_dim), dtype=np.float32),
-            TERMINATED: np.zeros((capacity,), dtype=bool),
-            TRUNCATED: np.zeros((capacity,), dtype=bool),
+            name: np.zeros((capacity, *shape), dtype=dtype)
+            for name, (shape, dtype) in row_layout(obs_dim, action_dim).items()
         }
         self._size = 0
         self._cursor = 0  # Position the next row is written to.
