@@ -38,6 +38,7 @@ import pyarrow.fs
 import ray
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.env.env_runner import NUM_ENV_STEP_FAILURES_LIFETIME
 from ray.rllib.env.env_runner_group import EnvRunnerGroup
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.annotations import override
@@ -294,6 +295,7 @@ class DRIVE(Algorithm):
                 _return_metrics=True,
             )
         self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        self._report_env_failures()
 
         status = self._read_replay_status()
         if status.get("env_error"):
@@ -560,6 +562,21 @@ class DRIVE(Algorithm):
                 "The replay starts empty (%s=1): weights and optimizers only.", NO_REPLAY_ENV
             )
         self.restore_from_path(path, restore_replay=restore_replay)
+
+    def _report_env_failures(self) -> None:
+        """Once per process, in the driver's output: env steps that raised (each sub-env
+        recreated and its episode dropped; the EnvRunner logs the first exception)."""
+        failures = self.metrics.peek(
+            (ENV_RUNNER_RESULTS, NUM_ENV_STEP_FAILURES_LIFETIME), default=0
+        )
+        if failures and not getattr(self, "_env_failures_reported", False):
+            self._env_failures_reported = True
+            logger.warning(
+                "%d env step(s) raised so far: the sub-env was recreated and its episode "
+                "dropped each time (restart_failed_sub_environments); the EnvRunner's log has "
+                "the first exception, env_runners/num_env_step_failures counts them.",
+                int(failures),
+            )
 
     def _trial_folder(self) -> str:
         """The trial folder of the results under Tune with local storage, else ``logdir``."""

@@ -465,7 +465,20 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
         except Exception as error:
             self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
             if self.config.restart_failed_sub_environments:
-                logger.exception("environment step failed; recreating the env(s)")
+                # Once per runner with the exception; later ones are only counted
+                # (env_runners/num_env_step_failures).
+                log = (
+                    logger.debug if getattr(self, "_env_failure_logged", False) else logger.warning
+                )
+                self._env_failure_logged = True
+                log(
+                    "environment step failed (%s: %s); recreating the env(s), the episode is "
+                    "dropped; later failures of this EnvRunner are counted in "
+                    "env_runners/num_env_step_failures, not logged",
+                    type(error).__name__,
+                    error,
+                    exc_info=log is logger.warning,
+                )
                 self.make_env()
                 return ENV_STEP_FAILURE
             logger.exception("environment step failed and restart_failed_sub_environments is False")

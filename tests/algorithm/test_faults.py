@@ -6,6 +6,7 @@ these tests (T = 50 env steps per iteration).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -120,20 +121,21 @@ def test_too_many_bad_rows_fail_the_run_with_a_clear_error():
         check_rejected_share(30, 1970, 0.01)
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q", "-s"]))
-
-
-def test_a_raising_env_is_recreated_and_the_run_is_not_starved(ray_instance, tiny_config):
+def test_a_raising_env_is_recreated_and_the_run_is_not_starved(ray_instance, tiny_config, caplog):
     """step() raises at every 70th call: each failure recreates the env and drops the
-    unfinished episode; every iteration still collects its T steps."""
+    unfinished episode; every iteration still collects its T steps. The EnvRunner logs the
+    first exception once, the driver says once that env steps raised."""
     config = tiny_config(num_env_runners=0).environment(
         faulty_env.RaisingPendulum, env_config={"raise_every": 70}
     )
     algo = config.build_algo()
     try:
-        for _ in range(4):
-            result = algo.train()
+        with caplog.at_level(logging.WARNING, logger="drive_rllib"):
+            for _ in range(4):
+                result = algo.train()
+        messages = [record.getMessage() for record in caplog.records]
+        assert sum("environment step failed" in m for m in messages) == 1, messages
+        assert sum("env step(s) raised so far" in m for m in messages) == 1, messages
         # 4 iterations of T = 50 stored steps: 200 stored, plus the calls that raised.
         assert result["num_env_steps_sampled_lifetime"] == 4 * T
         assert ray.get(algo.replay_actor.size.remote()) == 4 * T
@@ -166,3 +168,7 @@ def test_a_wrong_observation_shape_ends_the_run_with_one_error(
         assert time.monotonic() - started < 120
     finally:
         algo.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q", "-s"]))
