@@ -268,13 +268,17 @@ class DRIVEEnvRunner(SingleAgentEnvRunner):
                 ends a remote runner's process on an exception).
         """
         try:
-            return self._sample(num_timesteps, num_episodes, explore, random_actions, force_reset)
+            return self._sample_and_push(
+                num_timesteps, num_episodes, explore, random_actions, force_reset
+            )
         except ObservationShapeError as error:
             if self._replay is not None:
                 self._replay.call("report_env_error", str(error))
             raise
 
-    def _sample(
+    # Not `_sample`: RLlib's own `sample`, which this one calls off the lean path, calls
+    # `self._sample` with its own arguments.
+    def _sample_and_push(
         self,
         num_timesteps: int | None,
         num_episodes: int | None,

@@ -196,3 +196,26 @@ def test_stepping_sub_envs_directly_matches_the_vector_env_step():
     assert min(ended.values()) > 0  # both ends, so the reset branch ran
     # The vector env's own autoreset record followed: a plain step continues identically.
     np.testing.assert_array_equal(direct.step(actions[0])[0], reference.step(actions[0])[0])
+
+
+class RecordingReplay:
+    """A stand-in for the replay handle: keeps what the runner pushes."""
+
+    def __init__(self) -> None:
+        self.pushed: list[dict] = []
+
+    def call(self, method: str, *args):
+        assert method == "push"
+        self.pushed.append(args[0])
+        return {"added": len(args[0]["reward"]), "rejected": 0}
+
+
+def test_rllibs_own_loop_samples_and_pushes_through_drives_runner():
+    """Off the lean path (episode callbacks, lean_collection=False) DRIVEEnvRunner.sample
+    runs RLlib's own loop, which calls the runner's `_sample` with RLlib's arguments: the
+    runner's own sampling step must not shadow that name."""
+    env_runner = runner(lean_collection=False)
+    replay = RecordingReplay()
+    env_runner.set_replay_actor(replay)
+    assert env_runner.sample(num_timesteps=12, random_actions=True) == []
+    assert sum(len(rows["reward"]) for rows in replay.pushed) == 12
