@@ -63,7 +63,7 @@ def rebuild_progress(trial_dir: str) -> bool:
         return False
     if not results:
         return False
-    _replace_text(os.path.join(trial_dir, PROGRESS_FILE), progress_table(results))
+    replace_text(os.path.join(trial_dir, PROGRESS_FILE), progress_table(results))
     return True
 
 
@@ -76,7 +76,8 @@ def rebuild_progress_files(folder: str) -> None:
             rebuild_progress(os.path.join(folder, name))
 
 
-def _replace_text(path: str, text: str) -> None:
+def replace_text(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically (a temporary file, fsync, rename)."""
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "w") as file:
         file.write(text)

@@ -17,7 +17,7 @@ from typing import Any
 
 from drive_rllib import keys
 from drive_rllib.cli.experiments import EXIT_INTERRUPTED, CLIError, Experiment
-from drive_rllib.cli.history import rebuild_progress_files
+from drive_rllib.cli.history import rebuild_progress_files, replace_text
 from drive_rllib.cli.progress import Budget, ProgressPrinter, finite, format_count
 from drive_rllib.keys import nested_get
 from drive_rllib.ray_notices import NOTICE_LOGGERS, hide_ray_notices
@@ -474,7 +474,7 @@ def repair_experiment_state(folder: str, chosen: dict[str, str | None]) -> None:
             manager._checkpoint_results = older + kept if path is not None else []
             metadata.invalidate_cache()
             entry[1] = metadata.get_json_state()
-        _replace_text(state_file, json.dumps(state))
+        replace_text(state_file, json.dumps(state))
 
 
 def _same_folder(first: str, second: str) -> bool:
@@ -492,7 +492,7 @@ def trim_history(trial_dir: str, iteration: int) -> int:
         kept = [row for row in rows if _row_iteration(row) <= iteration]
         dropped = len(rows) - len(kept)
         if dropped:
-            _replace_text(result_file, "".join(kept))
+            replace_text(result_file, "".join(kept))
     progress_file = os.path.join(trial_dir, "progress.csv")
     if os.path.isfile(progress_file):
         import csv
@@ -508,7 +508,7 @@ def trim_history(trial_dir: str, iteration: int) -> int:
 
                 text = io.StringIO()
                 csv.writer(text, lineterminator="\n").writerows([table[0], *kept_rows])
-                _replace_text(progress_file, text.getvalue())
+                replace_text(progress_file, text.getvalue())
     return dropped
 
 
@@ -527,15 +527,6 @@ def _row_iteration(row: str) -> float:
         return float(json.loads(row).get(keys.ITERATION, 0))
     except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
         return 0.0
-
-
-def _replace_text(path: str, text: str) -> None:
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def experiment_path(experiment: Experiment) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -79,3 +80,9 @@ def rllib(
         seconds,
         ray_started,
     )
+
+
+def result_rows(trial: pathlib.Path) -> list[dict]:
+    """Every result Tune logged for ``trial`` (its ``result.json``), in order."""
+    text = (trial / "result.json").read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

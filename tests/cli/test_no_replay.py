@@ -11,11 +11,11 @@ in the history once.
 from __future__ import annotations
 
 import json
-import pathlib
 
 import pytest
 
 from drive_rllib import keys
+from tests.cli.conftest import result_rows as rows
 from tests.cli.conftest import rllib
 from tests.cli.test_commands import TINY
 
@@ -23,11 +23,6 @@ pytestmark = pytest.mark.ray
 
 T = TINY["env_steps_per_iteration"]
 STOP = 3
-
-
-def rows(trial: pathlib.Path) -> list[dict]:
-    text = (trial / "result.json").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def test_no_replay_resumes_weights_with_an_empty_replay(tmp_path):

@@ -11,10 +11,10 @@ the file, one whose weights are missing.
 from __future__ import annotations
 
 import json
-import pathlib
 
 import pytest
 
+from tests.cli.conftest import result_rows as rows
 from tests.cli.conftest import rllib
 from tests.cli.test_commands import TINY
 
@@ -22,11 +22,6 @@ pytestmark = pytest.mark.ray
 
 T = TINY["env_steps_per_iteration"]
 STOP = 8
-
-
-def rows(trial: pathlib.Path) -> list[dict]:
-    text = (trial / "result.json").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def test_a_failed_save_and_a_damaged_checkpoint_still_resume(tmp_path):
