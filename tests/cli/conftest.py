@@ -86,3 +86,26 @@ def result_rows(trial: pathlib.Path) -> list[dict]:
     """Every result Tune logged for ``trial`` (its ``result.json``), in order."""
     text = (trial / "result.json").read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def train_with_a_failing_save(
+    tmp_path: pathlib.Path, config: dict, stop: int, checkpoint_freq: int, fail_at: int
+) -> Run:
+    """`rllib train --env Pendulum-v1` into ``tmp_path/runs`` whose save at iteration
+    ``fail_at`` finds the disk full (tests.algorithm.save_fault.FailOneSave)."""
+    flag = tmp_path / "fail_save_at"
+    flag.write_text(str(fail_at))
+    return rllib(
+        "train",
+        "--env",
+        "Pendulum-v1",
+        "--config",
+        json.dumps({**config, "callbacks": "tests.algorithm.save_fault.FailOneSave"}),
+        "--stop",
+        json.dumps({"training_iteration": stop}),
+        "--checkpoint-freq",
+        str(checkpoint_freq),
+        "--storage-path",
+        tmp_path / "runs",
+        extra_env={"DRIVE_TEST_FAIL_SAVE": str(flag)},
+    )

@@ -10,13 +10,11 @@ in the history once.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from drive_rllib import keys
 from tests.cli.conftest import result_rows as rows
-from tests.cli.conftest import rllib
+from tests.cli.conftest import rllib, train_with_a_failing_save
 from tests.cli.test_commands import TINY
 
 pytestmark = pytest.mark.ray
@@ -26,23 +24,8 @@ STOP = 3
 
 
 def test_no_replay_resumes_weights_with_an_empty_replay(tmp_path):
-    flag = tmp_path / "fail_save_at"
-    flag.write_text("2")  # the second save (iterations 1, 2) finds the disk full
-    config = {**TINY, "callbacks": "tests.algorithm.save_fault.FailOneSave"}
-    first = rllib(
-        "train",
-        "--env",
-        "Pendulum-v1",
-        "--config",
-        json.dumps(config),
-        "--stop",
-        json.dumps({"training_iteration": STOP}),
-        "--checkpoint-freq",
-        "1",
-        "--storage-path",
-        tmp_path / "runs",
-        extra_env={"DRIVE_TEST_FAIL_SAVE": str(flag)},
-    )
+    # The second save (iterations 1, 2) finds the disk full.
+    first = train_with_a_failing_save(tmp_path, TINY, STOP, checkpoint_freq=1, fail_at=2)
     assert first.returncode == 1, first.describe()
     experiment = tmp_path / "runs" / "DRIVE_Pendulum-v1"
     (trial,) = experiment.glob("DRIVE_*/")

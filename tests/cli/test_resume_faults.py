@@ -10,12 +10,10 @@ the file, one whose weights are missing.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.cli.conftest import result_rows as rows
-from tests.cli.conftest import rllib
+from tests.cli.conftest import rllib, train_with_a_failing_save
 from tests.cli.test_commands import TINY
 
 pytestmark = pytest.mark.ray
@@ -25,25 +23,9 @@ STOP = 8
 
 
 def test_a_failed_save_and_a_damaged_checkpoint_still_resume(tmp_path):
+    # The third save (iterations 2, 4, 6) finds the disk full.
+    first = train_with_a_failing_save(tmp_path, TINY, STOP, checkpoint_freq=2, fail_at=6)
     flag = tmp_path / "fail_save_at"
-    flag.write_text("6")  # the third save (iterations 2, 4, 6) finds the disk full
-    config = {**TINY, "callbacks": "tests.algorithm.save_fault.FailOneSave"}
-    first = rllib(
-        "train",
-        "--algo",
-        "DRIVE",
-        "--env",
-        "Pendulum-v1",
-        "--config",
-        json.dumps(config),
-        "--stop",
-        json.dumps({"training_iteration": STOP}),
-        "--checkpoint-freq",
-        "2",
-        "--storage-path",
-        tmp_path / "runs",
-        extra_env={"DRIVE_TEST_FAIL_SAVE": str(flag)},
-    )
     assert first.returncode == 1, first.describe()
     assert "FAILED: OSError: [Errno 28] No space left on device" in first.stdout, first.describe()
     assert not flag.exists(), first.describe()
