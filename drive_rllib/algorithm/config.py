@@ -187,6 +187,7 @@ class DRIVEConfig(AlgorithmConfig):
         value_bounds: bool | None = NotProvided,
         return_range_rate: float | None = NotProvided,
         start_state_model_fraction: float | None = NotProvided,
+        value_model_fraction: float | None = NotProvided,
         distribution_rollout_interval: int | None = NotProvided,
         distribution_rollout_horizon: int | None = NotProvided,
         distribution_rollout_batch: int | None = NotProvided,

@@ -367,11 +367,18 @@ class UpdateSpec(_Checked):
             in Eq. 6 (the current policy's rewards).
         start_state_model_fraction: share in [0, 1] of Eq. 6's start states
             drawn from the model-state buffer (the rest: the batch's real states).
+        value_model_fraction: share in [0, 1] of Eq. 4's rows taken from the
+            model-state buffer instead of the batch's last real transitions: a state
+            s of a distribution rollout with a ~ pi_theta(s), its target law from H
+            imagined steps (the first one imagined too) bootstrapped as the real
+            rows' are. DHMBPO fits its critic on such states only. While the buffer
+            is empty those rows are the batch's own states with a ~ pi_theta.
         distribution_rollout_interval: update steps between distribution
             rollouts (0: none): ``distribution_rollout_batch`` replayed states
             rolled out ``distribution_rollout_horizon`` steps in f_hat under
             pi_theta, every visited state kept in the model-state buffer
-            (DHMBPO's start states). Needs > 0 when start_state_model_fraction > 0.
+            (DHMBPO's start states). Needs > 0 when start_state_model_fraction or
+            value_model_fraction > 0.
         distribution_rollout_horizon: model steps >= 1 of one distribution rollout.
         distribution_rollout_batch: start states >= 1 of one distribution rollout
             (split over the Learners).
@@ -417,6 +424,7 @@ class UpdateSpec(_Checked):
     value_bounds: bool = setting(True, flag)
     return_range_rate: float = setting(3e-4, rate)
     start_state_model_fraction: float = setting(1.0, unit_fraction)
+    value_model_fraction: float = setting(0.0, unit_fraction)
     distribution_rollout_interval: int = setting(20, integer(minimum=0))
     distribution_rollout_horizon: int = setting(20, integer(minimum=1))
     distribution_rollout_batch: int = setting(256, integer(minimum=1))
@@ -434,6 +442,12 @@ class UpdateSpec(_Checked):
                 "start states from the model-state buffer, which only distribution rollouts "
                 "fill: set distribution_rollout_interval > 0 (e.g. 20) or "
                 "start_state_model_fraction=0."
+            )
+        if self.value_model_fraction > 0 and self.distribution_rollout_interval == 0:
+            raise ValueError(
+                f"`value_model_fraction` ({self.value_model_fraction}) draws Eq. 4's rows "
+                "from the model-state buffer, which only distribution rollouts fill: set "
+                "distribution_rollout_interval > 0 (e.g. 20) or value_model_fraction=0."
             )
         if self.posterior_batch_size and self.member_per_trajectory:
             raise ValueError(

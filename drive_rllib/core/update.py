@@ -506,16 +506,76 @@ def value_step(
 ) -> ValueStep:
     """Eq. 4: every head of p_psi(U | s, a) at the replayed (s, a) against ``value_target``
     (``value_terms`` of all K heads at once, [N, 1, B] targets against [K, B] heads, summed
-    over the K heads)."""
+    over the K heads).
+
+    With ``value_model_fraction`` > 0 the batch's last rows are replaced by model states
+    (``model_value_rows``): (s, a ~ pi_theta) and the law of H imagined steps from there.
+    """
+    action = batch["action"]
+    num_model = round(obs_n.shape[0] * spec.value_model_fraction)
+    keep = obs_n.shape[0] - num_model
+    real = slice(None) if num_model == 0 else slice(keep)
     target_m, target_v = value_target(
-        nets, shared, batch["reward"], batch["next_obs"], batch["terminated"], spec
+        nets,
+        shared,
+        batch["reward"][real],
+        batch["next_obs"][real],
+        batch["terminated"][real],
+        spec,
     )
-    value_mu, value_sigma = nets.value(obs_n, batch["action"], nets.value_scale())
+    if num_model:
+        model_obs, model_action, model_m, model_v = model_value_rows(
+            nets, shared, batch["obs"], num_model, spec
+        )
+        obs_n = torch.cat([obs_n[:keep], shared.normalize(model_obs)])
+        action = torch.cat([action[:keep], model_action])
+        target_m = torch.cat([target_m, model_m], dim=1)
+        target_v = torch.cat([target_v, model_v], dim=1)
+    value_mu, value_sigma = nets.value(obs_n, action, nets.value_scale())
     per_head = value_terms(
         target_m[:, None], target_v[:, None], value_mu, value_sigma, spec.value_loss
     )
     terms = {name: term.sum(0) for name, term in per_head.items()}
     return ValueStep(terms, target_m, target_v, value_mu, value_sigma)
+
+
+@torch.no_grad()
+def model_value_rows(
+    nets: DRIVENetworks, shared: Imagination, obs: Tensor, count: int, spec: UpdateSpec
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``count`` rows of Eq. 4 at model states: s from the model-state buffer (the
+    batch's first states while it is empty), a ~ pi_theta(s), and the target law of H
+    imagined steps from (s, a) (f_hat's elites, a random one per row and step; a fall
+    masks what follows), bootstrapped with psi_bar as ``value_target`` does and clipped
+    to the return range with ``value_bounds``.
+
+    Returns:
+        (s [count, S], a [count, A], m [N, count], v [N, count]).
+    """
+    buffer = nets.model_states
+    if buffer is None:
+        states = obs[:count]
+    else:
+        # as in start_states: an empty buffer is a tensor test, not a read on the host
+        states = torch.where(buffer.size > 0, buffer.sample(count).to(obs), obs[:count])
+
+    def policy(o: Tensor) -> Tensor:
+        return tanh_gaussian_action(*nets.prior(shared.normalize(o)))
+
+    action = policy(states)
+    m, v = imagine(
+        states,
+        action,
+        horizon=spec.horizon,
+        num_samples=spec.num_samples,
+        gamma=spec.gamma,
+        model_step=shared.raw_model_step,
+        policy=policy,
+        value=shared.target_value,
+    )
+    if spec.value_bounds:
+        m = nets.return_range.clip(m)
+    return states, action, m, v
 
 
 # --- distribution rollouts (between update steps) ---------------------------------------------

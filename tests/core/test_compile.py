@@ -71,14 +71,15 @@ def test_compiled_update_step_equals_the_eager_one(policy_update, precision):
 
 
 @pytest.mark.parametrize("held", [0, 5])
-def test_the_step_from_model_start_states_traces_as_one_graph(held):
+@pytest.mark.parametrize("value_model_fraction", [0.0, 0.25])
+def test_the_step_from_model_start_states_traces_as_one_graph(held, value_model_fraction):
     # Eq. 6's start states read the model-state buffer's size as a tensor, not on the
     # host (``int(size)`` was a Tensor.item() graph break), empty buffer or not.
     torch._dynamo.reset()
     nets = tiny_nets()
     nets.model_states = ModelStateBuffer(obs_dim=3, capacity=8)
     nets.model_states.add(torch.randn(held, 3))
-    spec = small_spec(start_state_model_fraction=0.5)
+    spec = small_spec(start_state_model_fraction=0.5, value_model_fraction=value_model_fraction)
     explained = torch._dynamo.explain(update_terms)(nets, random_batch(16), spec)
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1

@@ -15,6 +15,7 @@ from drive_rllib.core.networks import ModelStateBuffer, ReturnRange
 from drive_rllib.core.update import (
     distribution_rollout_states,
     imagination,
+    model_value_rows,
     start_states,
     value_step,
 )
@@ -310,6 +311,86 @@ def test_value_bounds_clip_the_target_means_to_the_return_range():
     eq4 = value_step(nets, normalize(batch["obs"]), shared, batch, spec)
     # the range is [-0.1, 0.2] / (1 - 0.9) = [-1, 2]
     torch.testing.assert_close(eq4.target_m[0], torch.tensor([-1.0, -1.0, 0.0, 1.0, 1.5, 2.0]))
+
+
+def stub_eq4(nets, batch, spec):
+    """Eq. 4's imagination with a stub psi_bar (mu 5, sigma 2) and a stub model step: s' = s
+    + 1, reward 3, the trajectory falls where s[:, 0] > 100."""
+    normalize = nets.obs_normalizer.frozen()
+    shared = imagination(nets, normalize, batch["obs"].shape[0], torch.device("cpu"), spec)
+    shared.target_value = lambda o, a: (
+        torch.full((o.shape[0],), 5.0),
+        torch.full((o.shape[0],), 2.0),
+    )
+    shared.raw_model_step = lambda o, a: (
+        o + 1.0,
+        torch.full((o.shape[0],), 3.0),
+        (o[:, 0] <= 100.0).float(),
+    )
+    return normalize, shared
+
+
+def test_eq4_model_rows_replace_the_last_real_rows_with_h_imagined_steps_from_model_states():
+    # 8 rows, value_model_fraction 0.25: rows 0-5 real (r + gamma (1-d) 5), rows 6-7 model
+    # states with a ~ pi_theta and two imagined steps (H = 2): m = 3 + 0.9 * 3 + 0.81 * 5,
+    # v = 0.81^2 * 4; the state at 200 falls on its first imagined step: m = 3, v = 0.
+    nets = tiny_nets(value_heads=2, value_scaled=False)
+    spec = UpdateSpec(horizon=2, gamma=0.9, value_bounds=False, value_model_fraction=0.25)
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=2)
+    nets.model_states.add(torch.tensor([[200.0, 0.0, 0.0], [200.0, 0.0, 0.0]]))
+    batch = random_batch(8)
+    normalize, shared = stub_eq4(nets, batch, spec)
+    eq4 = value_step(nets, normalize(batch["obs"]), shared, batch, spec)
+    # the real rows: the real step, one imagined step (s' + 1 stays below 100), psi_bar
+    torch.testing.assert_close(eq4.target_m[0, :6], batch["reward"][:6] + 0.9 * (3.0 + 0.9 * 5.0))
+    torch.testing.assert_close(eq4.target_m[0, 6:], torch.full((2,), 3.0))
+    torch.testing.assert_close(eq4.target_v[0, 6:], torch.zeros(2))
+    assert eq4.value_mu.shape == (2, 8) and eq4.terms["value_mean"].shape == (8,)
+    # the heads of the model rows are read at the model states
+    states, action, m, v = model_value_rows(nets, shared, batch["obs"], 2, spec)
+    torch.testing.assert_close(states, torch.tensor([[200.0, 0.0, 0.0]] * 2))
+    assert action.shape == (2, 2) and action.abs().max() <= 1.0
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=2)
+    nets.model_states.add(torch.zeros(2, 3))
+    _, _, m, v = model_value_rows(nets, shared, batch["obs"], 2, spec)
+    torch.testing.assert_close(m[0], torch.full((2,), 3.0 + 0.9 * 3.0 + 0.81 * 5.0))
+    torch.testing.assert_close(v[0], torch.full((2,), 0.81**2 * 4.0))
+
+
+def test_eq4_model_rows_use_the_batch_states_while_the_buffer_is_empty():
+    nets = tiny_nets(value_heads=2, value_scaled=False)
+    spec = UpdateSpec(horizon=1, gamma=0.9, value_bounds=False, value_model_fraction=0.5)
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=4)
+    batch = random_batch(6)
+    _, shared = stub_eq4(nets, batch, spec)
+    states, _, m, _ = model_value_rows(nets, shared, batch["obs"], 3, spec)
+    torch.testing.assert_close(states, batch["obs"][:3])
+    torch.testing.assert_close(m[0], torch.full((3,), 3.0 + 0.9 * 5.0))
+
+
+def test_eq4_model_rows_reach_psi_only():
+    torch.manual_seed(0)
+    nets = tiny_nets()
+    spec = UpdateSpec(horizon=2, gamma=0.9, value_model_fraction=0.5)
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=8)
+    nets.model_states.add(torch.randn(8, 3))
+    terms, _ = update_terms(nets, random_batch(8), spec)
+    (terms["value_mean"].mean() + terms["value_sigma"].mean()).backward()
+    reached = {
+        group
+        for group, params in nets.parameter_groups().items()
+        if any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+    }
+    assert reached == {"value"}
+
+
+def test_spec_refuses_model_value_rows_without_distribution_rollouts():
+    with pytest.raises(ValueError, match="value_model_fraction=0"):
+        UpdateSpec(
+            start_state_model_fraction=0.0,
+            value_model_fraction=0.5,
+            distribution_rollout_interval=0,
+        )
 
 
 def test_ensemble_step_maps_standardised_predictions_back_to_raw_units():
