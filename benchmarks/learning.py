@@ -8,7 +8,7 @@
     python benchmarks/learning.py --file tuned_examples/drive_hopper.yaml --seeds 0 1 2
 
 Each run trains until ``--max-steps`` env steps (or ``--max-minutes``) and
-writes, under ``--root/ALGO_ENV_sSEED/``:
+writes, under ``--root/algo_ENV_sSEED/`` (e.g. ``runs/learning/drive_Hopper-v5_s0/``):
 
 - ``episodes.jsonl``: one line per finished training episode: env_steps,
   wall_s, ret, len, last10 (mean of the last 10 training episodes);
