@@ -17,7 +17,8 @@ batch:
 (d) the scale of each Eq. 6 term (-J_U / alpha, J_KL1, J_KL2) on a replay batch and
     the norm of its gradient into q_phi and into pi_theta;
 (e) the entropy of pi_theta and the share of action dims in tanh saturation
-    (|a| > 0.99) in the two episodes;
+    (|a| > 0.99) in the two episodes; pi_theta's entropy on replayed states and on
+    the model states Eq. 6 starts from, and the entropy floor's weight;
 (f) with a learned termination head: its P(terminated) on 8,192 replayed rows, at the
     rows that terminated and at the others; and from every state of the sampling
     episode the imagined probability of a termination within H steps against the
@@ -263,6 +264,13 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
     from drive_rllib.core.distributions import tanh_gaussian_rsample
 
     _, log_prob = tanh_gaussian_rsample(prior_mean, prior_std)
+    model_state_entropy = None
+    if nets.model_states is not None and int(nets.model_states.size) > 0:
+        with torch.no_grad():
+            states = nets.model_states.sample(256)
+            _, model_log_prob = tanh_gaussian_rsample(*nets.prior(nets.obs_normalizer(states)))
+        model_state_entropy = float(-model_log_prob.mean())
+    floor = nets.entropy_floor
     return {
         "calibration_sampled": _calibration(nets, sampled, spec.gamma),
         "calibration_mean_action": _calibration(nets, mean_action, spec.gamma),
@@ -270,6 +278,8 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
         "exploitation": _exploitation(nets, sampled, spec.horizon, spec.gamma),
         "eq6": _eq6_scales(nets, spec, batch),
         "policy_entropy_replay": float(-log_prob.mean()),
+        "policy_entropy_model_states": model_state_entropy,
+        "entropy_floor_weight": None if floor is None else float(floor.weight),
         "saturation_sampled": float((np.abs(sampled["action"]) > 0.99).mean()),
         "saturation_mean_action": float((np.abs(mean_action["action"]) > 0.99).mean()),
         "return_range": [float(nets.return_range.low), float(nets.return_range.high)],
