@@ -367,6 +367,9 @@ class UpdateSpec(_Checked):
             in Eq. 6 (the current policy's rewards).
         start_state_model_fraction: share in [0, 1] of Eq. 6's start states
             drawn from the model-state buffer (the rest: the batch's real states).
+        entropy_floor_real_states: apply the entropy floor at the batch's real
+            states (where pi_theta acts) instead of at Eq. 6's start states (model
+            states under ``start_state_model_fraction`` 1, where pi_theta never acts).
         value_model_fraction: share in [0, 1] of Eq. 4's rows taken from the
             model-state buffer instead of the batch's last real transitions: a state
             s of a distribution rollout with a ~ pi_theta(s), its target law from H
@@ -425,6 +428,7 @@ class UpdateSpec(_Checked):
     return_range_rate: float = setting(3e-4, rate)
     start_state_model_fraction: float = setting(1.0, unit_fraction)
     value_model_fraction: float = setting(0.0, unit_fraction)
+    entropy_floor_real_states: bool = setting(False, flag)
     distribution_rollout_interval: int = setting(20, integer(minimum=0))
     distribution_rollout_horizon: int = setting(20, integer(minimum=1))
     distribution_rollout_batch: int = setting(256, integer(minimum=1))

@@ -7,7 +7,8 @@
 2. ``imagination``: what the rollouts share (elite parameters, member assignment);
 3. ``posterior_step``: Eq. 6 from a_t ~ q_phi, H imagined steps, psi held fixed;
 4. Eq. 5 (``distill_terms``) when ``policy_update="distill"``;
-5. ``entropy_floor_step``: the floor on pi_theta and its weight;
+5. ``entropy_floor_step``: the floor on pi_theta and its weight (at Eq. 6's start
+   states, or at the batch's real states with ``entropy_floor_real_states``);
 6. ``value_step``: Eq. 4 against ``value_target``'s law (real step + H-1 imagined);
 7. ``update_diagnostics``: detached batch means under `drive_rllib.keys`.
 
@@ -204,7 +205,10 @@ def _update_terms(
         terms.update(
             distill_terms(eq6.prior_mean, eq6.prior_std, eq6.posterior_mean, eq6.posterior_std)
         )
-    floor_terms, prior_log_prob = entropy_floor_step(nets, eq6.prior_mean, eq6.prior_std)
+    floor_mean, floor_std = eq6.prior_mean, eq6.prior_std
+    if spec.entropy_floor_real_states and start_obs is not obs:
+        floor_mean, floor_std = nets.prior(obs_n)  # where pi_theta acts
+    floor_terms, prior_log_prob = entropy_floor_step(nets, floor_mean, floor_std)
     terms.update(floor_terms)
     eq4 = value_step(nets, obs_n, shared, batch, spec)
     terms.update(eq4.terms)

@@ -384,6 +384,31 @@ def test_eq4_model_rows_reach_psi_only():
     assert reached == {"value"}
 
 
+def test_entropy_floor_real_states_moves_the_floor_from_the_start_states_to_the_batch():
+    # Eq. 6 starts from model states here; the floor's gradient into pi_theta follows the
+    # model states by default and the batch's real states with the flag (same draws).
+    def floor_grads(flag, buffer_value, shift):
+        torch.manual_seed(1)
+        nets = tiny_nets()
+        nets.model_states = ModelStateBuffer(obs_dim=3, capacity=8)
+        nets.model_states.add(torch.full((8, 3), buffer_value))
+        torch.manual_seed(0)
+        batch = random_batch(8)
+        batch["obs"] = batch["obs"] + shift
+        torch.manual_seed(2)
+        spec = UpdateSpec(horizon=1, entropy_floor_real_states=flag)
+        terms, _ = update_terms(nets, batch, spec)
+        terms["entropy"].mean().backward()
+        return torch.cat([p.grad.flatten() for p in nets.prior.parameters()])
+
+    base = floor_grads(False, 1.0, 0.0)
+    assert not torch.equal(base, floor_grads(False, 2.0, 0.0))  # follows the model states
+    assert torch.equal(base, floor_grads(False, 1.0, 0.5))  # not the real ones
+    real = floor_grads(True, 1.0, 0.0)
+    assert torch.equal(real, floor_grads(True, 2.0, 0.0))
+    assert not torch.equal(real, floor_grads(True, 1.0, 0.5))
+
+
 def test_spec_refuses_model_value_rows_without_distribution_rollouts():
     with pytest.raises(ValueError, match="value_model_fraction=0"):
         UpdateSpec(
