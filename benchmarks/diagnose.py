@@ -27,9 +27,15 @@ batch:
     python benchmarks/learning.py --env HalfCheetah-v5 ...   # calls diagnose() at every evaluation
     python benchmarks/diagnose.py --summarise runs/learning/drive_HalfCheetah-v5_s0
     python benchmarks/diagnose.py --plot RUN_DIR [RUN_DIR ...] --out docs/diagnosis.png
+    python benchmarks/diagnose.py --entropy RUN_DIR/checkpoint
 
 The second form prints the table of the diagnostics.jsonl that learning.py wrote;
-the third draws panels (a)-(d) over env steps.
+the third draws panels (a)-(d) over env steps; the fourth prints pi_theta's
+entropy where the entropy floor acts and where pi_theta acts, from a checkpoint
+with its replay (``learning.py --checkpoint``): on 256 replayed states, on the
+model-state buffer (Eq. 6's start states), as the update step measures it, and
+on a fresh distribution rollout from replayed states: its start states and the
+imagined ones.
 """
 
 from __future__ import annotations
@@ -415,6 +421,52 @@ def plot(run_dirs: list[str], out: str) -> None:
     print(f"wrote {out}")
 
 
+def entropy_where_it_acts(checkpoint: str, seed: int = 0) -> dict[str, Any]:
+    """``--entropy``: pi_theta's entropy (-mean log pi of one sample per state) on
+    replayed states, on the checkpoint's model-state buffer, as ``update_terms``
+    reports it (the floor's states) and along a fresh distribution rollout."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from drive_rllib import keys
+    from drive_rllib.core.distributions import tanh_gaussian_rsample
+    from drive_rllib.core.update import distribution_rollout_states, update_terms
+
+    root = Path(checkpoint)
+    module = RLModule.from_checkpoint(root / "learner_group/learner/rl_module/default_policy")
+    nets, spec = module.nets, module.spec.update
+    replay = np.load(root / "replay.npz")
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+
+    def rows(count: int) -> dict[str, Tensor]:
+        index = rng.integers(0, int(replay["size"]), count)
+        names = ("obs", "action", "reward", "next_obs", "terminated")
+        return {k: torch.as_tensor(replay[k][index], dtype=torch.float32) for k in names}
+
+    def entropy(states: Tensor) -> float:
+        with torch.no_grad():
+            _, log_prob = tanh_gaussian_rsample(*nets.prior(nets.obs_normalizer(states)))
+        return float(-log_prob.mean())
+
+    batch = rows(256)
+    out: dict[str, Any] = {"replay": entropy(batch["obs"])}
+    if nets.model_states is not None and int(nets.model_states.size) > 0:
+        out["model_states"] = entropy(nets.model_states.sample(2048))
+        with torch.no_grad():
+            _, diagnostics = update_terms(nets, batch, spec)
+        out["update_step"] = float(diagnostics[keys.POLICY_ENTROPY])
+    if nets.entropy_floor is not None:
+        out["floor_weight"] = float(nets.entropy_floor.weight.detach())
+        out["floor_target"] = float(nets.entropy_floor.target_entropy)
+    start = rows(256)["obs"]
+    with torch.no_grad():
+        states = distribution_rollout_states(nets, start, spec)
+    # the first rows are the start states themselves, the rest the imagined live states
+    out["rollout_start_states"] = entropy(states[: start.shape[0]])
+    out["rollout_imagined_states"] = entropy(states[start.shape[0] :])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -428,14 +480,23 @@ def main() -> None:
         nargs="+",
         help="plot the diagnostics.jsonl of these runs to --out",
     )
+    parser.add_argument(
+        "--entropy",
+        metavar="CHECKPOINT",
+        help="print pi_theta's entropy where the floor acts and where pi_theta acts",
+    )
     parser.add_argument("--out", default="docs/diagnosis.png")
     args = parser.parse_args()
-    if args.plot:
+    if args.entropy:
+        print(json.dumps(entropy_where_it_acts(args.entropy), indent=1))
+    elif args.plot:
         plot(args.plot, args.out)
     elif args.summarise:
         summarise(args.summarise)
     else:
-        parser.error("give --summarise RUN_DIR or --plot RUN_DIR [RUN_DIR ...]")
+        parser.error(
+            "give --summarise RUN_DIR, --plot RUN_DIR [RUN_DIR ...] or --entropy CHECKPOINT"
+        )
 
 
 if __name__ == "__main__":
