@@ -189,6 +189,7 @@ class DRIVEConfig(AlgorithmConfig):
         start_state_model_fraction: float | None = NotProvided,
         value_model_fraction: float | None = NotProvided,
         entropy_floor_real_states: bool | None = NotProvided,
+        value_horizon: int | None = NotProvided,
         distribution_rollout_interval: int | None = NotProvided,
         distribution_rollout_horizon: int | None = NotProvided,
         distribution_rollout_batch: int | None = NotProvided,

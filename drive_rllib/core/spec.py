@@ -367,6 +367,9 @@ class UpdateSpec(_Checked):
             in Eq. 6 (the current policy's rewards).
         start_state_model_fraction: share in [0, 1] of Eq. 6's start states
             drawn from the model-state buffer (the rest: the batch's real states).
+        value_horizon: model steps of Eq. 4's target law, counting the first
+            (real) step: the real step and ``value_horizon`` - 1 imagined ones
+            (0: H, as the spec states it; 1: the one-step distributional TD target).
         entropy_floor_real_states: apply the entropy floor at the batch's real
             states (where pi_theta acts) instead of at Eq. 6's start states (model
             states under ``start_state_model_fraction`` 1, where pi_theta never acts).
@@ -429,6 +432,7 @@ class UpdateSpec(_Checked):
     start_state_model_fraction: float = setting(1.0, unit_fraction)
     value_model_fraction: float = setting(0.0, unit_fraction)
     entropy_floor_real_states: bool = setting(False, flag)
+    value_horizon: int = setting(0, integer(minimum=0))
     distribution_rollout_interval: int = setting(20, integer(minimum=0))
     distribution_rollout_horizon: int = setting(20, integer(minimum=1))
     distribution_rollout_batch: int = setting(256, integer(minimum=1))
@@ -459,6 +463,11 @@ class UpdateSpec(_Checked):
                 "states than `member_per_trajectory` assigns members to: set "
                 "posterior_batch_size=0 or member_per_trajectory=False."
             )
+
+    @property
+    def eq4_horizon(self) -> int:
+        """Model steps of Eq. 4's target law, counting the first: ``value_horizon`` or H."""
+        return self.value_horizon or self.horizon
 
     @property
     def model_state_capacity(self) -> int:

@@ -460,7 +460,8 @@ def value_target(
 ) -> tuple[Tensor, Tensor]:
     """Eq. 4's target law for real transitions, without gradient.
 
-    The real first step (r, s', done) is followed by H-1 imagined steps under
+    The real first step (r, s', done) is followed by H-1 imagined steps (H:
+    ``UpdateSpec.eq4_horizon``, the horizon unless ``value_horizon`` sets it) under
     pi_theta and f_hat (a random elite member per step), bootstrapped with
     the target value psi_bar (``value_target_aggregate`` of its heads). With
     H = 1 this is exactly the distributional TD target N(r + gamma
@@ -477,7 +478,7 @@ def value_target(
     next_m, next_v = imagine(
         next_obs,
         None,
-        horizon=spec.horizon - 1,
+        horizon=spec.eq4_horizon - 1,
         num_samples=spec.num_samples,
         gamma=spec.gamma,
         model_step=shared.raw_model_step,
@@ -548,8 +549,8 @@ def model_value_rows(
     nets: DRIVENetworks, shared: Imagination, obs: Tensor, count: int, spec: UpdateSpec
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``count`` rows of Eq. 4 at model states: s from the model-state buffer (the
-    batch's first states while it is empty), a ~ pi_theta(s), and the target law of H
-    imagined steps from (s, a) (f_hat's elites, a random one per row and step; a fall
+    batch's first states while it is empty), a ~ pi_theta(s), and the target law of
+    ``eq4_horizon`` imagined steps from (s, a) (f_hat's elites, a random one per row and step; a fall
     masks what follows), bootstrapped with psi_bar as ``value_target`` does and clipped
     to the return range with ``value_bounds``.
 
@@ -570,7 +571,7 @@ def model_value_rows(
     m, v = imagine(
         states,
         action,
-        horizon=spec.horizon,
+        horizon=spec.eq4_horizon,
         num_samples=spec.num_samples,
         gamma=spec.gamma,
         model_step=shared.raw_model_step,

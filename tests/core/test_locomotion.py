@@ -409,6 +409,24 @@ def test_entropy_floor_real_states_moves_the_floor_from_the_start_states_to_the_
     assert not torch.equal(real, floor_grads(True, 1.0, 0.5))
 
 
+def test_value_horizon_one_gives_the_one_step_target_whatever_the_horizon():
+    # H 5 for Eq. 6, value_horizon 1 for Eq. 4: real rows r + gamma (1-d) 5, model rows
+    # one imagined step 3 + gamma 5 (stub psi_bar and model of stub_eq4)
+    nets = tiny_nets(value_heads=2, value_scaled=False)
+    spec = UpdateSpec(
+        horizon=5, value_horizon=1, gamma=0.9, value_bounds=False, value_model_fraction=0.25
+    )
+    assert spec.eq4_horizon == 1 and UpdateSpec(horizon=5).eq4_horizon == 5
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=2)
+    nets.model_states.add(torch.zeros(2, 3))
+    batch = random_batch(8, terminated=torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]))
+    normalize, shared = stub_eq4(nets, batch, spec)
+    eq4 = value_step(nets, normalize(batch["obs"]), shared, batch, spec)
+    alive = 1.0 - batch["terminated"][:6]
+    torch.testing.assert_close(eq4.target_m[0, :6], batch["reward"][:6] + 0.9 * alive * 5.0)
+    torch.testing.assert_close(eq4.target_m[0, 6:], torch.full((2,), 3.0 + 0.9 * 5.0))
+
+
 def test_spec_refuses_model_value_rows_without_distribution_rollouts():
     with pytest.raises(ValueError, match="value_model_fraction=0"):
         UpdateSpec(
