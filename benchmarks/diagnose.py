@@ -27,15 +27,17 @@ batch:
     python benchmarks/learning.py --env HalfCheetah-v5 ...   # calls diagnose() at every evaluation
     python benchmarks/diagnose.py --summarise runs/learning/drive_HalfCheetah-v5_s0
     python benchmarks/diagnose.py --plot RUN_DIR [RUN_DIR ...] --out docs/diagnosis.png
-    python benchmarks/diagnose.py --entropy RUN_DIR/checkpoint
+    python benchmarks/diagnose.py --checkpoint RUN_DIR/checkpoint
 
 The second form prints the table of the diagnostics.jsonl that learning.py wrote;
-the third draws panels (a)-(d) over env steps; the fourth prints pi_theta's
-entropy where the entropy floor acts and where pi_theta acts, from a checkpoint
-with its replay (``learning.py --checkpoint``): on 256 replayed states, on the
-model-state buffer (Eq. 6's start states), as the update step measures it, and
-on a fresh distribution rollout from replayed states: its start states and the
-imagined ones.
+the third draws panels (a)-(d) over env steps; the fourth reads a checkpoint with
+its replay (``learning.py --checkpoint``) and prints (g) pi_theta's entropy where
+the entropy floor acts and where pi_theta acts: on 256 replayed states, on the
+model-state buffer (Eq. 6's start states), as the update step measures it, and on
+a fresh distribution rollout from replayed states (its start states and the
+imagined ones); and (h) on a task that ends, p_psi's mu at the replayed (s, a)
+k = 0, 1, 2, 5, 10, 20, 50 steps before each of the last 8,000 rows' falls
+against the discounted reward realised up to the fall.
 """
 
 from __future__ import annotations
@@ -421,8 +423,8 @@ def plot(run_dirs: list[str], out: str) -> None:
     print(f"wrote {out}")
 
 
-def entropy_where_it_acts(checkpoint: str, seed: int = 0) -> dict[str, Any]:
-    """``--entropy``: pi_theta's entropy (-mean log pi of one sample per state) on
+def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
+    """``--checkpoint``: (g) pi_theta's entropy (-mean log pi of one sample per state) on
     replayed states, on the checkpoint's model-state buffer, as ``update_terms``
     reports it (the floor's states) and along a fresh distribution rollout."""
     from ray.rllib.core.rl_module.rl_module import RLModule
@@ -464,6 +466,39 @@ def entropy_where_it_acts(checkpoint: str, seed: int = 0) -> dict[str, Any]:
     # the first rows are the start states themselves, the rest the imagined live states
     out["rollout_start_states"] = entropy(states[: start.shape[0]])
     out["rollout_imagined_states"] = entropy(states[start.shape[0] :])
+    return {"entropy": out, "before_fall": _before_fall(nets, replay, spec.gamma)}
+
+
+def _before_fall(nets, replay, gamma: float, window: int = 8_000) -> dict[int, dict[str, float]]:
+    """(h): mu(s, a) of the mixture of heads k steps before a fall, against the discounted
+    reward from there to the fall (the true return of those rows: a fall ends it)."""
+    from drive_rllib.core.distributions import aggregate_heads
+
+    size = int(replay["size"])
+    terminated, truncated = replay["terminated"][:size], replay["truncated"][:size]
+    reward = replay["reward"][:size]
+    falls = [int(i) for i in np.flatnonzero(terminated > 0) if i >= size - window]
+    out = {}
+    for back in (0, 1, 2, 5, 10, 20, 50):
+        rows = [
+            f - back
+            for f in falls
+            if f - back >= 0
+            and not (terminated[f - back : f].any() or truncated[f - back : f].any())
+        ]
+        if not rows:
+            continue
+        obs = torch.as_tensor(replay["obs"][rows], dtype=torch.float32)
+        action = torch.as_tensor(replay["action"][rows], dtype=torch.float32)
+        with torch.no_grad():
+            heads = nets.value(nets.obs_normalizer(obs), action, nets.value_scale())
+            mu, _ = aggregate_heads(*heads, "mean")
+        to_fall = [sum(gamma**k * reward[r + k] for k in range(back + 1)) for r in rows]
+        out[back] = {
+            "rows": len(rows),
+            "mu": float(mu.mean()),
+            "return_to_fall": float(np.mean(to_fall)),
+        }
     return out
 
 
@@ -481,21 +516,21 @@ def main() -> None:
         help="plot the diagnostics.jsonl of these runs to --out",
     )
     parser.add_argument(
-        "--entropy",
+        "--checkpoint",
         metavar="CHECKPOINT",
-        help="print pi_theta's entropy where the floor acts and where pi_theta acts",
+        help="print (g) and (h) of a checkpoint with its replay",
     )
     parser.add_argument("--out", default="docs/diagnosis.png")
     args = parser.parse_args()
-    if args.entropy:
-        print(json.dumps(entropy_where_it_acts(args.entropy), indent=1))
+    if args.checkpoint:
+        print(json.dumps(from_checkpoint(args.checkpoint), indent=1))
     elif args.plot:
         plot(args.plot, args.out)
     elif args.summarise:
         summarise(args.summarise)
     else:
         parser.error(
-            "give --summarise RUN_DIR, --plot RUN_DIR [RUN_DIR ...] or --entropy CHECKPOINT"
+            "give --summarise RUN_DIR, --plot RUN_DIR [RUN_DIR ...] or --checkpoint CHECKPOINT"
         )
 
 
