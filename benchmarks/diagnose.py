@@ -37,7 +37,9 @@ model-state buffer (Eq. 6's start states), as the update step measures it, and o
 a fresh distribution rollout from replayed states (its start states and the
 imagined ones); and (h) on a task that ends, p_psi's mu at the replayed (s, a)
 k = 0, 1, 2, 5, 10, 20, 50 steps before each of the last 8,000 rows' falls
-against the discounted reward realised up to the fall.
+against the discounted reward realised up to the fall; (i) over the last 2,000
+rows: mu, Eq. 4's mean target with its horizon 1, 3 and H, and the spread of
+psi_bar's heads at (s', a' ~ pi_theta).
 """
 
 from __future__ import annotations
@@ -466,7 +468,45 @@ def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
     # the first rows are the start states themselves, the rest the imagined live states
     out["rollout_start_states"] = entropy(states[: start.shape[0]])
     out["rollout_imagined_states"] = entropy(states[start.shape[0] :])
-    return {"entropy": out, "before_fall": _before_fall(nets, replay, spec.gamma)}
+    return {
+        "entropy": out,
+        "before_fall": _before_fall(nets, replay, spec.gamma),
+        "targets": _targets(nets, spec, replay),
+    }
+
+
+def _targets(nets, spec, replay, rows: int = 2_000) -> dict[str, float]:
+    """(i): the fixed point of Eq. 4 on the last rows: mu against its target law's mean
+    by the target's horizon, and how far psi_bar's heads are apart."""
+    import dataclasses
+
+    from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
+    from drive_rllib.core.update import imagination, value_target
+
+    size = int(replay["size"])
+    index = np.arange(max(size - rows, 0), size)
+    names = ("obs", "action", "reward", "next_obs", "terminated")
+    batch = {k: torch.as_tensor(replay[k][index], dtype=torch.float32) for k in names}
+    normalize = nets.obs_normalizer.frozen()
+    scale = nets.value_scale()
+    out = {}
+    with torch.no_grad():
+        mu, _ = aggregate_heads(
+            *nets.value(normalize(batch["obs"]), batch["action"], scale), "mean"
+        )
+        out["mu"] = float(mu.mean())
+        for horizon in sorted({1, 3, spec.horizon}):
+            at = dataclasses.replace(spec, value_horizon=horizon)
+            shared = imagination(nets, normalize, len(index), torch.device("cpu"), at)
+            m, _ = value_target(
+                nets, shared, batch["reward"], batch["next_obs"], batch["terminated"], at
+            )
+            out[f"target_horizon_{horizon}"] = float(m.mean())
+        next_n = normalize(batch["next_obs"])
+        heads_mu, _ = nets.target_value(next_n, tanh_gaussian_action(*nets.prior(next_n)), scale)
+        out["heads_mean"] = float(heads_mu.mean())
+        out["heads_spread"] = float(heads_mu.std(0).mean())
+    return out
 
 
 def _before_fall(nets, replay, gamma: float, window: int = 8_000) -> dict[int, dict[str, float]]:
