@@ -190,6 +190,7 @@ class DRIVEConfig(AlgorithmConfig):
         value_model_fraction: float | None = NotProvided,
         entropy_floor_real_states: bool | None = NotProvided,
         value_horizon: int | None = NotProvided,
+        value_head_bootstrap: bool | None = NotProvided,
         distribution_rollout_interval: int | None = NotProvided,
         distribution_rollout_horizon: int | None = NotProvided,
         distribution_rollout_batch: int | None = NotProvided,

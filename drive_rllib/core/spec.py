@@ -370,6 +370,11 @@ class UpdateSpec(_Checked):
         value_horizon: model steps of Eq. 4's target law, counting the first
             (real) step: the real step and ``value_horizon`` - 1 imagined ones
             (0: H, as the spec states it; 1: the one-step distributional TD target).
+        value_head_bootstrap: each of p_psi's K heads fits Eq. 4 on its own bootstrap
+            of the batch's rows (row weights: how often a draw of B rows with
+            replacement picked the row), so that the heads, which start equal
+            (zeroed last layer) and share the targets, come apart and "min2" reads
+            a lower one.
         entropy_floor_real_states: apply the entropy floor at the batch's real
             states (where pi_theta acts) instead of at Eq. 6's start states (model
             states under ``start_state_model_fraction`` 1, where pi_theta never acts).
@@ -433,6 +438,7 @@ class UpdateSpec(_Checked):
     value_model_fraction: float = setting(0.0, unit_fraction)
     entropy_floor_real_states: bool = setting(False, flag)
     value_horizon: int = setting(0, integer(minimum=0))
+    value_head_bootstrap: bool = setting(False, flag)
     distribution_rollout_interval: int = setting(20, integer(minimum=0))
     distribution_rollout_horizon: int = setting(20, integer(minimum=1))
     distribution_rollout_batch: int = setting(256, integer(minimum=1))

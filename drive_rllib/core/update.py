@@ -540,8 +540,19 @@ def value_step(
     per_head = value_terms(
         target_m[:, None], target_v[:, None], value_mu, value_sigma, spec.value_loss
     )
+    if spec.value_head_bootstrap:
+        counts = bootstrap_counts(value_mu.shape[0], value_mu.shape[1], value_mu.device)
+        per_head = {name: counts * term for name, term in per_head.items()}
     terms = {name: term.sum(0) for name, term in per_head.items()}
     return ValueStep(terms, target_m, target_v, value_mu, value_sigma)
+
+
+def bootstrap_counts(num_heads: int, rows: int, device: torch.device) -> Tensor:
+    """[K, B] how often each of K draws of B rows with replacement picked each row
+    (``value_head_bootstrap``): every head's weights sum to B."""
+    draws = torch.randint(rows, (num_heads, rows), device=device)
+    ones = torch.ones(num_heads, rows, device=device)
+    return torch.zeros(num_heads, rows, device=device).scatter_add_(1, draws, ones)
 
 
 @torch.no_grad()

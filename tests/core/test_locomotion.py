@@ -13,6 +13,7 @@ from drive_rllib.core.distributions import aggregate_heads
 from drive_rllib.core.imagine import distribution_rollout
 from drive_rllib.core.networks import ModelStateBuffer, ReturnRange
 from drive_rllib.core.update import (
+    bootstrap_counts,
     distribution_rollout_states,
     imagination,
     model_value_rows,
@@ -425,6 +426,33 @@ def test_value_horizon_one_gives_the_one_step_target_whatever_the_horizon():
     alive = 1.0 - batch["terminated"][:6]
     torch.testing.assert_close(eq4.target_m[0, :6], batch["reward"][:6] + 0.9 * alive * 5.0)
     torch.testing.assert_close(eq4.target_m[0, 6:], torch.full((2,), 3.0 + 0.9 * 5.0))
+
+
+def test_value_head_bootstrap_weights_each_head_by_its_own_draw_of_the_rows():
+    counts = bootstrap_counts(4, 50, torch.device("cpu"))
+    assert counts.shape == (4, 50)
+    torch.testing.assert_close(counts.sum(1), torch.full((4,), 50.0))
+    assert torch.equal(counts, counts.round()) and (counts >= 0).all()
+    assert not torch.equal(counts[0], counts[1])  # each head its own draw
+
+    def eq4(bootstrap, heads):
+        torch.manual_seed(3)
+        nets = tiny_nets(value_heads=heads, value_scaled=False)
+        spec = UpdateSpec(horizon=1, gamma=0.9, value_bounds=False, value_head_bootstrap=bootstrap)
+        batch = random_batch(6)
+        normalize, shared = stub_eq4(nets, batch, spec)
+        return value_step(nets, normalize(batch["obs"]), shared, batch, spec)
+
+    # one head: the bootstrap multiplies each row's term by its count (the draws come
+    # last in value_step, so the rest of the step is the same)
+    plain, boot = eq4(False, 1), eq4(True, 1)
+    ratio = boot.terms["value_mean"] / plain.terms["value_mean"]
+    torch.testing.assert_close(ratio, ratio.round())
+    torch.testing.assert_close(ratio.sum(), torch.tensor(6.0))
+    # three heads: the same targets, the terms differ from the plain sum over heads
+    plain, boot = eq4(False, 3), eq4(True, 3)
+    torch.testing.assert_close(boot.target_m, plain.target_m)
+    assert not torch.allclose(boot.terms["value_mean"], plain.terms["value_mean"])
 
 
 def test_spec_refuses_model_value_rows_without_distribution_rollouts():
