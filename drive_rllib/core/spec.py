@@ -372,9 +372,9 @@ class UpdateSpec(_Checked):
             (0: H, as the spec states it; 1: the one-step distributional TD target).
         value_head_bootstrap: each of p_psi's K heads fits Eq. 4 on its own bootstrap
             of the batch's rows (row weights: how often a draw of B rows with
-            replacement picked the row), so that the heads, which start equal
-            (zeroed last layer) and share the targets, come apart and "min2" reads
-            a lower one.
+            replacement picked the row), meant to pull apart heads that start equal
+            (zeroed last layer) and share the targets, so that "min2" reads a lower
+            one; on Hopper-v5 it did not (docs/diagnosis.md).
         entropy_floor_real_states: apply the entropy floor at the batch's real
             states (where pi_theta acts) instead of at Eq. 6's start states (model
             states under ``start_state_model_fraction`` 1, where pi_theta never acts).
