@@ -72,6 +72,7 @@ from drive_rllib.core.networks import (
     DRIVENetworks,
     DynamicsEnsemble,
     LayerParams,
+    ModelStateBuffer,
     autocast_weights,
     frozen_call,
 )
@@ -366,10 +367,28 @@ def start_states(nets: DRIVENetworks, obs: Tensor, spec: UpdateSpec) -> Tensor:
         return obs if num_starts == obs.shape[0] else obs[:num_starts]
     # Whether the buffer holds states is a tensor, not read on the host (no graph break
     # in the compiled step): while it is empty, the rows are the batch's first real ones.
-    held = buffer.size > 0
-    first = torch.where(held, buffer.sample(num_model).to(obs), obs[:num_model])
-    rest = torch.where(held, obs[: num_starts - num_model], obs[num_model:num_starts])
+    first = model_states_or_real(buffer, obs, num_model)
+    rest = torch.where(buffer.size > 0, obs[: num_starts - num_model], obs[num_model:num_starts])
     return torch.cat([first, rest])
+
+
+def model_states_or_real(buffer: ModelStateBuffer | None, obs: Tensor, count: int) -> Tensor:
+    """``count`` states drawn from the model-state buffer; the batch's first ``count`` real
+    states while it is empty (or absent). Whether it holds states is a tensor, not read
+    on the host (no graph break in the compiled step)."""
+    if buffer is None:
+        return obs[:count]
+    return torch.where(buffer.size > 0, buffer.sample(count).to(obs), obs[:count])
+
+
+def prior_sampler(nets: DRIVENetworks, normalize: Normalize) -> Policy:
+    """a ~ pi_theta(s) for raw observations s: the sampler of the rollouts that build
+    targets and model states (Eq. 4, distribution rollouts), run without gradient."""
+
+    def policy(o: Tensor) -> Tensor:
+        return tanh_gaussian_action(*nets.prior(normalize(o)))
+
+    return policy
 
 
 # --- 3. Eq. 6: posterior + policy ---------------------------------------------------------------
@@ -472,9 +491,7 @@ def value_target(
         (m, v), each [N, B].
     """
 
-    def policy(o: Tensor) -> Tensor:
-        return tanh_gaussian_action(*nets.prior(shared.normalize(o)))
-
+    policy = prior_sampler(nets, shared.normalize)
     next_m, next_v = imagine(
         next_obs,
         None,
@@ -568,16 +585,8 @@ def model_value_rows(
     Returns:
         (s [count, S], a [count, A], m [N, count], v [N, count]).
     """
-    buffer = nets.model_states
-    if buffer is None:
-        states = obs[:count]
-    else:
-        # as in start_states: an empty buffer is a tensor test, not a read on the host
-        states = torch.where(buffer.size > 0, buffer.sample(count).to(obs), obs[:count])
-
-    def policy(o: Tensor) -> Tensor:
-        return tanh_gaussian_action(*nets.prior(shared.normalize(o)))
-
+    states = model_states_or_real(nets.model_states, obs, count)
+    policy = prior_sampler(nets, shared.normalize)
     action = policy(states)
     m, v = imagine(
         states,
@@ -620,11 +629,11 @@ def _distribution_rollout_states(
             model, elite_params, normalize, o, a, None, target_affine, nets.termination_rule
         )
 
-    def policy(o: Tensor) -> Tensor:
-        return tanh_gaussian_action(*nets.prior(normalize(o)))
-
     return distribution_rollout(
-        start_obs, horizon=spec.distribution_rollout_horizon, model_step=model_step, policy=policy
+        start_obs,
+        horizon=spec.distribution_rollout_horizon,
+        model_step=model_step,
+        policy=prior_sampler(nets, normalize),
     )
 
 
