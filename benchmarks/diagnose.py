@@ -55,7 +55,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
+from drive_rllib.core.distributions import (
+    aggregate_heads,
+    tanh_gaussian_action,
+    tanh_gaussian_rsample,
+)
 from drive_rllib.core.update import imagination, posterior_step, start_states
 
 CALIBRATION_STEPS = 500
@@ -269,17 +273,10 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
         }
 
     batch = replay_rows(256)
-    with torch.no_grad():
-        prior_mean, prior_std = nets.prior(nets.obs_normalizer(batch["obs"]))
-    from drive_rllib.core.distributions import tanh_gaussian_rsample
-
-    _, log_prob = tanh_gaussian_rsample(prior_mean, prior_std)
+    replay_entropy = _entropy(nets, batch["obs"])
     model_state_entropy = None
     if nets.model_states is not None and int(nets.model_states.size) > 0:
-        with torch.no_grad():
-            states = nets.model_states.sample(256)
-            _, model_log_prob = tanh_gaussian_rsample(*nets.prior(nets.obs_normalizer(states)))
-        model_state_entropy = float(-model_log_prob.mean())
+        model_state_entropy = _entropy(nets, nets.model_states.sample(256))
     floor = nets.entropy_floor
     return {
         "calibration_sampled": _calibration(nets, sampled, spec.gamma),
@@ -287,7 +284,7 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
         "model_error_by_step": _model_error(nets, sampled, spec.horizon),
         "exploitation": _exploitation(nets, sampled, spec.horizon, spec.gamma),
         "eq6": _eq6_scales(nets, spec, batch),
-        "policy_entropy_replay": float(-log_prob.mean()),
+        "policy_entropy_replay": replay_entropy,
         "policy_entropy_model_states": model_state_entropy,
         "entropy_floor_weight": None if floor is None else float(floor.weight),
         "saturation_sampled": float((np.abs(sampled["action"]) > 0.99).mean()),
@@ -428,11 +425,11 @@ def plot(run_dirs: list[str], out: str) -> None:
 def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
     """``--checkpoint``: (g) pi_theta's entropy (-mean log pi of one sample per state) on
     replayed states, on the checkpoint's model-state buffer, as ``update_terms``
-    reports it (the floor's states) and along a fresh distribution rollout."""
+    reports it (the floor's states) and along a fresh distribution rollout; (h)
+    ``_before_fall``; (i) ``_targets``."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from drive_rllib import keys
-    from drive_rllib.core.distributions import tanh_gaussian_rsample
     from drive_rllib.core.update import distribution_rollout_states, update_terms
 
     root = Path(checkpoint)
@@ -443,14 +440,10 @@ def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
     torch.manual_seed(seed)
 
     def rows(count: int) -> dict[str, Tensor]:
-        index = rng.integers(0, int(replay["size"]), count)
-        names = ("obs", "action", "reward", "next_obs", "terminated")
-        return {k: torch.as_tensor(replay[k][index], dtype=torch.float32) for k in names}
+        return _replay_batch(replay, rng.integers(0, int(replay["size"]), count))
 
     def entropy(states: Tensor) -> float:
-        with torch.no_grad():
-            _, log_prob = tanh_gaussian_rsample(*nets.prior(nets.obs_normalizer(states)))
-        return float(-log_prob.mean())
+        return _entropy(nets, states)
 
     batch = rows(256)
     out: dict[str, Any] = {"replay": entropy(batch["obs"])}
@@ -480,21 +473,15 @@ def _targets(nets, spec, replay, rows: int = 2_000) -> dict[str, float]:
     by the target's horizon, and how far psi_bar's heads are apart."""
     import dataclasses
 
-    from drive_rllib.core.distributions import aggregate_heads, tanh_gaussian_action
-    from drive_rllib.core.update import imagination, value_target
+    from drive_rllib.core.update import value_target
 
     size = int(replay["size"])
     index = np.arange(max(size - rows, 0), size)
-    names = ("obs", "action", "reward", "next_obs", "terminated")
-    batch = {k: torch.as_tensor(replay[k][index], dtype=torch.float32) for k in names}
+    batch = _replay_batch(replay, index)
     normalize = nets.obs_normalizer.frozen()
     scale = nets.value_scale()
-    out = {}
+    out = {"mu": float(_mu(nets, batch["obs"], batch["action"]).mean())}
     with torch.no_grad():
-        mu, _ = aggregate_heads(
-            *nets.value(normalize(batch["obs"]), batch["action"], scale), "mean"
-        )
-        out["mu"] = float(mu.mean())
         for horizon in sorted({1, 3, spec.horizon}):
             at = dataclasses.replace(spec, value_horizon=horizon)
             shared = imagination(nets, normalize, len(index), torch.device("cpu"), at)
@@ -509,11 +496,29 @@ def _targets(nets, spec, replay, rows: int = 2_000) -> dict[str, float]:
     return out
 
 
+@torch.no_grad()
+def _entropy(nets, states: Tensor) -> float:
+    """pi_theta's entropy on ``states``: -mean log pi of one sample per state."""
+    _, log_prob = tanh_gaussian_rsample(*nets.prior(nets.obs_normalizer(states)))
+    return float(-log_prob.mean())
+
+
+def _replay_batch(replay, index) -> dict[str, Tensor]:
+    """The rows ``index`` of a ``replay.npz`` as float32 tensors (an Eq. 4 batch)."""
+    names = ("obs", "action", "reward", "next_obs", "terminated")
+    return {k: torch.as_tensor(replay[k][index], dtype=torch.float32) for k in names}
+
+
+@torch.no_grad()
+def _mu(nets, obs: Tensor, action: Tensor) -> Tensor:
+    """p_psi's mu at (s, a): the moment-matched mixture of the heads, in return units."""
+    heads = nets.value(nets.obs_normalizer(obs), action, nets.value_scale())
+    return aggregate_heads(*heads, "mean")[0]
+
+
 def _before_fall(nets, replay, gamma: float, window: int = 8_000) -> dict[int, dict[str, float]]:
     """(h): mu(s, a) of the mixture of heads k steps before a fall, against the discounted
     reward from there to the fall (the true return of those rows: a fall ends it)."""
-    from drive_rllib.core.distributions import aggregate_heads
-
     size = int(replay["size"])
     terminated, truncated = replay["terminated"][:size], replay["truncated"][:size]
     reward = replay["reward"][:size]
@@ -528,11 +533,8 @@ def _before_fall(nets, replay, gamma: float, window: int = 8_000) -> dict[int, d
         ]
         if not rows:
             continue
-        obs = torch.as_tensor(replay["obs"][rows], dtype=torch.float32)
-        action = torch.as_tensor(replay["action"][rows], dtype=torch.float32)
-        with torch.no_grad():
-            heads = nets.value(nets.obs_normalizer(obs), action, nets.value_scale())
-            mu, _ = aggregate_heads(*heads, "mean")
+        batch = _replay_batch(replay, rows)
+        mu = _mu(nets, batch["obs"], batch["action"])
         to_fall = [sum(gamma**k * reward[r + k] for k in range(back + 1)) for r in rows]
         out[back] = {
             "rows": len(rows),
