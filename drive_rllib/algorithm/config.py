@@ -62,6 +62,7 @@ LEARNER_SETTINGS = (
 )
 LOOP_SETTINGS = (
     "updates_per_iteration",
+    "value_only_updates",
     "env_steps_per_iteration",
     "num_warmup_steps",
     "warmup_catch_up",
@@ -133,6 +134,7 @@ class DRIVEConfig(AlgorithmConfig):
         self.gradient_check = "global"
         # Algorithm 1.
         self.updates_per_iteration = 100  # C
+        self.value_only_updates = 0
         self.env_steps_per_iteration = 100  # T
         self.num_warmup_steps = 500
         self.warmup_catch_up = True
@@ -215,6 +217,7 @@ class DRIVEConfig(AlgorithmConfig):
         optimizer_implementation: str | None = NotProvided,
         gradient_check: str | None = NotProvided,
         updates_per_iteration: int | None = NotProvided,
+        value_only_updates: int | None = NotProvided,
         env_steps_per_iteration: int | None = NotProvided,
         num_warmup_steps: int | None = NotProvided,
         warmup_catch_up: bool | None = NotProvided,
@@ -272,6 +275,12 @@ class DRIVEConfig(AlgorithmConfig):
                 "off" (only the loss is checked). Default "global".
             updates_per_iteration: C >= 1, update steps per iteration on every
                 Learner, each on ``train_batch_size_per_learner`` rows. Default 100.
+            value_only_updates: update steps >= 0 that fit psi alone (Eq. 4; f_hat,
+                q_phi, pi_theta and the entropy floor held, their optimizers untouched)
+                at the start of every learning iteration, before its C steps: DHMBPO's
+                critic-only iterations (a quarter of C there), which let p_psi catch up
+                with the new data and policy before Eq. 6 reads it. Each costs about an
+                update step. Default 0.
             env_steps_per_iteration: T >= 1, env steps per iteration over all
                 EnvRunners (rounded up to a multiple of runners x envs). Default 100.
             num_warmup_steps: env steps with uniform random actions (in the

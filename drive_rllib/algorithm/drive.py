@@ -73,6 +73,7 @@ from drive_rllib.algorithm.checkpoint import restore_replay as restore_replay_fi
 
 # DRIVEConfig is defined in config.py; configs pickled when it lived here name this module.
 from drive_rllib.algorithm.config import DRIVEConfig
+from drive_rllib.algorithm.learner import VALUE_ONLY
 from drive_rllib.algorithm.notices import Notifier, UpdateProgress, heartbeat, long_step
 from drive_rllib.algorithm.observations import ObservationShapeError, observation_scale
 from drive_rllib.algorithm.resources import (
@@ -281,7 +282,8 @@ class DRIVE(Algorithm):
 
     @override(Algorithm)
     def training_step(self) -> None:
-        """One iteration of Algorithm 1: T env steps, C update steps, weight sync."""
+        """One iteration of Algorithm 1: T env steps, C update steps (after
+        ``value_only_updates`` steps that fit psi alone), weight sync."""
         config = self.config
         warmup = self.num_rows_counted + self._rows_imported < config.num_warmup_steps
 
@@ -316,7 +318,6 @@ class DRIVE(Algorithm):
             self._maybe_snapshot()
             return
 
-        batch_size = config.train_batch_size_per_learner
         num_updates = 0
         chunks = self._update_chunks(offline.catch_up_rows(status["size"], self._rows_imported))
         progress = UpdateProgress(
@@ -329,22 +330,13 @@ class DRIVE(Algorithm):
             self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)),
             heartbeat(self._notify, progress.describe),
         ):
+            if config.value_only_updates:
+                self._update_learners(config.value_only_updates, value_only=True)
+                num_updates += config.value_only_updates
             # One learner_group.update of C steps per chunk: the catch-up after warm-up
             # runs several, so no batch exceeds C x B rows.
             for chunk in chunks:
-                batch_refs = [
-                    self._replay.actor.__ray_call__.remote(sample_learner_batch, chunk * batch_size)
-                    for _ in range(max(config.num_learners, 1))
-                ]
-                # The Learners resolve the refs without a timeout: wait for them here.
-                self._replay.wait(batch_refs, "sample")
-                learner_results = self.learner_group.update(
-                    batch_refs=batch_refs,
-                    minibatch_size=batch_size,
-                    num_epochs=1,
-                    timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: self.num_rows_counted},
-                )
-                self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+                self._update_learners(chunk)
                 num_updates += chunk
                 progress.chunk_done(chunk)
         if progress.end_line():
@@ -357,6 +349,29 @@ class DRIVE(Algorithm):
                 inference_only=True,
             )
         self._maybe_snapshot()
+
+    def _update_learners(self, steps: int, value_only: bool = False) -> None:
+        """``steps`` update steps on every Learner, each on its own replayed minibatch;
+        ``value_only``: steps that fit psi alone (``value_only_updates``)."""
+        config = self.config
+        batch_refs = [
+            self._replay.actor.__ray_call__.remote(
+                sample_learner_batch, steps * config.train_batch_size_per_learner
+            )
+            for _ in range(max(config.num_learners, 1))
+        ]
+        # The Learners resolve the refs without a timeout: wait for them here.
+        self._replay.wait(batch_refs, "sample")
+        timesteps: dict[str, Any] = {NUM_ENV_STEPS_SAMPLED_LIFETIME: self.num_rows_counted}
+        if value_only:
+            timesteps[VALUE_ONLY] = True
+        learner_results = self.learner_group.update(
+            batch_refs=batch_refs,
+            minibatch_size=config.train_batch_size_per_learner,
+            num_epochs=1,
+            timesteps=timesteps,
+        )
+        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
 
     def _update_chunks(self, replay_size: int) -> list[int]:
         """This iteration's update steps, in chunks of at most C (``update_chunks``)."""

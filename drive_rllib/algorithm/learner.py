@@ -22,7 +22,10 @@ One update step (one minibatch of ``train_batch_size_per_learner`` rows):
 With ``model_fit_interval`` k > 1, f_hat is fitted on every k-th step only: on
 the others its terms are zeros that still touch its parameters (DDP needs every
 parameter used), and ``apply_gradients`` drops their gradients, so f_hat's
-optimizer takes no step (``_hold_models``).
+optimizer takes no step (``_hold_models``). A value-only step (``value_only_updates``:
+the algorithm marks an ``update()`` call with `VALUE_ONLY` in its ``timesteps``) holds
+f_hat in the same way and drops the gradients of q_phi, pi_theta and the entropy
+floor too: only psi's optimizer steps (Eq. 4), psi_bar and the return range move.
 
 Before step 1, every ``distribution_rollout_interval`` steps, a distribution
 rollout from the batch's states refills the model-state buffer that Eq. 6's
@@ -109,6 +112,11 @@ logger = logging.getLogger(__name__)
 
 #: The Learner state's entry of the torch and numpy RNG states (restored with it).
 RNG_STATE = "drive_rng_state"
+
+#: A key of ``update(timesteps=...)``: True marks every step of that call value-only.
+VALUE_ONLY = "drive_value_only"
+#: The parameter groups a value-only step trains.
+VALUE_GROUPS = frozenset({"value"})
 
 #: ``DRIVEConfig.optimizer_implementation`` choices.
 OPTIMIZER_IMPLEMENTATIONS = ("fused", "foreach", "for_loop")
@@ -320,6 +328,9 @@ class DRIVETorchLearner(TorchLearner):
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         """Flushes denormals on the thread that runs this ``update()`` (see the module docstring)."""
         super().before_gradient_based_update(timesteps=timesteps)
+        value_only = bool((timesteps or {}).get(VALUE_ONLY, False))
+        for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
+            self.drive_module(module_id).value_only = value_only
         if self._flush_denormals and not torch.set_flush_denormal(True):
             logger.info("this CPU cannot flush denormals (no SSE3); flush_denormals does nothing")
             self._flush_denormals = False
@@ -409,15 +420,21 @@ class DRIVETorchLearner(TorchLearner):
         return "non-finite gradients (the loss itself was finite)"
 
     def _hold_models(self, gradients_dict: dict[Any, torch.Tensor]) -> dict[Any, torch.Tensor]:
-        """``gradients_dict`` without f_hat's (zero) gradients where this step did not fit
-        f_hat (``fits_model``: ``num_updates`` moves after this); their ``.grad`` is
-        cleared, so f_hat's optimizer steps nothing (Adam and AdamW skip parameters
-        without a gradient: no weight decay, no moment update)."""
+        """``gradients_dict`` without the gradients of the groups this step holds: f_hat's
+        (zeros) where it did not fit f_hat (``fits_model``: ``num_updates`` moves after
+        this), and every group but psi's in a value-only step. Their ``.grad`` is cleared,
+        so their optimizers step nothing (Adam and AdamW skip parameters without a
+        gradient: no weight decay, no moment update)."""
         held: set[int] = set()
         for module_id in self._module_optimizers:
             module = self.drive_module(module_id)
-            if not module.fits_model():
-                for param in module.nets.model.parameters():
+            groups = module.nets.parameter_groups()
+            if module.value_only:
+                names = [name for name in groups if name not in VALUE_GROUPS]
+            else:
+                names = [] if module.fits_model() else ["model"]
+            for name in names:
+                for param in groups[name]:
                     param.grad = None
                     held.add(id(param))
         if not held:
@@ -471,11 +488,20 @@ class DRIVETorchLearner(TorchLearner):
                 {
                     keys.MODEL_STATES: 0.0,
                     **copied_scalars(statistics, torch.float64),
+                },
+                key=module_id,
+                window=1,
+            )
+            # Counters: an iteration of several update() calls (the catch-up's chunks,
+            # the value-only steps) reports the last count, not the mean of the calls'.
+            self.metrics.log_dict(
+                {
                     keys.UPDATE_STEPS_LIFETIME: num_updates,
                     keys.SKIPPED_STEPS: self.num_skipped_steps,
                 },
                 key=module_id,
                 window=1,
+                reduce="max",
             )
         return result
 
@@ -492,7 +518,7 @@ class DRIVETorchLearner(TorchLearner):
         error, self._nonfinite_error, self._skip_step = self._nonfinite_error, None, False
         for module_id in saved_moments:
             self.metrics.log_value(
-                (module_id, keys.SKIPPED_STEPS), self.num_skipped_steps, window=1
+                (module_id, keys.SKIPPED_STEPS), self.num_skipped_steps, window=1, reduce="max"
             )
         limit = self.config.max_skipped_updates
         if self._consecutive_skips >= limit:

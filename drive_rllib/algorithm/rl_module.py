@@ -148,6 +148,9 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         self._num_updates_host = HostCopy()  # read without a GPU sync per step
         # Set by DRIVEEnvRunner while it samples random warm-up actions; not state.
         self.act_uniformly = False
+        # Set by DRIVETorchLearner for the update steps that fit psi only
+        # (``value_only_updates``); not state.
+        self.value_only = False
         # The weight of every loss term (``update_loss`` sums the weighted term means).
         self.loss_weights = loss_weights(self.spec.update, self.spec.networks)
         # What ``_forward_train`` computes the step with: ``update_loss``, or its
@@ -363,7 +366,9 @@ class DRIVETorchRLModule(TorchRLModule, InferenceOnlyAPI):
         """Whether the update step in progress fits f_hat: every one of the first
         ``model_fit_interval_start``, then every ``model_fit_interval``-th (``num_updates``
         counts the steps applied, equal on every Learner; the Learner moves it after the
-        step)."""
+        step); never a value-only step."""
+        if self.value_only:
+            return False
         spec = self.spec.update
         step = self.updates_done()
         return step < spec.model_fit_interval_start or step % spec.model_fit_interval == 0

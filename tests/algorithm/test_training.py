@@ -98,8 +98,10 @@ def test_two_iterations_with_two_env_runners(ray_instance, tiny_config):
         # Steps that do not fit f_hat: its zero gradients keep DDP's every-parameter
         # bookkeeping, and both Learners hold f_hat alike.
         {"model_fit_interval": 3},
+        # Value-only steps hold every group but psi's, alike on both Learners.
+        {"value_only_updates": 2},
     ],
-    ids=["joint", "distill", "model_fit_interval"],
+    ids=["joint", "distill", "model_fit_interval", "value_only_updates"],
 )
 def test_two_learners_stay_identical(ray_instance, tiny_config, variant):
     algo = tiny_config(num_env_runners=0, num_learners=2, **variant).build_algo()
@@ -119,8 +121,9 @@ def test_two_learners_stay_identical(ray_instance, tiny_config, variant):
         assert set(first) == set(second)
         for key in first:
             np.testing.assert_array_equal(first[key], second[key], err_msg=key)
-        # The normaliser merged the rows of both learners (all-reduced sums).
-        assert first["nets.obs_normalizer.count"] == 2 * (2 * C * B)
+        # The normaliser merged the rows of both learners (all-reduced sums), of every step.
+        steps = 2 * (C + variant.get("value_only_updates", 0))
+        assert first["nets.obs_normalizer.count"] == 2 * (steps * B)
         # The ensemble was ranked (every 2 steps) on held-out rows of both learners.
         assert np.isfinite(first["nets.model.holdout_error"]).all()
 

@@ -1,0 +1,79 @@
+"""``value_only_updates``: steps that fit psi alone hold f_hat, q_phi, pi_theta and the
+entropy floor bit-identical, optimizers included (a local Learner); the algorithm runs
+them before each iteration's C steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from drive_rllib import keys
+from drive_rllib.algorithm.batch import learner_batch
+from drive_rllib.algorithm.learner import VALUE_ONLY
+from tests.algorithm.helpers import MODULE_ID, changed_groups
+from tests.algorithm.test_skipped_update import B, make_learner, module_state, rows, update
+
+pytestmark = pytest.mark.ray
+
+HELD = ("model", "posterior", "prior", "entropy_floor")
+
+
+def adam_states(learner) -> dict[str, dict[str, torch.Tensor]]:
+    return {
+        name: {
+            f"{index}.{key}": value.clone()
+            for index, state in enumerate(learner.get_optimizer(MODULE_ID, name).state.values())
+            for key, value in state.items()
+        }
+        for name in ("model", "posterior", "prior", "value", "entropy_floor")
+    }
+
+
+def test_a_value_only_step_trains_psi_alone_and_touches_no_other_optimizer(ray_instance):
+    learner = make_learner()
+    update(learner, rows(0))  # every optimizer has state from here on
+    before, adam_before = module_state(learner), adam_states(learner)
+
+    learner.update(
+        batch=learner_batch(rows(1)),
+        minibatch_size=B,
+        num_epochs=1,
+        timesteps={VALUE_ONLY: True},
+    )
+
+    after, adam_after = module_state(learner), adam_states(learner)
+    changed = changed_groups(before, after)
+    assert "value" in changed
+    assert "target_value" in changed  # psi_bar follows psi by Polyak averaging
+    assert changed.isdisjoint(HELD)
+    for name in HELD:
+        assert adam_after[name].keys() == adam_before[name].keys(), name
+        for key, value in adam_before[name].items():
+            assert torch.equal(adam_after[name][key], value), f"{name} {key}"
+    assert not torch.equal(adam_after["value"]["0.step"], adam_before["value"]["0.step"])
+    module = learner.module[MODULE_ID].unwrapped()
+    assert int(module.num_updates) == 2
+
+    # The next ordinary step trains every part again.
+    update(learner, rows(2))
+    assert changed_groups(after, module_state(learner)) >= {"value", *HELD}
+
+
+def test_an_iteration_runs_the_value_only_steps_before_its_c_steps(ray_instance, tiny_config):
+    from tests.algorithm.test_training import C, T
+
+    # Warm-up of 2 T rows: the first learning iteration catches up in two chunks of C.
+    algo = tiny_config(num_env_runners=0, value_only_updates=3, num_warmup_steps=2 * T)
+    algo = algo.build_algo()
+    try:
+        counts = []
+        for _ in range(3):
+            result = algo.train()
+            lifetime = result.get("learners", {}).get(MODULE_ID, {})
+            counts.append((result[keys.UPDATE_STEPS], lifetime.get(keys.UPDATE_STEPS_LIFETIME)))
+        # warm-up; 3 value-only + 2 C (the last count, not the mean over the calls); 3 + C
+        assert counts == [(0, None), (3 + 2 * C, 3 + 2 * C), (3 + C, 3 + 3 + 3 * C)]
+        assert np.isfinite(result["learners"][MODULE_ID]["loss/total"])
+    finally:
+        algo.stop()
