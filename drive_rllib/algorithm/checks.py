@@ -121,6 +121,7 @@ def check_loop_settings(config: DRIVEConfig) -> None:
     """Algorithm 1's T, C and warm-up; the replay's capacity, holdout and resources."""
     check_value(config, "updates_per_iteration", integer(minimum=1))
     check_value(config, "value_only_updates", integer(minimum=0))
+    check_value(config, "restart_optimizers", flag)
     check_value(config, "env_steps_per_iteration", integer(minimum=1))
     check_value(config, "num_warmup_steps", integer(minimum=0))
     check_value(config, "warmup_catch_up", flag)

@@ -63,6 +63,7 @@ LEARNER_SETTINGS = (
 LOOP_SETTINGS = (
     "updates_per_iteration",
     "value_only_updates",
+    "restart_optimizers",
     "env_steps_per_iteration",
     "num_warmup_steps",
     "warmup_catch_up",
@@ -135,6 +136,7 @@ class DRIVEConfig(AlgorithmConfig):
         # Algorithm 1.
         self.updates_per_iteration = 100  # C
         self.value_only_updates = 0
+        self.restart_optimizers = False
         self.env_steps_per_iteration = 100  # T
         self.num_warmup_steps = 500
         self.warmup_catch_up = True
@@ -218,6 +220,7 @@ class DRIVEConfig(AlgorithmConfig):
         gradient_check: str | None = NotProvided,
         updates_per_iteration: int | None = NotProvided,
         value_only_updates: int | None = NotProvided,
+        restart_optimizers: bool | None = NotProvided,
         env_steps_per_iteration: int | None = NotProvided,
         num_warmup_steps: int | None = NotProvided,
         warmup_catch_up: bool | None = NotProvided,
@@ -281,6 +284,10 @@ class DRIVEConfig(AlgorithmConfig):
                 critic-only iterations (a quarter of C there), which let p_psi catch up
                 with the new data and policy before Eq. 6 reads it. Each costs about an
                 update step. Default 0.
+            restart_optimizers: at the start of every learning iteration the Adam
+                states (moments, step counts) of q_phi, pi_theta, psi and the entropy
+                floor start afresh (not f_hat's), as DHMBPO re-creates its actor's and
+                critic's optimizers at every model refit. Default False.
             env_steps_per_iteration: T >= 1, env steps per iteration over all
                 EnvRunners (rounded up to a multiple of runners x envs). Default 100.
             num_warmup_steps: env steps with uniform random actions (in the

@@ -73,7 +73,7 @@ from drive_rllib.algorithm.checkpoint import restore_replay as restore_replay_fi
 
 # DRIVEConfig is defined in config.py; configs pickled when it lived here name this module.
 from drive_rllib.algorithm.config import DRIVEConfig
-from drive_rllib.algorithm.learner import VALUE_ONLY
+from drive_rllib.algorithm.learner import RESTART_OPTIMIZERS, VALUE_ONLY
 from drive_rllib.algorithm.notices import Notifier, UpdateProgress, heartbeat, long_step
 from drive_rllib.algorithm.observations import ObservationShapeError, observation_scale
 from drive_rllib.algorithm.resources import (
@@ -283,7 +283,8 @@ class DRIVE(Algorithm):
     @override(Algorithm)
     def training_step(self) -> None:
         """One iteration of Algorithm 1: T env steps, C update steps (after
-        ``value_only_updates`` steps that fit psi alone), weight sync."""
+        ``value_only_updates`` steps that fit psi alone; the optimizers restarted first
+        under ``restart_optimizers``), weight sync."""
         config = self.config
         warmup = self.num_rows_counted + self._rows_imported < config.num_warmup_steps
 
@@ -330,13 +331,16 @@ class DRIVE(Algorithm):
             self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)),
             heartbeat(self._notify, progress.describe),
         ):
+            restart = config.restart_optimizers
             if config.value_only_updates:
-                self._update_learners(config.value_only_updates, value_only=True)
+                self._update_learners(config.value_only_updates, value_only=True, restart=restart)
                 num_updates += config.value_only_updates
+                restart = False
             # One learner_group.update of C steps per chunk: the catch-up after warm-up
             # runs several, so no batch exceeds C x B rows.
             for chunk in chunks:
-                self._update_learners(chunk)
+                self._update_learners(chunk, restart=restart)
+                restart = False
                 num_updates += chunk
                 progress.chunk_done(chunk)
         if progress.end_line():
@@ -350,9 +354,10 @@ class DRIVE(Algorithm):
             )
         self._maybe_snapshot()
 
-    def _update_learners(self, steps: int, value_only: bool = False) -> None:
+    def _update_learners(self, steps: int, value_only: bool = False, restart: bool = False) -> None:
         """``steps`` update steps on every Learner, each on its own replayed minibatch;
-        ``value_only``: steps that fit psi alone (``value_only_updates``)."""
+        ``value_only``: steps that fit psi alone (``value_only_updates``); ``restart``: the
+        optimizers restart first (``restart_optimizers``)."""
         config = self.config
         batch_refs = [
             self._replay.actor.__ray_call__.remote(
@@ -365,6 +370,8 @@ class DRIVE(Algorithm):
         timesteps: dict[str, Any] = {NUM_ENV_STEPS_SAMPLED_LIFETIME: self.num_rows_counted}
         if value_only:
             timesteps[VALUE_ONLY] = True
+        if restart:
+            timesteps[RESTART_OPTIMIZERS] = True
         learner_results = self.learner_group.update(
             batch_refs=batch_refs,
             minibatch_size=config.train_batch_size_per_learner,

@@ -117,6 +117,11 @@ RNG_STATE = "drive_rng_state"
 VALUE_ONLY = "drive_value_only"
 #: The parameter groups a value-only step trains.
 VALUE_GROUPS = frozenset({"value"})
+#: A key of ``update(timesteps=...)``: True restarts the `RESTARTED_GROUPS`' Adam states
+#: before the call's first step (``restart_optimizers``).
+RESTART_OPTIMIZERS = "drive_restart_optimizers"
+#: The parameter groups whose optimizers ``restart_optimizers`` restarts (not f_hat's).
+RESTARTED_GROUPS = ("posterior", "prior", "value", "entropy_floor")
 
 #: ``DRIVEConfig.optimizer_implementation`` choices.
 OPTIMIZER_IMPLEMENTATIONS = ("fused", "foreach", "for_loop")
@@ -328,9 +333,19 @@ class DRIVETorchLearner(TorchLearner):
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
         """Flushes denormals on the thread that runs this ``update()`` (see the module docstring)."""
         super().before_gradient_based_update(timesteps=timesteps)
-        value_only = bool((timesteps or {}).get(VALUE_ONLY, False))
+        timesteps = timesteps or {}
+        value_only = bool(timesteps.get(VALUE_ONLY, False))
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
             self.drive_module(module_id).value_only = value_only
+            if timesteps.get(RESTART_OPTIMIZERS, False):
+                self.restart_optimizers(module_id)
+
+    def restart_optimizers(self, module_id: str) -> None:
+        """Empties the Adam states (moments, step counts) of the `RESTARTED_GROUPS`: their
+        next step starts them afresh, as a new optimizer's would."""
+        for name, optimizer in self.get_optimizers_for_module(module_id):
+            if name in RESTARTED_GROUPS:
+                optimizer.state.clear()
         if self._flush_denormals and not torch.set_flush_denormal(True):
             logger.info("this CPU cannot flush denormals (no SSE3); flush_denormals does nothing")
             self._flush_denormals = False
