@@ -121,6 +121,8 @@ def test_config_round_trips_through_a_dict():
         ({"inference_policy": "q"}, "`inference_policy` must be one of ('prior', 'posterior')"),
         ({"model_hiddens": []}, "`model_hiddens` must be a non-empty list"),
         ({"updates_per_iteration": 0}, "`updates_per_iteration` must be >= 1"),
+        ({"value_only_updates": -1}, "`value_only_updates` must be >= 0"),
+        ({"restart_optimizers": "yes"}, "`restart_optimizers` must be"),
         ({"env_steps_per_iteration": 0}, "`env_steps_per_iteration` must be >= 1"),
         ({"num_warmup_steps": -1}, "`num_warmup_steps` must be >= 0"),
         ({"train_batch_size_per_learner": 0}, "`train_batch_size_per_learner` must be >= 1"),
