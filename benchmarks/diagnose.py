@@ -39,7 +39,10 @@ imagined ones); and (h) on a task that ends, p_psi's mu at the replayed (s, a)
 k = 0, 1, 2, 5, 10, 20, 50 steps before each of the last 8,000 rows' falls
 against the discounted reward realised up to the fall; (i) over the last 2,000
 rows: mu, Eq. 4's mean target with its horizon 1, 3 and H, and the spread of
-psi_bar's heads at (s', a' ~ pi_theta).
+psi_bar's heads at (s', a' ~ pi_theta); (j) on a task that ends, whether f_hat
+foresees the falls: from the real states k = 5, 10, 20, 50, 100 steps before each
+of the last 20 falls, the share of 32 imagined rollouts under pi_theta that fall
+within k and within k + 10 steps.
 """
 
 from __future__ import annotations
@@ -426,7 +429,7 @@ def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
     """``--checkpoint``: (g) pi_theta's entropy (-mean log pi of one sample per state) on
     replayed states, on the checkpoint's model-state buffer, as ``update_terms``
     reports it (the floor's states) and along a fresh distribution rollout; (h)
-    ``_before_fall``; (i) ``_targets``."""
+    ``_before_fall``; (i) ``_targets``; (j) ``_foresight``."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from drive_rllib import keys
@@ -465,6 +468,7 @@ def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
         "entropy": out,
         "before_fall": _before_fall(nets, replay, spec.gamma),
         "targets": _targets(nets, spec, replay),
+        "foresight": _foresight(nets, replay),
     }
 
 
@@ -519,18 +523,10 @@ def _mu(nets, obs: Tensor, action: Tensor) -> Tensor:
 def _before_fall(nets, replay, gamma: float, window: int = 8_000) -> dict[int, dict[str, float]]:
     """(h): mu(s, a) of the mixture of heads k steps before a fall, against the discounted
     reward from there to the fall (the true return of those rows: a fall ends it)."""
-    size = int(replay["size"])
-    terminated, truncated = replay["terminated"][:size], replay["truncated"][:size]
-    reward = replay["reward"][:size]
-    falls = [int(i) for i in np.flatnonzero(terminated > 0) if i >= size - window]
+    reward = replay["reward"][: int(replay["size"])]
     out = {}
     for back in (0, 1, 2, 5, 10, 20, 50):
-        rows = [
-            f - back
-            for f in falls
-            if f - back >= 0
-            and not (terminated[f - back : f].any() or truncated[f - back : f].any())
-        ]
+        rows = _fall_rows(replay, back, window)
         if not rows:
             continue
         batch = _replay_batch(replay, rows)
@@ -540,6 +536,43 @@ def _before_fall(nets, replay, gamma: float, window: int = 8_000) -> dict[int, d
             "rows": len(rows),
             "mu": float(mu.mean()),
             "return_to_fall": float(np.mean(to_fall)),
+        }
+    return out
+
+
+def _fall_rows(replay, back: int, window: int = 8_000) -> list[int]:
+    """Replayed rows ``back`` steps before a fall among the last ``window`` rows, with no
+    episode end between the row and the fall."""
+    size = int(replay["size"])
+    terminated, truncated = replay["terminated"][:size], replay["truncated"][:size]
+    falls = [int(i) for i in np.flatnonzero(terminated > 0) if i >= size - window]
+    return [
+        f - back
+        for f in falls
+        if f - back >= 0 and not (terminated[f - back : f].any() or truncated[f - back : f].any())
+    ]
+
+
+@torch.no_grad()
+def _foresight(nets, replay, falls: int = 20, samples: int = 32) -> dict[int, dict[str, float]]:
+    """(j): does f_hat foresee the falls? From the real states k steps before each of the
+    last ``falls`` falls, ``samples`` imagined rollouts under pi_theta (the termination
+    rule or head on every imagined state): the share that falls within k steps (when the
+    real episode did) and within k + 10."""
+    if not nets.model.learn_termination and nets.termination_rule is None:
+        return {}
+    out = {}
+    for back in (5, 10, 20, 50, 100):
+        rows = _fall_rows(replay, back)[-falls:]
+        if not rows:
+            continue
+        start = np.repeat(replay["obs"][rows], samples, axis=0).astype(np.float32)
+        _, continue_probs = _imagined_rollout(nets, start, back + 10)
+        alive = continue_probs.cumprod(0)
+        out[back] = {
+            "falls": len(rows),
+            "by_k": float(1.0 - alive[back - 1].mean()),
+            "by_k_plus_10": float(1.0 - alive[-1].mean()),
         }
     return out
 
@@ -560,7 +593,7 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint",
         metavar="CHECKPOINT",
-        help="print (g) and (h) of a checkpoint with its replay",
+        help="print (g)-(j) of a checkpoint with its replay",
     )
     parser.add_argument("--out", default="docs/diagnosis.png")
     args = parser.parse_args()
