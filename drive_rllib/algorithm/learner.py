@@ -331,8 +331,13 @@ class DRIVETorchLearner(TorchLearner):
 
     @override(Learner)
     def before_gradient_based_update(self, *, timesteps: dict[str, Any]) -> None:
-        """Flushes denormals on the thread that runs this ``update()`` (see the module docstring)."""
+        """Flushes denormals on the thread that runs this ``update()`` (see the module
+        docstring); marks the call's steps value-only and restarts the optimizers as its
+        ``timesteps`` say (`VALUE_ONLY`, `RESTART_OPTIMIZERS`)."""
         super().before_gradient_based_update(timesteps=timesteps)
+        if self._flush_denormals and not torch.set_flush_denormal(True):
+            logger.info("this CPU cannot flush denormals (no SSE3); flush_denormals does nothing")
+            self._flush_denormals = False
         timesteps = timesteps or {}
         value_only = bool(timesteps.get(VALUE_ONLY, False))
         for module_id in self.module.keys():  # noqa: SIM118 -- a MultiRLModule, not a dict
@@ -346,9 +351,6 @@ class DRIVETorchLearner(TorchLearner):
         for name, optimizer in self.get_optimizers_for_module(module_id):
             if name in RESTARTED_GROUPS:
                 optimizer.state.clear()
-        if self._flush_denormals and not torch.set_flush_denormal(True):
-            logger.info("this CPU cannot flush denormals (no SSE3); flush_denormals does nothing")
-            self._flush_denormals = False
 
     @override(Learner)
     def compute_loss_for_module(
