@@ -445,15 +445,16 @@ class DRIVETorchLearner(TorchLearner):
         held: set[int] = set()
         for module_id in self._module_optimizers:
             module = self.drive_module(module_id)
-            groups = module.nets.parameter_groups()
             if module.value_only:
-                names = [name for name in groups if name not in VALUE_GROUPS]
+                groups = module.nets.parameter_groups()
+                params = [p for name in groups if name not in VALUE_GROUPS for p in groups[name]]
+            elif not module.fits_model():
+                params = list(module.nets.model.parameters())
             else:
-                names = [] if module.fits_model() else ["model"]
-            for name in names:
-                for param in groups[name]:
-                    param.grad = None
-                    held.add(id(param))
+                continue
+            for param in params:
+                param.grad = None
+                held.add(id(param))
         if not held:
             return gradients_dict
         return {
