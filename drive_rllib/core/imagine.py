@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from drive_rllib.core.networks import DynamicsEnsemble
+from drive_rllib.core.termination import smoothed_continue
 
 ModelStep = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 """(obs [M, S], action [M, A]) -> (next_obs [M, S], reward [M], continue_prob [M])."""
@@ -113,6 +114,7 @@ def ensemble_step(
     assignment: tuple[Tensor, Tensor] | None = None,
     target_affine: tuple[Tensor, Tensor] | None = None,
     termination_rule: Callable[[Tensor], Tensor] | None = None,
+    termination_margin: tuple[Callable[[Tensor], Tensor], float] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One reparameterised step of the K members whose ``params`` are given.
 
@@ -129,7 +131,9 @@ def ensemble_step(
 
     With a ``termination_rule`` (next_obs -> bool, True where the episode ends) the
     continue probability is 0 where the rule says the imagined next state has ended
-    and 1 elsewhere; the termination head is not read.
+    and 1 elsewhere; the termination head is not read. ``termination_margin`` (the rule's
+    margin, width) gives that 0/1 mask the gradient of sigmoid(margin / width)
+    (`drive_rllib.core.termination.smoothed_continue`); without it the mask has none.
 
     Returns:
         next_obs [M, S], reward [M], continue probability [M] (ones when the
@@ -153,6 +157,8 @@ def ensemble_step(
     if termination_rule is not None:
         # the rule reads the state, not its gradient: the mask carries none
         continue_prob = (~termination_rule(next_obs.detach())).to(next_obs.dtype)
+        if termination_margin is not None:
+            continue_prob = smoothed_continue(continue_prob, next_obs, *termination_margin)
     elif model.learn_termination:
         continue_prob = torch.sigmoid(-out[:, -1])
     else:

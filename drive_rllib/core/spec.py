@@ -375,6 +375,12 @@ class UpdateSpec(_Checked):
             replacement picked the row), meant to pull apart heads that start equal
             (zeroed last layer) and share the targets, so that "min2" reads a lower
             one; on Hopper-v5 it did not (docs/diagnosis.md).
+        termination_gradient_width: > 0: where a known rule ends imagined rollouts,
+            Eq. 6 differentiates its 0/1 mask as sigmoid(margin / width), the margin
+            being the next state's distance to the rule's nearest bound
+            (`drive_rllib.core.termination.smoothed_continue`); the mask's value is
+            unchanged. 0: the mask has no gradient (a fall within H moves Eq. 6's
+            value, never its gradient). Inert without a rule that has a margin.
         entropy_floor_real_states: apply the entropy floor at the batch's real
             states (where pi_theta acts) instead of at Eq. 6's start states (model
             states under ``start_state_model_fraction`` 1, where pi_theta never acts).
@@ -437,6 +443,7 @@ class UpdateSpec(_Checked):
     start_state_model_fraction: float = setting(1.0, unit_fraction)
     value_model_fraction: float = setting(0.0, unit_fraction)
     entropy_floor_real_states: bool = setting(False, flag)
+    termination_gradient_width: float = setting(0.0, non_negative_number)
     value_horizon: int = setting(0, integer(minimum=0))
     value_head_bootstrap: bool = setting(False, flag)
     distribution_rollout_interval: int = setting(20, integer(minimum=0))

@@ -13,6 +13,12 @@ checked: Hopper-v5 tests its unclipped velocities against ``healthy_state_range`
 its observation clips them to [-10, 10] (so a rule on the observation never sees a
 velocity of 100).
 
+Each built-in rule also has a margin (`margin_of`): the signed distance, in observation
+units, of the next observation to the nearest bound the rule checks (> 0 inside the
+healthy set). ``termination_gradient_width`` (spec, Section 6) smooths the rule with it
+for Eq. 6's gradient: the rule's 0/1 mask has no gradient, so without it Eq. 6 cannot
+see a fall coming within its horizon.
+
 Torch only; no gymnasium import (the env ids are plain strings).
 """
 
@@ -83,6 +89,74 @@ def ant_terminated(next_obs: Tensor, *, offset: int, z_range: tuple[float, float
     z = next_obs[:, offset]
     healthy = torch.isfinite(next_obs).all(dim=-1) & (z >= z_range[0]) & (z <= z_range[1])
     return ~healthy
+
+
+def _margin(value: Tensor, low: float, high: float) -> Tensor:
+    """Distance of ``value`` to the nearer of low and high (> 0 between them)."""
+    return torch.minimum(value - low, high - value)
+
+
+def hopper_margin(
+    next_obs: Tensor,
+    *,
+    offset: int,
+    z_range: tuple[float, float],
+    angle_range: tuple[float, float],
+    state_range: tuple[float, float],
+) -> Tensor:
+    """`hopper_terminated`'s margin [M]: the least distance to a bound it checks."""
+    z, angle, state = next_obs[:, offset], next_obs[:, offset + 1], next_obs[:, offset + 1 :]
+    return torch.minimum(
+        torch.minimum(_margin(z, *z_range), _margin(angle, *angle_range)),
+        _margin(state, *state_range).amin(dim=-1),
+    )
+
+
+def walker2d_margin(
+    next_obs: Tensor,
+    *,
+    offset: int,
+    z_range: tuple[float, float],
+    angle_range: tuple[float, float],
+) -> Tensor:
+    """`walker2d_terminated`'s margin [M]."""
+    z, angle = next_obs[:, offset], next_obs[:, offset + 1]
+    return torch.minimum(_margin(z, *z_range), _margin(angle, *angle_range))
+
+
+def ant_margin(next_obs: Tensor, *, offset: int, z_range: tuple[float, float]) -> Tensor:
+    """`ant_terminated`'s margin [M] (of z; a non-finite entry has no distance)."""
+    return _margin(next_obs[:, offset], *z_range)
+
+
+_MARGINS: dict[Callable[..., Tensor], Callable[..., Tensor]] = {
+    hopper_terminated: hopper_margin,
+    walker2d_terminated: walker2d_margin,
+    ant_terminated: ant_margin,
+}
+
+
+def margin_of(rule: TerminationRule | None) -> Callable[[Tensor], Tensor] | None:
+    """The margin (next_obs [M, S] -> [M], > 0 where healthy) of a built-in ``rule``, or
+    the ``margin`` attribute of a user rule that carries one; None otherwise."""
+    if isinstance(rule, functools.partial) and rule.func in _MARGINS:
+        return functools.partial(_MARGINS[rule.func], *rule.args, **rule.keywords)
+    return getattr(rule, "margin", None)
+
+
+def smoothed_continue(
+    hard: Tensor, next_obs: Tensor, margin: Callable[[Tensor], Tensor], width: float
+) -> Tensor:
+    """The rule's continue mask ``hard`` (0/1) in value, with the gradient of
+    sigmoid(margin(next_obs) / width) (a straight-through estimator).
+
+    The expected mask under a Gaussian next state of mean m is Phi(margin(m) / s): a
+    smooth function of m whose gradient the pathwise (reparameterised) estimator misses,
+    since the sampled mask is a step. The sigmoid of the margin stands in for it, so Eq.
+    6's gradient pushes imagined states away from a bound within ``width`` of it.
+    """
+    soft = torch.sigmoid(margin(next_obs) / width)
+    return hard + (soft - soft.detach())
 
 
 def _hopper(config: Mapping[str, Any]) -> TerminationRule | None:

@@ -77,6 +77,7 @@ from drive_rllib.core.networks import (
     frozen_call,
 )
 from drive_rllib.core.spec import PolicyUpdate, Precision, UpdateSpec
+from drive_rllib.core.termination import margin_of
 
 Normalize = Callable[[Tensor], Tensor]
 
@@ -311,11 +312,14 @@ def imagination(
     value_params = autocast_weights(nets.value.layer_params(frozen=True))
     target_affine = nets.target_affine()
     rule = nets.termination_rule
+    # Eq. 6 alone differentiates through the mask; Eq. 4's targets carry no gradient.
+    margin = margin_of(rule) if spec.termination_gradient_width > 0 else None
+    smoothing = None if margin is None else (margin, spec.termination_gradient_width)
     imagined_rewards: list[Tensor] = []
 
     def model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         next_obs, reward, continue_prob = ensemble_step(
-            model, elite_params, normalize, o, a, assignment, target_affine, rule
+            model, elite_params, normalize, o, a, assignment, target_affine, rule, smoothing
         )
         imagined_rewards.append(reward.detach())
         return next_obs, reward, continue_prob

@@ -20,6 +20,11 @@ def rows(*values: list[float]) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
+def near(value: float):
+    """A float32 margin's tolerance."""
+    return pytest.approx(value, abs=1e-6)
+
+
 # --- the rules at their boundaries ------------------------------------------------------------
 
 
@@ -134,6 +139,106 @@ def test_spec_termination_choices() -> None:
         NetworkSpec(termination="sometimes")
     with pytest.raises(ValueError, match="callable"):
         NetworkSpec(termination_rule=3)
+
+
+# --- margins: the smoothed mask's gradient ----------------------------------------------------
+
+
+def test_margins_at_each_boundary() -> None:
+    hopper = termination.margin_of(termination.rule_for("Hopper-v5"))
+    healthy = [1.25, 0.0, 0.1, -0.1, 0.05, 1.0, -2.0, 3.0, 0.5, -0.5, 9.0]
+    # z 1.25 is 0.55 above 0.7; angle 0 is 0.2 inside; the largest entry 9 is 91 inside
+    assert hopper(rows(healthy)).item() == near(0.2)
+    assert hopper(rows([0.72, *healthy[1:]])).item() == near(0.02)
+    assert hopper(rows([1.25, -0.15, *healthy[2:]])).item() == near(0.05)
+    assert hopper(rows([1.25, 0.25, *healthy[2:]])).item() == near(-0.05)
+    assert hopper(rows([*healthy[:3], -99.9, *healthy[4:]])).item() == pytest.approx(0.1, abs=1e-4)
+    walker = termination.margin_of(termination.rule_for("Walker2d-v5"))
+    rest = [0.0] * 15
+    assert walker(rows([1.9, 0.0, *rest])).item() == near(0.1)  # 2.0 - 1.9
+    assert walker(rows([1.2, -0.7, *rest])).item() == near(0.3)  # -0.7 - (-1)
+    ant = termination.margin_of(termination.rule_for("Ant-v5"))
+    assert ant(rows([0.5, *[0.0] * 26])).item() == near(0.3)
+    assert ant(rows([1.1, *[0.0] * 26])).item() == near(-0.1)
+    assert termination.margin_of(ended_above_one) is None  # a user rule without one
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Walker2d-v5", "Ant-v5"])
+def test_the_margin_has_the_rules_sign(env_id) -> None:
+    # near every bound: the rule ends exactly where the margin is <= 0 (Hopper, Walker2d:
+    # open bounds) or < 0 (Ant: closed bounds)
+    dims = {"Hopper-v5": 11, "Walker2d-v5": 17, "Ant-v5": 27}[env_id]
+    torch.manual_seed(0)
+    obs = torch.randn(4000, dims) * 0.3
+    obs[:, 0] = torch.empty(4000).uniform_(0.0, 2.5)
+    rule = termination.rule_for(env_id)
+    margin = termination.margin_of(rule)(obs)
+    ended = rule(obs)
+    assert 0 < ended.sum() < 4000
+    assert torch.equal(ended, margin < 0 if env_id == "Ant-v5" else margin <= 0)
+
+
+def test_smoothed_continue_keeps_the_mask_and_takes_the_sigmoids_gradient() -> None:
+    # Hopper, width 0.01: the angle 0.19 is 0.01 inside its bound 0.2 (mask 1), 0.21 is 0.01
+    # past it (mask 0); d mask / d angle = -s(1 - s) / 0.01 with s = sigmoid(+-1), so
+    # -0.19661 / 0.01 on both sides; nothing else is within reach of a bound.
+    rule = termination.rule_for("Hopper-v5")
+    margin = termination.margin_of(rule)
+    obs = rows(
+        [1.25, 0.19, *[0.0] * 9],
+        [1.25, 0.21, *[0.0] * 9],
+        [1.25, 0.0, *[0.0] * 9],  # 0.2 from every bound: a vanishing gradient
+    ).requires_grad_(True)
+    hard = (~rule(obs.detach())).float()
+    smoothed = termination.smoothed_continue(hard, obs, margin, 0.01)
+    assert torch.equal(smoothed.detach(), torch.tensor([1.0, 0.0, 1.0]))
+    smoothed.sum().backward()
+    slope = math.exp(-1.0) / (1.0 + math.exp(-1.0)) ** 2 / 0.01
+    assert obs.grad[0, 1].item() == pytest.approx(-slope, rel=1e-5)
+    assert obs.grad[1, 1].item() == pytest.approx(-slope, rel=1e-5)
+    assert obs.grad[:2, [0, *range(2, 11)]].abs().max() == 0.0
+    assert obs.grad[2].abs().max() < 1e-6
+
+
+class _AboveOne:
+    """A user rule carrying its margin: ends where the first entry exceeds 1."""
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs[:, 0] > 1.0
+
+    def margin(self, obs: torch.Tensor) -> torch.Tensor:
+        return 1.0 - obs[:, 0]
+
+
+def test_termination_gradient_width_changes_eq6s_gradient_only() -> None:
+    # Same draws with and without the smoothing: every term's value is equal (the mask's
+    # value does not change); Eq. 6's gradient into q_phi moves, Eq. 4's into psi does not.
+    def run(width):
+        torch.manual_seed(0)
+        nets = tiny_nets(termination="known", termination_rule=_AboveOne())
+        torch.manual_seed(1)
+        batch = random_batch(32)
+        terms, _ = update_terms(
+            nets, batch, UpdateSpec(horizon=3, termination_gradient_width=width)
+        )
+        terms["return"].mean().backward(retain_graph=True)
+        posterior = torch.cat([p.grad.flatten() for p in nets.posterior.parameters()])
+        nets.zero_grad()
+        (terms["value_mean"].mean() + terms["value_sigma"].mean()).backward()
+        value = torch.cat([p.grad.flatten() for p in nets.value.parameters()])
+        return terms, posterior, value
+
+    terms, posterior, value = run(0.0)
+    smoothed_terms, smoothed_posterior, smoothed_value = run(0.5)
+    for name in terms:
+        assert torch.equal(terms[name], smoothed_terms[name]), name
+    assert not torch.allclose(posterior, smoothed_posterior)
+    assert torch.equal(value, smoothed_value)
+
+
+def test_termination_gradient_width_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="termination_gradient_width"):
+        UpdateSpec(termination_gradient_width=-0.1)
 
 
 # --- masks after a fall, by hand ----------------------------------------------------------------
