@@ -41,8 +41,9 @@ against the discounted reward realised up to the fall; (i) over the last 2,000
 rows: mu, Eq. 4's mean target with its horizon 1, 3 and H, and the spread of
 psi_bar's heads at (s', a' ~ pi_theta); (j) on a task that ends, whether f_hat
 foresees the falls: from the real states k = 5, 10, 20, 50, 100 steps before each
-of the last 20 falls, the share of 32 imagined rollouts under pi_theta that fall
-within k and within k + 10 steps.
+of the last 20 falls, the share of 32 imagined rollouts under pi_theta that have
+fallen by the transition on which the real episode fell (the (k + 1)-th) and by ten
+transitions later, and the share of 32 rollouts along the real actions that have.
 """
 
 from __future__ import annotations
@@ -172,6 +173,32 @@ def _imagined_rollout(nets, start_obs: np.ndarray, horizon: int) -> tuple[Tensor
         rewards.append(reward)
         continue_probs.append(continue_prob)
     return torch.stack(rewards), torch.stack(continue_probs)
+
+
+@torch.no_grad()
+def _open_loop_continue(nets, start_obs: np.ndarray, actions: np.ndarray) -> Tensor:
+    """The continue probabilities [T, M] of f_hat's elites (a random one per row and step)
+    from ``start_obs`` [M, S] along the given ``actions`` [T, M, A] (no policy)."""
+    from drive_rllib.core.imagine import ensemble_step
+
+    normalize = nets.obs_normalizer.frozen()
+    model = nets.model
+    params = model.layer_params(model.elite_idx, frozen=True)
+    state = torch.as_tensor(start_obs)
+    continue_probs = []
+    for action in torch.as_tensor(actions):
+        state, _, continue_prob = ensemble_step(
+            model,
+            params,
+            normalize,
+            state,
+            action,
+            None,
+            nets.target_affine(),
+            nets.termination_rule,
+        )
+        continue_probs.append(continue_prob)
+    return torch.stack(continue_probs)
 
 
 @torch.no_grad()
@@ -556,9 +583,11 @@ def _fall_rows(replay, back: int, window: int = 8_000) -> list[int]:
 @torch.no_grad()
 def _foresight(nets, replay, falls: int = 20, samples: int = 32) -> dict[int, dict[str, float]]:
     """(j): does f_hat foresee the falls? From the real states k steps before each of the
-    last ``falls`` falls, ``samples`` imagined rollouts under pi_theta (the termination
-    rule or head on every imagined state): the share that falls within k steps (when the
-    real episode did) and within k + 10."""
+    last ``falls`` falls (row k before the falling row: the real episode fell on its
+    (k + 1)-th transition), ``samples`` imagined rollouts under pi_theta (the termination
+    rule or head on every imagined state): the share that has fallen by that transition
+    ("by_fall") and by ten transitions later; and the same from the real actions
+    (open loop: f_hat alone, "by_fall_real_actions")."""
     if not nets.model.learn_termination and nets.termination_rule is None:
         return {}
     out = {}
@@ -567,12 +596,18 @@ def _foresight(nets, replay, falls: int = 20, samples: int = 32) -> dict[int, di
         if not rows:
             continue
         start = np.repeat(replay["obs"][rows], samples, axis=0).astype(np.float32)
-        _, continue_probs = _imagined_rollout(nets, start, back + 10)
+        _, continue_probs = _imagined_rollout(nets, start, back + 11)
         alive = continue_probs.cumprod(0)
+        actions = np.stack(
+            [replay["action"][rows[i] : rows[i] + back + 1] for i in range(len(rows))]
+        )
+        real_actions = np.repeat(actions, samples, axis=0).transpose(1, 0, 2)
+        open_loop = _open_loop_continue(nets, start, real_actions.astype(np.float32))
         out[back] = {
             "falls": len(rows),
-            "by_k": float(1.0 - alive[back - 1].mean()),
-            "by_k_plus_10": float(1.0 - alive[-1].mean()),
+            "by_fall": float(1.0 - alive[back].mean()),
+            "by_fall_plus_10": float(1.0 - alive[back + 10].mean()),
+            "by_fall_real_actions": float(1.0 - open_loop.prod(0).mean()),
         }
     return out
 
