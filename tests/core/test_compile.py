@@ -85,6 +85,19 @@ def test_the_step_from_model_start_states_traces_as_one_graph(held, value_model_
     assert explained.graph_count == 1
 
 
+def test_the_smoothed_termination_mask_traces_as_one_graph():
+    # Hopper's rule and its margin (termination_gradient_width) in Eq. 6's model step.
+    from drive_rllib.core.termination import rule_for
+
+    torch._dynamo.reset()
+    nets = tiny_nets(obs_dim=11, action_dim=3, termination_rule=rule_for("Hopper-v5"))
+    spec = small_spec(termination_gradient_width=0.02)
+    batch = random_batch(16, obs_dim=11, action_dim=3)
+    explained = torch._dynamo.explain(update_terms)(nets, batch, spec)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+
 def test_normalizer_is_the_identity_before_two_rows_and_standardises_after():
     normalizer = RunningNormalizer(2)  # float64 statistics
     zeros, ones = torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
