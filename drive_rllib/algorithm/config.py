@@ -178,6 +178,7 @@ class DRIVEConfig(AlgorithmConfig):
         termination_rule: Callable[[Any], Any] | None = NotProvided,
         entropy_floor: bool | None = NotProvided,
         target_entropy: float | None = NotProvided,
+        target_entropy_per_dim: float | None = NotProvided,
         initial_entropy_weight: float | None = NotProvided,
         model_layer_norm: bool | None = NotProvided,
         model_activation: str | None = NotProvided,

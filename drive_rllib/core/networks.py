@@ -647,7 +647,11 @@ class DRIVENetworks(nn.Module):
         self.model_states = (
             ModelStateBuffer(obs_dim, model_state_capacity) if model_state_capacity else None
         )
-        target_entropy = -float(action_dim) if spec.target_entropy is None else spec.target_entropy
+        target_entropy = (
+            spec.target_entropy_per_dim * action_dim
+            if spec.target_entropy is None
+            else spec.target_entropy
+        )
         self.entropy_floor = (
             EntropyFloor(target_entropy, spec.initial_entropy_weight)
             if spec.entropy_floor

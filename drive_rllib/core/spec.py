@@ -189,6 +189,14 @@ def optional_finite_number(name: str, value: Any) -> Any:
     return value
 
 
+def per_dim_entropy(name: str, value: Any) -> Any:
+    """A number in [-10, 1] (an entropy per action dim: the floor's weight would grow or
+    vanish without bound outside it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -10 <= value <= 1:
+        raise ValueError(f"`{name}` must be a number in [-10, 1], got {value!r}.")
+    return value
+
+
 def optional_callable(name: str, value: Any) -> Any:
     """None or a callable."""
     if value is not None and not callable(value):
@@ -269,7 +277,11 @@ class NetworkSpec(_Checked):
             episode ends); ``DRIVEConfig`` fills it from the env's registered rule
             (`drive_rllib.core.termination`) when termination is "auto" or "known".
         entropy_floor: add the entropy floor on pi_theta (its own learnable weight).
-        target_entropy: the floor's target entropy; None means -A.
+        target_entropy: the floor's target entropy; None means
+            ``target_entropy_per_dim`` x A (A action dims).
+        target_entropy_per_dim: the target per action dim where ``target_entropy``
+            is None, in [-10, 1] (-1: SAC's -A; MBPO's per-task targets are about
+            -A / 2 on Hopper, Walker2d, Ant and HalfCheetah).
         initial_entropy_weight: the floor's initial weight > 0.
         model_layer_norm: layer normalisation (no affine) before every layer of
             f_hat but the first; it keeps the hidden activations of inputs far
@@ -303,6 +315,7 @@ class NetworkSpec(_Checked):
     termination_rule: Callable[[Any], Any] | None = setting(None, optional_callable)
     entropy_floor: bool = setting(True, flag)
     target_entropy: float | None = setting(None, optional_finite_number)
+    target_entropy_per_dim: float = setting(-1.0, per_dim_entropy)
     initial_entropy_weight: float = setting(1.0, positive_number)
     model_layer_norm: bool = setting(True, flag)
     model_activation: Activation = setting(Activation.SILU, one_of(Activation))

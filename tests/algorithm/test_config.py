@@ -149,6 +149,8 @@ def test_config_round_trips_through_a_dict():
         ({"sigma_min": 1e-6}, "`sigma_min` (1e-06) is below 0.0001"),
         ({"target_entropy": 5.0}, "`target_entropy` (5.0) lies outside [-10 A, A] = [-10, 1]"),
         ({"target_entropy": -11.0}, "lies outside [-10 A, A]"),
+        ({"target_entropy_per_dim": 2.0}, "`target_entropy_per_dim` must be a number in [-10, 1]"),
+        ({"target_entropy_per_dim": None}, "`target_entropy_per_dim` must be a number in [-10, 1]"),
         ({"replay_timeout_s": 0}, "`replay_timeout_s` must be a finite number > 0"),
         ({"max_abs_value": float("inf")}, "`max_abs_value` must be a finite number > 0"),
         ({"max_rejected_share": 1.5}, "`max_rejected_share` must lie in [0, 1]"),

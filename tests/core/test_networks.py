@@ -243,3 +243,14 @@ def test_model_batch_size_k_fits_every_member_on_its_own_k_bootstrap_rows():
     all_terms, _ = update_terms(nets, batch, spec)
     assert all_terms["model"].shape == (3,)
     assert all(term.shape == (8,) for name, term in all_terms.items() if name not in MODEL_TERMS)
+
+
+def test_the_floors_target_is_per_dim_times_a_unless_given():
+    # A = 3 action dims: None -> -1 x 3 (SAC's -A) by default, -0.5 x 3 per dim; a given
+    # target wins over the per-dim one.
+    def target(**settings):
+        return DRIVENetworks(5, 3, NetworkSpec(**settings)).entropy_floor.target_entropy.item()
+
+    assert target() == -3.0
+    assert target(target_entropy_per_dim=-0.5) == -1.5
+    assert target(target_entropy=-2.0, target_entropy_per_dim=-0.5) == -2.0
