@@ -15,9 +15,9 @@ velocity of 100).
 
 Each built-in rule also has a margin (`margin_of`): the signed distance, in observation
 units, of the next observation to the nearest bound the rule checks (> 0 inside the
-healthy set). ``termination_gradient_width`` (spec, Section 6) smooths the rule with it
-for Eq. 6's gradient: the rule's 0/1 mask has no gradient, so without it Eq. 6 cannot
-see a fall coming within its horizon.
+healthy set). ``termination_gradient_width`` (`UpdateSpec`) smooths the rule with it
+for Eq. 6's gradient: the rule's 0/1 mask has none, so without it a fall within H moves
+Eq. 6's value but never its gradient.
 
 Torch only; no gymnasium import (the env ids are plain strings).
 """
