@@ -148,9 +148,12 @@ def _model_error(nets, episode: dict[str, np.ndarray], horizon: int) -> list[lis
 
 
 @torch.no_grad()
-def _imagined_rollout(nets, start_obs: np.ndarray, horizon: int) -> tuple[Tensor, Tensor]:
-    """H model steps from ``start_obs`` [M, S] under pi_theta through f_hat's elites (a
-    random elite per row and step): the rewards and continue probabilities, each [H, M]."""
+def _imagined_rollout(
+    nets, start_obs: np.ndarray, horizon: int, actions: np.ndarray | None = None
+) -> tuple[Tensor, Tensor]:
+    """H model steps from ``start_obs`` [M, S] through f_hat's elites (a random elite per
+    row and step) under pi_theta, or along ``actions`` [H, M, A] when given (open loop):
+    the rewards and continue probabilities, each [H, M]."""
     from drive_rllib.core.imagine import ensemble_step
 
     normalize = nets.obs_normalizer.frozen()
@@ -158,8 +161,11 @@ def _imagined_rollout(nets, start_obs: np.ndarray, horizon: int) -> tuple[Tensor
     params = model.layer_params(model.elite_idx, frozen=True)
     state = torch.as_tensor(start_obs)
     rewards, continue_probs = [], []
-    for _ in range(horizon):
-        action = tanh_gaussian_action(*nets.prior(normalize(state)))
+    for step in range(horizon):
+        if actions is None:
+            action = tanh_gaussian_action(*nets.prior(normalize(state)))
+        else:
+            action = torch.as_tensor(actions[step])
         state, reward, continue_prob = ensemble_step(
             model,
             params,
@@ -173,32 +179,6 @@ def _imagined_rollout(nets, start_obs: np.ndarray, horizon: int) -> tuple[Tensor
         rewards.append(reward)
         continue_probs.append(continue_prob)
     return torch.stack(rewards), torch.stack(continue_probs)
-
-
-@torch.no_grad()
-def _open_loop_continue(nets, start_obs: np.ndarray, actions: np.ndarray) -> Tensor:
-    """The continue probabilities [T, M] of f_hat's elites (a random one per row and step)
-    from ``start_obs`` [M, S] along the given ``actions`` [T, M, A] (no policy)."""
-    from drive_rllib.core.imagine import ensemble_step
-
-    normalize = nets.obs_normalizer.frozen()
-    model = nets.model
-    params = model.layer_params(model.elite_idx, frozen=True)
-    state = torch.as_tensor(start_obs)
-    continue_probs = []
-    for action in torch.as_tensor(actions):
-        state, _, continue_prob = ensemble_step(
-            model,
-            params,
-            normalize,
-            state,
-            action,
-            None,
-            nets.target_affine(),
-            nets.termination_rule,
-        )
-        continue_probs.append(continue_prob)
-    return torch.stack(continue_probs)
 
 
 @torch.no_grad()
@@ -602,7 +582,7 @@ def _foresight(nets, replay, falls: int = 20, samples: int = 32) -> dict[int, di
             [replay["action"][rows[i] : rows[i] + back + 1] for i in range(len(rows))]
         )
         real_actions = np.repeat(actions, samples, axis=0).transpose(1, 0, 2)
-        open_loop = _open_loop_continue(nets, start, real_actions.astype(np.float32))
+        _, open_loop = _imagined_rollout(nets, start, back + 1, real_actions.astype(np.float32))
         out[back] = {
             "falls": len(rows),
             "by_fall": float(1.0 - alive[back].mean()),
