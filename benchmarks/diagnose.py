@@ -17,8 +17,9 @@ batch:
 (d) the scale of each Eq. 6 term (-J_U / alpha, J_KL1, J_KL2) on a replay batch and
     the norm of its gradient into q_phi and into pi_theta;
 (e) the entropy of pi_theta and the share of action dims in tanh saturation
-    (|a| > 0.99) in the two episodes; pi_theta's entropy on replayed states and on
-    the model states Eq. 6 starts from, and the entropy floor's weight;
+    (|a| > 0.99) in the two episodes; pi_theta's entropy on replayed states, on the
+    last 2,000 rows written (where it acts now) and on the model states Eq. 6 starts
+    from, and the entropy floor's weight;
 (f) with a learned termination head: its P(terminated) on 8,192 replayed rows, at the
     rows that terminated and at the others; and from every state of the sampling
     episode the imagined probability of a termination within H steps against the
@@ -32,8 +33,8 @@ batch:
 The second form prints the table of the diagnostics.jsonl that learning.py wrote;
 the third draws panels (a)-(d) over env steps; the fourth reads a checkpoint with
 its replay (``learning.py --checkpoint``) and prints (g) pi_theta's entropy where
-the entropy floor acts and where pi_theta acts: on 256 replayed states, on the
-model-state buffer (Eq. 6's start states), as the update step measures it, and on
+the entropy floor acts and where pi_theta acts: on 256 replayed states, on 256 of
+the last 2,000 rows written (the states it visits now), on the model-state buffer (Eq. 6's start states), as the update step measures it, and on
 a fresh distribution rollout from replayed states (its start states and the
 imagined ones); and (h) on a task that ends, p_psi's mu at the replayed (s, a)
 k = 0, 1, 2, 5, 10, 20, 50 steps before each of the last 8,000 rows' falls
@@ -68,6 +69,8 @@ from drive_rllib.core.update import imagination, posterior_step, start_states
 
 CALIBRATION_STEPS = 500
 TERMINATION_ROWS = 8192
+#: The rows pi_theta's entropy "where it acts now" is read on: the last ones written.
+RECENT_ROWS = 2000
 
 
 def _module(algo: Any):
@@ -284,6 +287,8 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
 
     batch = replay_rows(256)
     replay_entropy = _entropy(nets, batch["obs"])
+    recent = ray.get(algo.replay_actor.sample_recent.remote(256, RECENT_ROWS))["obs"]
+    recent_entropy = _entropy(nets, torch.as_tensor(np.asarray(recent), dtype=torch.float32))
     model_state_entropy = None
     if nets.model_states is not None and int(nets.model_states.size) > 0:
         model_state_entropy = _entropy(nets, nets.model_states.sample(256))
@@ -295,6 +300,7 @@ def diagnose(algo: Any, env_id: str, seed: int) -> dict[str, Any]:
         "exploitation": _exploitation(nets, sampled, spec.horizon, spec.gamma),
         "eq6": _eq6_scales(nets, spec, batch),
         "policy_entropy_replay": replay_entropy,
+        "policy_entropy_recent": recent_entropy,
         "policy_entropy_model_states": model_state_entropy,
         "entropy_floor_weight": None if floor is None else float(floor.weight),
         "saturation_sampled": float((np.abs(sampled["action"]) > 0.99).mean()),
@@ -456,7 +462,12 @@ def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
         return _entropy(nets, states)
 
     batch = rows(256)
-    out: dict[str, Any] = {"replay": entropy(batch["obs"])}
+    # the last RECENT_ROWS rows written: positions cursor - 1, cursor - 2, ... (mod size)
+    size, cursor = int(replay["size"]), int(replay["cursor"])
+    back = rng.integers(1, min(RECENT_ROWS, size) + 1, 256)
+    recent = _replay_batch(replay, (cursor - back) % size)["obs"]
+    batch["recent_obs"] = recent  # the floor's states under entropy_floor_recent_rows
+    out: dict[str, Any] = {"replay": entropy(batch["obs"]), "recent": entropy(recent)}
     if nets.model_states is not None and int(nets.model_states.size) > 0:
         out["model_states"] = entropy(nets.model_states.sample(2048))
         with torch.no_grad():

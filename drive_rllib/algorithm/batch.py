@@ -24,6 +24,7 @@ import numpy as np
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
+from drive_rllib.core.update import RECENT_OBS
 from drive_rllib.replay.storage import ACTION, NEXT_OBS, OBS, REWARD, TERMINATED, TRAIN
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ def sample_learner_batch(
     batch_size: int,
     module_id: str = DEFAULT_MODULE_ID,
     split: str = TRAIN,
+    recent_rows: int = 0,
 ) -> MultiAgentBatch:
     """B rows of ``split`` as a learner batch; runs on the replay actor via ``__ray_call__``.
 
@@ -57,19 +59,28 @@ def sample_learner_batch(
         batch_size: B.
         module_id: the RLModule the batch is for.
         split: "train" (default), "holdout" or "all".
+        recent_rows: > 0: the batch also holds ``recent_obs``, B observations drawn from
+            the last ``recent_rows`` rows the replay received (``entropy_floor_recent_rows``).
     """
-    return learner_batch(replay.sample(batch_size, split), module_id)
+    rows = replay.sample(batch_size, split)
+    if recent_rows > 0:
+        rows[RECENT_OBS] = replay.sample_recent(batch_size, recent_rows)[OBS]
+    return learner_batch(rows, module_id)
 
 
 def core_batch(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """A Learner's minibatch (tensors under the replay's names) as the core's float batch:
-    obs [B, S], action [B, A], reward [B], next_obs [B, S], terminated [B] (0/1)."""
+    obs [B, S], action [B, A], reward [B], next_obs [B, S], terminated [B] (0/1), and
+    recent_obs [B, S] where the batch has it."""
     obs = batch[OBS]
     obs = obs.reshape(obs.shape[0], -1).float()
-    return {
+    out = {
         OBS: obs,
         ACTION: batch[ACTION].float(),
         REWARD: batch[REWARD].float(),
         NEXT_OBS: batch[NEXT_OBS].reshape(obs.shape).float(),
         TERMINATED: batch[TERMINATED].float(),
     }
+    if RECENT_OBS in batch:
+        out[RECENT_OBS] = batch[RECENT_OBS].reshape(obs.shape).float()
+    return out

@@ -194,6 +194,7 @@ class DRIVEConfig(AlgorithmConfig):
         start_state_model_fraction: float | None = NotProvided,
         value_model_fraction: float | None = NotProvided,
         entropy_floor_real_states: bool | None = NotProvided,
+        entropy_floor_recent_rows: int | None = NotProvided,
         termination_gradient_width: float | None = NotProvided,
         value_horizon: int | None = NotProvided,
         value_head_bootstrap: bool | None = NotProvided,

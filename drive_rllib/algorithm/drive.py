@@ -361,7 +361,9 @@ class DRIVE(Algorithm):
         config = self.config
         batch_refs = [
             self._replay.actor.__ray_call__.remote(
-                sample_learner_batch, steps * config.train_batch_size_per_learner
+                sample_learner_batch,
+                steps * config.train_batch_size_per_learner,
+                recent_rows=config.entropy_floor_recent_rows,
             )
             for _ in range(max(config.num_learners, 1))
         ]

@@ -397,6 +397,13 @@ class UpdateSpec(_Checked):
         entropy_floor_real_states: apply the entropy floor at the batch's real
             states (where pi_theta acts) instead of at Eq. 6's start states (model
             states under ``start_state_model_fraction`` 1, where pi_theta never acts).
+        entropy_floor_recent_rows: > 0: apply the entropy floor at real states drawn
+            from the last this many rows the replay received (the batch's
+            ``recent_obs``, which the algorithm adds), where pi_theta acts now,
+            instead of at the batch's rows (the replay's whole history, whose old
+            states no other term trains pi_theta on, so the floor can meet its
+            target there while pi_theta's entropy where it acts sits far below it:
+            docs/diagnosis.md). 0: off (then ``entropy_floor_real_states`` decides).
         value_model_fraction: share in [0, 1] of Eq. 4's rows taken from the
             model-state buffer instead of the batch's last real transitions: a state
             s of a distribution rollout with a ~ pi_theta(s), its target law from H
@@ -456,6 +463,7 @@ class UpdateSpec(_Checked):
     start_state_model_fraction: float = setting(1.0, unit_fraction)
     value_model_fraction: float = setting(0.0, unit_fraction)
     entropy_floor_real_states: bool = setting(False, flag)
+    entropy_floor_recent_rows: int = setting(0, integer(minimum=0))
     termination_gradient_width: float = setting(0.0, non_negative_number)
     value_horizon: int = setting(0, integer(minimum=0))
     value_head_bootstrap: bool = setting(False, flag)

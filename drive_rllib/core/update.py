@@ -79,6 +79,9 @@ from drive_rllib.core.networks import (
 from drive_rllib.core.spec import PolicyUpdate, Precision, UpdateSpec
 from drive_rllib.core.termination import margin_of
 
+#: The batch key of the entropy floor's recent real states (``entropy_floor_recent_rows``).
+RECENT_OBS = "recent_obs"
+
 Normalize = Callable[[Tensor], Tensor]
 
 
@@ -208,7 +211,9 @@ def _update_terms(
             distill_terms(eq6.prior_mean, eq6.prior_std, eq6.posterior_mean, eq6.posterior_std)
         )
     floor_mean, floor_std = eq6.prior_mean, eq6.prior_std
-    if spec.entropy_floor_real_states and start_obs is not obs:
+    if spec.entropy_floor_recent_rows > 0:
+        floor_mean, floor_std = nets.prior(normalize(recent_states(batch)))  # acts there now
+    elif spec.entropy_floor_real_states and start_obs is not obs:
         floor_mean, floor_std = nets.prior(obs_n)  # where pi_theta acts
     floor_terms, prior_log_prob = entropy_floor_step(nets, floor_mean, floor_std)
     terms.update(floor_terms)
@@ -351,6 +356,18 @@ def imagination(
         imagined_rewards,
         normalize,
     )
+
+
+def recent_states(batch: dict[str, Tensor]) -> Tensor:
+    """The batch's ``recent_obs`` [B, S]: real states from the replay's last rows (the
+    entropy floor's states under ``entropy_floor_recent_rows``)."""
+    if RECENT_OBS not in batch:
+        raise ValueError(
+            f"`entropy_floor_recent_rows` > 0 needs the batch's {RECENT_OBS!r} rows (the last "
+            "rows the replay received; DRIVE's algorithm adds them): pass them, or set "
+            "entropy_floor_recent_rows=0."
+        )
+    return batch[RECENT_OBS]
 
 
 def start_states(nets: DRIVENetworks, obs: Tensor, spec: UpdateSpec) -> Tensor:

@@ -161,6 +161,10 @@ class ReplayActor:
         """Samples `B` transitions of `split`; see `ReplayStorage.sample`."""
         return self._storage.sample(batch_size, split)
 
+    def sample_recent(self, batch_size: int, window: int) -> dict[str, np.ndarray]:
+        """Samples `B` of the last ``window`` rows; see `ReplayStorage.sample_recent`."""
+        return self._storage.sample_recent(batch_size, window)
+
     def size(self, split: str = "all") -> int:
         """Number of stored transitions in `split` (default: all)."""
         return self._storage.num_rows(split)

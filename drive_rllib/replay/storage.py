@@ -107,6 +107,15 @@ def split_count(size: int, split: str, holdout_every: int) -> int:
     return size
 
 
+def _check_batch_size(batch_size: Any) -> None:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+
+
 def split_index_to_position(index: np.ndarray, split: str, holdout_every: int) -> np.ndarray:
     """Maps the `j`-th position of a split to its position in the buffer.
 
@@ -444,12 +453,7 @@ class ReplayStorage:
             ValueError: On a bad `batch_size` or `split`, or if the split holds
                 no transition yet.
         """
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+        _check_batch_size(batch_size)
         count = self.num_rows(split)
         if count == 0:
             hint = (
@@ -465,6 +469,23 @@ class ReplayStorage:
         positions = split_index_to_position(index, split, self._holdout_every)
         # np.take copies (callers may keep or modify the rows) and, on rows of a 2-D array,
         # is several times faster than fancy indexing.
+        return {name: np.take(array, positions, axis=0) for name, array in self._arrays.items()}
+
+    def sample_recent(self, batch_size: int, window: int) -> dict[str, np.ndarray]:
+        """Samples `B` transitions uniformly, with replacement, from the last ``window``
+        rows written (all of them while fewer are stored), holdout rows included: the
+        states the current policy visits, as opposed to `sample`'s whole history.
+
+        Raises:
+            ValueError: On a bad `batch_size` or `window`, or if nothing is stored yet.
+        """
+        _check_batch_size(batch_size)
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+            raise ValueError(f"window must be a positive int, got {window!r}.")
+        if self._size == 0:
+            raise ValueError("Cannot sample recent rows: the replay holds none yet.")
+        back = self._rng.integers(1, min(int(window), self._size) + 1, size=int(batch_size))
+        positions = (self._cursor - back) % self._capacity
         return {name: np.take(array, positions, axis=0) for name, array in self._arrays.items()}
 
     # ----------------------------------------------------------------- stats

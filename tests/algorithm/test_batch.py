@@ -63,6 +63,15 @@ def test_sample_learner_batch_is_a_multi_agent_batch_of_train_rows(ray_instance)
     holdout_ids = named.policy_batches["drive"]["obs"][:, 0].astype(np.int64)
     assert set(holdout_ids.tolist()) <= {3, 7, 11, 15, 19}
 
+    # entropy_floor_recent_rows: recent_obs holds observations of the last rows only.
+    recent = ray.get(actor.__ray_call__.remote(sample_learner_batch, 200, recent_rows=5))
+    module_batch = recent.policy_batches["default_policy"]
+    assert set(module_batch.keys()) == set(FIELDS) | {"recent_obs"}
+    assert module_batch["recent_obs"].shape == (200, S)
+    recent_ids = module_batch["recent_obs"][:, 0].astype(np.int64)
+    assert set(recent_ids.tolist()) == {15, 16, 17, 18, 19}
+    np.testing.assert_array_equal(module_batch["recent_obs"], make_batch(recent_ids)["obs"])
+
 
 def test_core_batch_is_float_tensors_under_the_same_names():
     rows = make_batch(range(6))
@@ -77,3 +86,7 @@ def test_core_batch_is_float_tensors_under_the_same_names():
     assert all(value.dtype == torch.float32 for value in core.values())
     np.testing.assert_array_equal(core["terminated"].numpy(), rows["terminated"].astype(np.float32))
     np.testing.assert_array_equal(core["next_obs"].numpy(), rows["next_obs"])
+    tensors["recent_obs"] = tensors["obs"].double() + 1
+    core = core_batch(tensors)
+    assert core["recent_obs"].dtype == torch.float32
+    np.testing.assert_array_equal(core["recent_obs"].numpy(), rows["obs"] + 1)

@@ -410,6 +410,43 @@ def test_entropy_floor_real_states_moves_the_floor_from_the_start_states_to_the_
     assert not torch.equal(real, floor_grads(True, 1.0, 0.5))
 
 
+def test_entropy_floor_recent_rows_puts_the_floor_at_the_batchs_recent_states():
+    # The floor's gradient into pi_theta follows recent_obs, neither the batch's rows nor
+    # the model states; at recent states equal to the rows it is the real-states floor's.
+    def floor_grads(recent_shift, obs_shift=0.0, buffer_value=1.0, recent=True, rows=5):
+        torch.manual_seed(1)
+        nets = tiny_nets()
+        nets.model_states = ModelStateBuffer(obs_dim=3, capacity=8)
+        nets.model_states.add(torch.full((8, 3), buffer_value))
+        torch.manual_seed(0)
+        batch = random_batch(8)
+        batch["recent_obs"] = batch["obs"] + recent_shift
+        batch["obs"] = batch["obs"] + obs_shift
+        torch.manual_seed(2)
+        if recent:
+            spec = UpdateSpec(horizon=1, entropy_floor_recent_rows=rows)
+        else:
+            spec = UpdateSpec(horizon=1, entropy_floor_real_states=True)
+        terms, _ = update_terms(nets, batch, spec)
+        terms["entropy"].mean().backward()
+        return torch.cat([p.grad.flatten() for p in nets.prior.parameters()])
+
+    base = floor_grads(0.0)
+    assert torch.equal(base, floor_grads(0.0, recent=False))  # recent = rows: same floor
+    assert not torch.equal(base, floor_grads(0.5))  # follows the recent states
+    assert torch.equal(floor_grads(0.5), floor_grads(0.5, buffer_value=2.0))  # not the model's
+    # Moving the rows but not the recent states leaves the floor's gradient alone.
+    assert torch.equal(floor_grads(0.0, obs_shift=0.5), base)
+
+
+def test_entropy_floor_recent_rows_without_recent_states_names_the_setting():
+    batch = random_batch(8)
+    with pytest.raises(ValueError, match="entropy_floor_recent_rows"):
+        update_terms(tiny_nets(), batch, UpdateSpec(horizon=1, entropy_floor_recent_rows=100))
+    with pytest.raises(ValueError, match="entropy_floor_recent_rows"):
+        UpdateSpec(entropy_floor_recent_rows=-1)
+
+
 def test_value_horizon_one_gives_the_one_step_target_whatever_the_horizon():
     # H 5 for Eq. 6, value_horizon 1 for Eq. 4: real rows r + gamma (1-d) 5, model rows
     # one imagined step 3 + gamma 5 (stub psi_bar and model of stub_eq4)

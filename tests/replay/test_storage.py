@@ -77,6 +77,37 @@ def test_add_then_sample_returns_the_stored_rows_with_dtypes_and_shapes() -> Non
     assert set(ids.tolist()) == {0, 1, 2, 3, 4}
 
 
+def test_sample_recent_draws_only_the_last_rows_written_across_the_wrap() -> None:
+    storage = ReplayStorage(capacity=5, obs_dim=S, action_dim=A, holdout_every=0, seed=0)
+    storage.add(make_batch([0, 1, 2]))
+    # Fewer rows than the window: all of them.
+    assert set(assert_consistent(storage.sample_recent(300, 10)).tolist()) == {0, 1, 2}
+    storage.add(make_batch([3, 4, 5, 6]))  # rows 5 and 6 overwrite 0 and 1
+    ids = assert_consistent(storage.sample_recent(300, 3))
+    assert set(ids.tolist()) == {4, 5, 6}
+    assert set(assert_consistent(storage.sample_recent(300, 1)).tolist()) == {6}
+    # Holdout positions count as recent too (the floor's states, not the fit's).
+    holdout = ReplayStorage(capacity=8, obs_dim=S, action_dim=A, holdout_every=2, seed=0)
+    holdout.add(make_batch([0, 1, 2, 3]))
+    assert set(assert_consistent(holdout.sample_recent(300, 2)).tolist()) == {2, 3}
+
+
+@pytest.mark.parametrize("window", [0, -1, 2.5, True])
+def test_sample_recent_refuses_a_bad_window(window) -> None:
+    storage = ReplayStorage(capacity=5, obs_dim=S, action_dim=A, holdout_every=0, seed=0)
+    storage.add(make_batch([0]))
+    with pytest.raises(ValueError, match="window must be a positive int"):
+        storage.sample_recent(4, window)
+
+
+def test_sample_recent_from_an_empty_replay_says_so() -> None:
+    storage = ReplayStorage(capacity=5, obs_dim=S, action_dim=A, holdout_every=0, seed=0)
+    with pytest.raises(ValueError, match="holds none yet"):
+        storage.sample_recent(4, 3)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        storage.sample_recent(0, 3)
+
+
 def test_sample_returns_copies() -> None:
     storage = ReplayStorage(4, S, A, holdout_every=0, seed=0)
     storage.add(make_batch([7]))
