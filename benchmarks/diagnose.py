@@ -34,8 +34,9 @@ The second form prints the table of the diagnostics.jsonl that learning.py wrote
 the third draws panels (a)-(d) over env steps; the fourth reads a checkpoint with
 its replay (``learning.py --checkpoint``) and prints (g) pi_theta's entropy where
 the entropy floor acts and where pi_theta acts: on 256 replayed states, on 256 of
-the last 2,000 rows written (the states it visits now), on the model-state buffer (Eq. 6's start states), as the update step measures it, and on
-a fresh distribution rollout from replayed states (its start states and the
+the last 2,000 rows written (the states it visits now), on the model-state buffer
+(Eq. 6's start states), as the update step measures it, and on a fresh
+distribution rollout from replayed states (its start states and the
 imagined ones); and (h) on a task that ends, p_psi's mu at the replayed (s, a)
 k = 0, 1, 2, 5, 10, 20, 50 steps before each of the last 8,000 rows' falls
 against the discounted reward realised up to the fall; (i) over the last 2,000

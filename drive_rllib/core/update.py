@@ -8,7 +8,8 @@
 3. ``posterior_step``: Eq. 6 from a_t ~ q_phi, H imagined steps, psi held fixed;
 4. Eq. 5 (``distill_terms``) when ``policy_update="distill"``;
 5. ``entropy_floor_step``: the floor on pi_theta and its weight (at Eq. 6's start
-   states, or at the batch's real states with ``entropy_floor_real_states``);
+   states, at the batch's real states with ``entropy_floor_real_states``, or at its
+   ``recent_obs`` with ``entropy_floor_recent_rows``);
 6. ``value_step``: Eq. 4 against ``value_target``'s law (real step + H-1 imagined);
 7. ``update_diagnostics``: detached batch means under `drive_rllib.keys`.
 
