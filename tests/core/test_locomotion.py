@@ -385,58 +385,49 @@ def test_eq4_model_rows_reach_psi_only():
     assert reached == {"value"}
 
 
+def floor_grads(spec, buffer_value=1.0, obs_shift=0.0, recent_shift=None):
+    """The entropy floor's gradient into pi_theta (same nets and draws every call): the
+    model-state buffer filled with ``buffer_value``, the batch's rows moved by
+    ``obs_shift``, and with ``recent_shift`` its recent_obs the unmoved rows moved so."""
+    torch.manual_seed(1)
+    nets = tiny_nets()
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=8)
+    nets.model_states.add(torch.full((8, 3), buffer_value))
+    torch.manual_seed(0)
+    batch = random_batch(8)
+    if recent_shift is not None:
+        batch["recent_obs"] = batch["obs"] + recent_shift
+    batch["obs"] = batch["obs"] + obs_shift
+    torch.manual_seed(2)
+    terms, _ = update_terms(nets, batch, spec)
+    terms["entropy"].mean().backward()
+    return torch.cat([p.grad.flatten() for p in nets.prior.parameters()])
+
+
 def test_entropy_floor_real_states_moves_the_floor_from_the_start_states_to_the_batch():
     # Eq. 6 starts from model states here; the floor's gradient into pi_theta follows the
     # model states by default and the batch's real states with the flag (same draws).
-    def floor_grads(flag, buffer_value, shift):
-        torch.manual_seed(1)
-        nets = tiny_nets()
-        nets.model_states = ModelStateBuffer(obs_dim=3, capacity=8)
-        nets.model_states.add(torch.full((8, 3), buffer_value))
-        torch.manual_seed(0)
-        batch = random_batch(8)
-        batch["obs"] = batch["obs"] + shift
-        torch.manual_seed(2)
-        spec = UpdateSpec(horizon=1, entropy_floor_real_states=flag)
-        terms, _ = update_terms(nets, batch, spec)
-        terms["entropy"].mean().backward()
-        return torch.cat([p.grad.flatten() for p in nets.prior.parameters()])
-
-    base = floor_grads(False, 1.0, 0.0)
-    assert not torch.equal(base, floor_grads(False, 2.0, 0.0))  # follows the model states
-    assert torch.equal(base, floor_grads(False, 1.0, 0.5))  # not the real ones
-    real = floor_grads(True, 1.0, 0.0)
-    assert torch.equal(real, floor_grads(True, 2.0, 0.0))
-    assert not torch.equal(real, floor_grads(True, 1.0, 0.5))
+    start, real = UpdateSpec(horizon=1), UpdateSpec(horizon=1, entropy_floor_real_states=True)
+    base = floor_grads(start)
+    assert not torch.equal(base, floor_grads(start, buffer_value=2.0))  # the model states
+    assert torch.equal(base, floor_grads(start, obs_shift=0.5))  # not the real ones
+    at_real = floor_grads(real)
+    assert torch.equal(at_real, floor_grads(real, buffer_value=2.0))
+    assert not torch.equal(at_real, floor_grads(real, obs_shift=0.5))
 
 
 def test_entropy_floor_recent_rows_puts_the_floor_at_the_batchs_recent_states():
     # The floor's gradient into pi_theta follows recent_obs, neither the batch's rows nor
     # the model states; at recent states equal to the rows it is the real-states floor's.
-    def floor_grads(recent_shift, obs_shift=0.0, buffer_value=1.0, recent=True, rows=5):
-        torch.manual_seed(1)
-        nets = tiny_nets()
-        nets.model_states = ModelStateBuffer(obs_dim=3, capacity=8)
-        nets.model_states.add(torch.full((8, 3), buffer_value))
-        torch.manual_seed(0)
-        batch = random_batch(8)
-        batch["recent_obs"] = batch["obs"] + recent_shift
-        batch["obs"] = batch["obs"] + obs_shift
-        torch.manual_seed(2)
-        if recent:
-            spec = UpdateSpec(horizon=1, entropy_floor_recent_rows=rows)
-        else:
-            spec = UpdateSpec(horizon=1, entropy_floor_real_states=True)
-        terms, _ = update_terms(nets, batch, spec)
-        terms["entropy"].mean().backward()
-        return torch.cat([p.grad.flatten() for p in nets.prior.parameters()])
-
-    base = floor_grads(0.0)
-    assert torch.equal(base, floor_grads(0.0, recent=False))  # recent = rows: same floor
-    assert not torch.equal(base, floor_grads(0.5))  # follows the recent states
-    assert torch.equal(floor_grads(0.5), floor_grads(0.5, buffer_value=2.0))  # not the model's
+    recent = UpdateSpec(horizon=1, entropy_floor_recent_rows=5)
+    base = floor_grads(recent, recent_shift=0.0)
+    real = UpdateSpec(horizon=1, entropy_floor_real_states=True)
+    assert torch.equal(base, floor_grads(real, recent_shift=0.0))  # recent = rows: same
+    moved = floor_grads(recent, recent_shift=0.5)
+    assert not torch.equal(base, moved)  # follows the recent states
+    assert torch.equal(moved, floor_grads(recent, recent_shift=0.5, buffer_value=2.0))
     # Moving the rows but not the recent states leaves the floor's gradient alone.
-    assert torch.equal(floor_grads(0.0, obs_shift=0.5), base)
+    assert torch.equal(base, floor_grads(recent, obs_shift=0.5, recent_shift=0.0))
 
 
 def test_entropy_floor_recent_rows_without_recent_states_names_the_setting():
