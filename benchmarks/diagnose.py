@@ -463,10 +463,8 @@ def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
         return _entropy(nets, states)
 
     batch = rows(256)
-    # the last RECENT_ROWS rows written: positions cursor - 1, cursor - 2, ... (mod size)
-    size, cursor = int(replay["size"]), int(replay["cursor"])
-    back = rng.integers(1, min(RECENT_ROWS, size) + 1, 256)
-    recent = _replay_batch(replay, (cursor - back) % size)["obs"]
+    back = rng.integers(1, min(RECENT_ROWS, int(replay["size"])) + 1, 256)
+    recent = _replay_batch(replay, _written_before(replay, back))["obs"]
     batch["recent_obs"] = recent  # the floor's states under entropy_floor_recent_rows
     out: dict[str, Any] = {"replay": entropy(batch["obs"]), "recent": entropy(recent)}
     if nets.model_states is not None and int(nets.model_states.size) > 0:
@@ -498,8 +496,7 @@ def _targets(nets, spec, replay, rows: int = 2_000) -> dict[str, float]:
 
     from drive_rllib.core.update import value_target
 
-    size = int(replay["size"])
-    index = np.arange(max(size - rows, 0), size)
+    index = _written_before(replay, np.arange(min(rows, int(replay["size"])), 0, -1))
     batch = _replay_batch(replay, index)
     normalize = nets.obs_normalizer.frozen()
     scale = nets.value_scale()
@@ -524,6 +521,12 @@ def _entropy(nets, states: Tensor) -> float:
     """pi_theta's entropy on ``states``: -mean log pi of one sample per state."""
     _, log_prob = tanh_gaussian_rsample(*nets.prior(nets.obs_normalizer(states)))
     return float(-log_prob.mean())
+
+
+def _written_before(replay, back: np.ndarray) -> np.ndarray:
+    """The positions in a ``replay.npz`` of the rows written ``back`` (>= 1) rows before
+    its cursor (1: the last row written), across the ring buffer's wrap."""
+    return (int(replay["cursor"]) - back) % int(replay["size"])
 
 
 def _replay_batch(replay, index) -> dict[str, Tensor]:

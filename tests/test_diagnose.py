@@ -87,3 +87,13 @@ def test_foresight_of_a_model_that_replays_the_real_episode_is_one(diagnose, mon
     for back, row in table.items():
         assert row["falls"] == (2 if back < 150 else 1)
         assert row["by_fall"] == row["by_fall_plus_10"] == row["by_fall_real_actions"] == 1.0
+
+
+def test_written_before_counts_back_from_the_cursor_across_the_wrap(diagnose):
+    # A full ring of 5 rows whose next write goes to position 2: the last row written
+    # sits at 1, then 0, 4, 3, 2.
+    data = {"size": np.array(5), "cursor": np.array(2)}
+    np.testing.assert_array_equal(diagnose._written_before(data, np.arange(1, 6)), [1, 0, 4, 3, 2])
+    # Not yet full (cursor == size): the last rows are the highest positions.
+    data = {"size": np.array(5), "cursor": np.array(5)}
+    np.testing.assert_array_equal(diagnose._written_before(data, np.arange(3, 0, -1)), [2, 3, 4])

@@ -107,13 +107,9 @@ def split_count(size: int, split: str, holdout_every: int) -> int:
     return size
 
 
-def _check_batch_size(batch_size: Any) -> None:
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
 
 
 def split_index_to_position(index: np.ndarray, split: str, holdout_every: int) -> np.ndarray:
@@ -453,7 +449,7 @@ class ReplayStorage:
             ValueError: On a bad `batch_size` or `split`, or if the split holds
                 no transition yet.
         """
-        _check_batch_size(batch_size)
+        _check_positive_int("batch_size", batch_size)
         count = self.num_rows(split)
         if count == 0:
             hint = (
@@ -479,9 +475,8 @@ class ReplayStorage:
         Raises:
             ValueError: On a bad `batch_size` or `window`, or if nothing is stored yet.
         """
-        _check_batch_size(batch_size)
-        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-            raise ValueError(f"window must be a positive int, got {window!r}.")
+        _check_positive_int("batch_size", batch_size)
+        _check_positive_int("window", window)
         if self._size == 0:
             raise ValueError("Cannot sample recent rows: the replay holds none yet.")
         back = self._rng.integers(1, min(int(window), self._size) + 1, size=int(batch_size))
