@@ -195,6 +195,7 @@ class DRIVEConfig(AlgorithmConfig):
         value_model_fraction: float | None = NotProvided,
         entropy_floor_real_states: bool | None = NotProvided,
         entropy_floor_recent_rows: int | None = NotProvided,
+        entropy_in_returns: bool | None = NotProvided,
         termination_gradient_width: float | None = NotProvided,
         value_horizon: int | None = NotProvided,
         value_head_bootstrap: bool | None = NotProvided,

@@ -12,7 +12,13 @@ For trajectory i of a start row (spec, Section 4):
 
 where ``w_n = prod_{k<n} c_k`` folds the predicted continue probabilities
 ``c_k = 1 - P(terminated)`` into the discount: a terminated step zeroes the
-reward and the bootstrap of everything after it. With a known termination rule
+reward and the bootstrap of everything after it. With an entropy weight
+``beta`` (soft returns, ``UpdateSpec.entropy_in_returns``) every action the policy
+draws adds ``-beta log pi(a_n | s_n)`` to its step's reward (n >= 1 when the
+first action is given; the bootstrap's action a_H too), masked as rewards are:
+
+    m_i = sum_{n<H} gamma^n w_n (r_n - beta log pi(a_n | s_n))
+          + gamma^H w_H (mu(s_H, a_H) - beta log pi(a_H | s_H)) With a known termination rule
 (``core/termination.py``) ``c_k`` is 0 or 1: a fallen state is absorbing with value 0.
 
 Shapes: ``B`` start rows, ``N`` samples, ``H`` horizon, ``S``/``A`` obs/action dims.
@@ -32,6 +38,8 @@ ModelStep = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 """(obs [M, S], action [M, A]) -> (next_obs [M, S], reward [M], continue_prob [M])."""
 Policy = Callable[[Tensor], Tensor]
 """obs [M, S] -> action [M, A] (a reparameterised sample)."""
+SoftPolicy = Callable[[Tensor], tuple[Tensor, Tensor]]
+"""obs [M, S] -> (action [M, A], log pi(action | obs) [M]) (soft returns)."""
 ValueFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 """(obs [M, S], action [M, A]) -> (mu [M], sigma [M])."""
 
@@ -44,8 +52,9 @@ def imagine(
     num_samples: int,
     gamma: float,
     model_step: ModelStep,
-    policy: Policy,
+    policy: Policy | SoftPolicy,
     value: ValueFn,
+    entropy_weight: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Roll out N imagined trajectories of H model steps from each start row.
 
@@ -59,6 +68,9 @@ def imagine(
         model_step: one reparameterised model step.
         policy: action sampler for a_{t+1}, ..., a_{t+H}.
         value: the Gaussian value used to bootstrap at (s_{t+H}, a_{t+H}).
+        entropy_weight: beta >= 0 of soft returns, or None (plain returns). With it,
+            ``policy`` is a `SoftPolicy` and each action it draws adds
+            ``-beta log pi(a | s)`` to the reward of its step (the bootstrap's to mu).
 
     Returns:
         (m, v), each [N, B]: the mean and variance of every trajectory's return law.
@@ -68,16 +80,27 @@ def imagine(
     batch = start_obs.shape[0]
     # Sample-major rows: row i * B + b is sample i of start row b.
     obs = start_obs.repeat(num_samples, 1)
-    action = policy(obs) if first_action is None else first_action.repeat(num_samples, 1)
+
+    def draw(o: Tensor) -> tuple[Tensor, Tensor | float]:
+        """An action of ``policy`` at o and its entropy bonus (0 for plain returns)."""
+        if entropy_weight is None:
+            return policy(o), 0.0
+        action, log_prob = policy(o)
+        return action, -entropy_weight * log_prob
+
+    if first_action is None:
+        action, bonus = draw(obs)
+    else:
+        action, bonus = first_action.repeat(num_samples, 1), 0.0  # given: no bonus
     discounted_return = obs.new_zeros(obs.shape[0])
     weight = obs.new_ones(obs.shape[0])  # gamma^n * prod_{k<n} c_k
     for _ in range(horizon):
         obs, reward, continue_prob = model_step(obs, action)
-        discounted_return = discounted_return + weight * reward
+        discounted_return = discounted_return + weight * (reward + bonus)
         weight = weight * gamma * continue_prob
-        action = policy(obs)
+        action, bonus = draw(obs)
     mu, sigma = value(obs, action)
-    m = discounted_return + weight * mu
+    m = discounted_return + weight * (mu + bonus)
     v = (weight * sigma).square()
     return m.view(num_samples, batch), v.view(num_samples, batch)
 

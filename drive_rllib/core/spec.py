@@ -404,6 +404,12 @@ class UpdateSpec(_Checked):
             states no other term trains pi_theta on, so the floor can meet its
             target there while pi_theta's entropy where it acts sits far below it:
             docs/diagnosis.md). 0: off (then ``entropy_floor_real_states`` decides).
+        entropy_in_returns: soft returns, as SAC's and DHMBPO's: every action pi_theta
+            draws in an imagined rollout (Eq. 6's later actions and its bootstrap's,
+            Eq. 4's target actions) adds -beta log pi_theta(a | s) to the reward of its
+            step, masked after a fall as rewards are; beta is the entropy floor's
+            weight (held fixed in the rollouts), so p_psi models the return plus the
+            entropy pi_theta will have. Needs the entropy floor.
         value_model_fraction: share in [0, 1] of Eq. 4's rows taken from the
             model-state buffer instead of the batch's last real transitions: a state
             s of a distribution rollout with a ~ pi_theta(s), its target law from H
@@ -464,6 +470,7 @@ class UpdateSpec(_Checked):
     value_model_fraction: float = setting(0.0, unit_fraction)
     entropy_floor_real_states: bool = setting(False, flag)
     entropy_floor_recent_rows: int = setting(0, integer(minimum=0))
+    entropy_in_returns: bool = setting(False, flag)
     termination_gradient_width: float = setting(0.0, non_negative_number)
     value_horizon: int = setting(0, integer(minimum=0))
     value_head_bootstrap: bool = setting(False, flag)
@@ -537,6 +544,14 @@ class DRIVESpec:
         "update": UpdateSpec,
         "acting": ActingSpec,
     }
+
+    def __post_init__(self) -> None:
+        if self.update.entropy_in_returns and not self.networks.entropy_floor:
+            raise ValueError(
+                "`entropy_in_returns` weights the entropy in imagined returns by the "
+                "entropy floor's weight, and entropy_floor is off: set entropy_floor=True "
+                "or entropy_in_returns=False."
+            )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """``{"networks": {...}, "update": {...}, "acting": {...}}`` of plain values."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -54,6 +54,7 @@ from drive_rllib.core.distributions import (
 from drive_rllib.core.imagine import (
     ModelStep,
     Policy,
+    SoftPolicy,
     ValueFn,
     balanced_member_assignment,
     distribution_rollout,
@@ -286,12 +287,16 @@ class Imagination:
     elite_params: ElitePairs  # f_hat's elites, detached: f_hat held fixed
     value_params: LayerParams  # psi's heads, detached: psi held fixed (Eq. 6)
     model_step: ModelStep
-    policy: Policy  # pi_theta; held fixed with policy_update="distill"
+    policy: Policy | SoftPolicy  # pi_theta (soft: with log pi); fixed with policy_update="distill"
     value: ValueFn  # p_psi (the policy aggregate) with psi held fixed, for raw observations
     target_value: ValueFn  # p_psi_bar (the target aggregate), for raw observations
     raw_model_step: ModelStep  # a random elite per row, every step (Eq. 4)
     imagined_rewards: list[Tensor]  # detached rewards of every model_step call (return range)
     normalize: Normalize  # the observation normaliser, frozen for this step
+    # soft returns (``entropy_in_returns``): the floor's weight, detached, else None
+    entropy_weight: Tensor | None = None
+    # detached bonuses -beta log pi of every action ``policy`` drew in Eq. 6 (return range)
+    imagined_bonuses: list[Tensor] = field(default_factory=list)
 
 
 def imagination(
@@ -306,8 +311,15 @@ def imagination(
     joint = spec.policy_update is PolicyUpdate.JOINT
     prior_call = (lambda *a: nets.prior(*a)) if joint else (lambda *a: frozen_call(nets.prior, *a))
 
-    def policy(o: Tensor) -> Tensor:
-        return tanh_gaussian_action(*prior_call(normalize(o)))
+    entropy_weight = soft_return_weight(nets, spec)
+    imagined_bonuses: list[Tensor] = []
+
+    def policy(o: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        if entropy_weight is None:
+            return tanh_gaussian_action(*prior_call(normalize(o)))
+        action, log_prob = tanh_gaussian_rsample(*prior_call(normalize(o)))
+        imagined_bonuses.append(-entropy_weight * log_prob.detach())
+        return action, log_prob
 
     model = nets.model
     assignment = None
@@ -356,7 +368,23 @@ def imagination(
         raw_model_step,
         imagined_rewards,
         normalize,
+        entropy_weight,
+        imagined_bonuses,
     )
+
+
+def soft_return_weight(nets: DRIVENetworks, spec: UpdateSpec) -> Tensor | None:
+    """beta of soft returns: the entropy floor's weight, detached (``entropy_in_returns``);
+    None for plain returns."""
+    if not spec.entropy_in_returns:
+        return None
+    if nets.entropy_floor is None:
+        raise ValueError(
+            "`entropy_in_returns` weights the entropy in imagined returns by the entropy "
+            "floor's weight, and these networks have no floor: set entropy_floor=True or "
+            "entropy_in_returns=False."
+        )
+    return nets.entropy_floor.weight.detach()
 
 
 def recent_states(batch: dict[str, Tensor]) -> Tensor:
@@ -403,11 +431,14 @@ def model_states_or_real(buffer: ModelStateBuffer | None, obs: Tensor, count: in
     return torch.where(buffer.size > 0, buffer.sample(count).to(obs), obs[:count])
 
 
-def prior_sampler(nets: DRIVENetworks, normalize: Normalize) -> Policy:
+def prior_sampler(nets: DRIVENetworks, normalize: Normalize, soft: bool = False) -> Policy:
     """a ~ pi_theta(s) for raw observations s: the sampler of the rollouts that build
-    targets and model states (Eq. 4, distribution rollouts), run without gradient."""
+    targets and model states (Eq. 4, distribution rollouts), run without gradient.
+    ``soft``: a `SoftPolicy`, returning log pi_theta(a | s) too (soft returns)."""
 
-    def policy(o: Tensor) -> Tensor:
+    def policy(o: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        if soft:
+            return tanh_gaussian_rsample(*nets.prior(normalize(o)))
         return tanh_gaussian_action(*nets.prior(normalize(o)))
 
     return policy
@@ -451,6 +482,7 @@ def posterior_step(
         model_step=shared.model_step,
         policy=shared.policy,
         value=shared.value,
+        entropy_weight=shared.entropy_weight,
     )
     value_mu, value_sigma = aggregate_heads(
         *nets.value(obs_n, first_action, nets.value_scale(), params=shared.value_params),
@@ -513,7 +545,7 @@ def value_target(
         (m, v), each [N, B].
     """
 
-    policy = prior_sampler(nets, shared.normalize)
+    policy = prior_sampler(nets, shared.normalize, soft=shared.entropy_weight is not None)
     next_m, next_v = imagine(
         next_obs,
         None,
@@ -523,6 +555,7 @@ def value_target(
         model_step=shared.raw_model_step,
         policy=policy,
         value=shared.target_value,
+        entropy_weight=shared.entropy_weight,
     )
     m, v = value_target_law(reward, terminated, next_m, next_v, spec.gamma)
     if spec.value_bounds:
@@ -608,8 +641,7 @@ def model_value_rows(
         (s [count, S], a [count, A], m [N, count], v [N, count]).
     """
     states = model_states_or_real(nets.model_states, obs, count)
-    policy = prior_sampler(nets, shared.normalize)
-    action = policy(states)
+    action = prior_sampler(nets, shared.normalize)(states)
     m, v = imagine(
         states,
         action,
@@ -617,8 +649,9 @@ def model_value_rows(
         num_samples=spec.num_samples,
         gamma=spec.gamma,
         model_step=shared.raw_model_step,
-        policy=policy,
+        policy=prior_sampler(nets, shared.normalize, soft=shared.entropy_weight is not None),
         value=shared.target_value,
+        entropy_weight=shared.entropy_weight,
     )
     if spec.value_bounds:
         m = nets.return_range.clip(m)
@@ -662,6 +695,16 @@ def _distribution_rollout_states(
 # --- 7. diagnostics -----------------------------------------------------------------------------
 
 
+def imagined_step_rewards(shared: Imagination) -> Tensor:
+    """Every reward of Eq. 6's rollouts this step, detached (the return range's quantiles
+    read them); with soft returns step n >= 1 carries the bonus of its action a_n (the
+    rollouts' first action is q_phi's, without one)."""
+    rewards = shared.imagined_rewards
+    if shared.imagined_bonuses:
+        rewards = rewards[:1] + [r + b for r, b in zip(rewards[1:], shared.imagined_bonuses)]
+    return torch.cat(rewards)
+
+
 @torch.no_grad()
 def update_diagnostics(
     nets: DRIVENetworks,
@@ -675,7 +718,7 @@ def update_diagnostics(
     """Detached batch means of one update step, under `drive_rllib.keys` (terms excluded:
     the Learner logs those itself); the model's likelihoods only on a step that fits it."""
     num_members = nets.model.num_members
-    rewards = torch.cat(shared.imagined_rewards)
+    rewards = imagined_step_rewards(shared)
     reward_low, reward_high = torch.quantile(
         rewards, torch.tensor([0.01, 0.99], dtype=rewards.dtype, device=rewards.device)
     )

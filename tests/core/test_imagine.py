@@ -14,7 +14,7 @@ from drive_rllib.core import (
     value_target,
     value_target_law,
 )
-from drive_rllib.core.distributions import tanh_gaussian_action
+from drive_rllib.core.distributions import tanh_gaussian_action, tanh_gaussian_rsample
 from drive_rllib.core.update import imagination
 from tests.core.helpers import random_batch, tiny_nets
 
@@ -104,6 +104,67 @@ def test_value_target_with_networks_h1_uses_target_value_at_policy_action():
     alive = 1.0 - batch["terminated"]
     torch.testing.assert_close(m[0], batch["reward"] + GAMMA * alive * mu)
     torch.testing.assert_close(v[0], GAMMA**2 * alive * sigma**2)
+
+
+def soft_constant_policy(obs):
+    """a = 0.5 with log pi(a | s) = -2 (soft returns)."""
+    return torch.full_like(obs, 0.5), torch.full_like(obs[:, 0], -2.0)
+
+
+def run_soft_toy(horizon, first_action, continue_prob=1.0, beta=0.5):
+    return imagine(
+        torch.tensor([[1.0]]),
+        first_action,
+        horizon=horizon,
+        num_samples=1,
+        gamma=GAMMA,
+        model_step=toy_step(continue_prob),
+        policy=soft_constant_policy,
+        value=value_equals_state,
+        entropy_weight=torch.tensor(beta),
+    )
+
+
+def test_soft_returns_by_hand():
+    # Every action the policy draws adds -beta log pi = 0.5 * 2 = 1 to its step's reward.
+    # Given a0 (no bonus): m = 1 + 0.9 (1.5 + 1) + 0.81 (mu(s2) = 2, + 1) = 5.68 (plain: 3.97).
+    m, v = run_soft_toy(horizon=2, first_action=torch.tensor([[0.5]]))
+    assert m.item() == pytest.approx(1.0 + 0.9 * 2.5 + 0.81 * 3.0)
+    assert v.item() == pytest.approx(0.6561)  # the bonus moves the mean only
+    # a0 drawn by the policy: its bonus counts at step 0 too.
+    m, _ = run_soft_toy(horizon=2, first_action=None)
+    assert m.item() == pytest.approx(2.0 + 0.9 * 2.5 + 0.81 * 3.0)
+    # H = 0 with a drawn action: mu(s0) + bonus = 1 + 1.
+    m, _ = run_soft_toy(horizon=0, first_action=None)
+    assert m.item() == pytest.approx(2.0)
+
+
+def test_soft_returns_mask_the_bonus_after_a_fall():
+    # c = 0 after the first step: no later reward, bonus or bootstrap; a drawn a0 keeps its own.
+    m, _ = run_soft_toy(horizon=3, first_action=torch.tensor([[0.5]]), continue_prob=0.0)
+    assert m.item() == pytest.approx(1.0)
+    m, _ = run_soft_toy(horizon=3, first_action=None, continue_prob=0.0)
+    assert m.item() == pytest.approx(2.0)
+    # beta = 0 is the plain return.
+    m, _ = run_soft_toy(horizon=2, first_action=torch.tensor([[0.5]]), beta=0.0)
+    assert m.item() == pytest.approx(3.97)
+
+
+def test_soft_value_target_with_h1_adds_the_bonus_of_the_next_action():
+    # N(r + gamma (mu_bar(s', a') - beta log pi(a' | s')), ...) with beta the floor's weight.
+    nets = tiny_nets(value_heads=1, value_scaled=False, initial_entropy_weight=0.3)
+    spec = UpdateSpec(horizon=1, gamma=GAMMA, value_bounds=False, entropy_in_returns=True)
+    batch = random_batch(6, terminated=torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0, 0.0]))
+    normalize = nets.obs_normalizer.frozen()
+    shared = imagination(nets, normalize, 6, torch.device("cpu"), spec)
+    torch.manual_seed(7)
+    m, _ = value_target(nets, shared, batch["reward"], batch["next_obs"], batch["terminated"], spec)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        next_action, log_prob = tanh_gaussian_rsample(*nets.prior(normalize(batch["next_obs"])))
+        mu, _ = (x[0] for x in nets.target_value(normalize(batch["next_obs"]), next_action))
+    alive = 1.0 - batch["terminated"]
+    torch.testing.assert_close(m[0], batch["reward"] + GAMMA * alive * (mu - 0.3 * log_prob))
 
 
 def test_balanced_member_assignment_is_uniform_over_members():

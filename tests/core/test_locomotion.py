@@ -507,3 +507,55 @@ def test_ensemble_step_maps_standardised_predictions_back_to_raw_units():
     # same draws: (s' - s) and r are offset + scale * the standardised prediction
     torch.testing.assert_close(next_obs - obs, offset[:3] + scale[:3] * (raw_next - obs))
     torch.testing.assert_close(reward, offset[3] + scale[3] * raw_reward)
+
+
+# --- soft returns -------------------------------------------------------------------------------
+
+
+def test_soft_returns_need_the_entropy_floor():
+    from drive_rllib.core.spec import DRIVESpec, NetworkSpec
+
+    with pytest.raises(ValueError, match="entropy_in_returns"):
+        DRIVESpec(NetworkSpec(entropy_floor=False), UpdateSpec(entropy_in_returns=True))
+    DRIVESpec(NetworkSpec(entropy_floor=True), UpdateSpec(entropy_in_returns=True))
+
+
+def test_soft_returns_pair_each_bonus_with_the_reward_of_its_step():
+    from drive_rllib.core.update import imagined_step_rewards, posterior_step
+
+    torch.manual_seed(0)
+    nets = tiny_nets(initial_entropy_weight=2.0)
+    spec = UpdateSpec(horizon=3, entropy_in_returns=True, start_state_model_fraction=0.0)
+    batch = random_batch(8)
+    normalize = nets.obs_normalizer.frozen()
+    shared = imagination(nets, normalize, 8, torch.device("cpu"), spec)
+    posterior_step(nets, batch["obs"], normalize(batch["obs"]), shared, spec)
+    # H rewards r_0..r_2 (a_0 is q_phi's), H bonuses of pi_theta's a_1..a_3 (a_3 bootstraps).
+    rewards, bonuses = shared.imagined_rewards, shared.imagined_bonuses
+    assert len(rewards) == 3 and len(bonuses) == 3
+    assert all(torch.all(b != 0) for b in bonuses)
+    expected = torch.cat([rewards[0], rewards[1] + bonuses[0], rewards[2] + bonuses[1]])
+    torch.testing.assert_close(imagined_step_rewards(shared), expected)
+    # Plain returns: the rewards alone.
+    plain_spec = UpdateSpec(horizon=3, start_state_model_fraction=0.0)
+    plain = imagination(nets, normalize, 8, torch.device("cpu"), plain_spec)
+    posterior_step(nets, batch["obs"], normalize(batch["obs"]), plain, plain_spec)
+    assert plain.entropy_weight is None and not plain.imagined_bonuses
+    torch.testing.assert_close(imagined_step_rewards(plain), torch.cat(plain.imagined_rewards))
+
+
+def test_soft_returns_keep_a_distilled_pi_theta_out_of_eq6():
+    # policy_update="distill" holds pi_theta fixed in Eq. 6: the log pi of its rollout
+    # actions (the bonus) carries no gradient into theta either.
+    torch.manual_seed(0)
+    nets = tiny_nets(initial_entropy_weight=1.0)
+    spec = UpdateSpec(
+        horizon=2, entropy_in_returns=True, start_state_model_fraction=0.0, policy_update="distill"
+    )
+    terms, _ = update_terms(nets, random_batch(8), spec)
+    prior = list(nets.prior.parameters())
+    grads = torch.autograd.grad(terms["return"].mean(), prior, allow_unused=True)
+    assert all(g is None or torch.all(g == 0) for g in grads)
+    posterior = list(nets.posterior.parameters())
+    grads = torch.autograd.grad(terms["return"].mean(), posterior, allow_unused=True)
+    assert any(g is not None and torch.any(g != 0) for g in grads)
