@@ -358,6 +358,20 @@ def test_eq4_model_rows_replace_the_last_real_rows_with_h_imagined_steps_from_mo
     torch.testing.assert_close(v[0], torch.full((2,), 0.81**2 * 4.0))
 
 
+def test_eq4_with_value_model_fraction_one_fits_model_states_only():
+    # DHMBPO's critic: every row a model state; the state at 200 falls on its first step.
+    nets = tiny_nets(value_heads=2, value_scaled=False)
+    spec = UpdateSpec(horizon=2, gamma=0.9, value_bounds=False, value_model_fraction=1.0)
+    nets.model_states = ModelStateBuffer(obs_dim=3, capacity=2)
+    nets.model_states.add(torch.tensor([[200.0, 0.0, 0.0], [200.0, 0.0, 0.0]]))
+    batch = random_batch(4)
+    normalize, shared = stub_eq4(nets, batch, spec)
+    eq4 = value_step(nets, normalize(batch["obs"]), shared, batch, spec)
+    torch.testing.assert_close(eq4.target_m[0], torch.full((4,), 3.0))
+    torch.testing.assert_close(eq4.target_v[0], torch.zeros(4))
+    assert eq4.value_mu.shape == (2, 4) and eq4.terms["value_mean"].shape == (4,)
+
+
 def test_eq4_model_rows_use_the_batch_states_while_the_buffer_is_empty():
     nets = tiny_nets(value_heads=2, value_scaled=False)
     spec = UpdateSpec(horizon=1, gamma=0.9, value_bounds=False, value_model_fraction=0.5)
