@@ -442,7 +442,8 @@ def plot(run_dirs: list[str], out: str) -> None:
 def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
     """``--checkpoint``: (g) pi_theta's entropy (-mean log pi of one sample per state) on
     replayed states, on the checkpoint's model-state buffer, as ``update_terms``
-    reports it (the floor's states) and along a fresh distribution rollout; (h)
+    reports it (the floor's states) and along a fresh distribution rollout; (g')
+    ``_value_at`` the last rows and the model states; (h)
     ``_before_fall``; (i) ``_targets``; (j) ``_foresight``."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
@@ -475,6 +476,9 @@ def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
     if nets.entropy_floor is not None:
         out["floor_weight"] = float(nets.entropy_floor.weight.detach())
         out["floor_target"] = float(nets.entropy_floor.target_entropy)
+    value = {"recent": _value_at(nets, recent)}
+    if nets.model_states is not None and int(nets.model_states.size) > 0:
+        value["model_states"] = _value_at(nets, nets.model_states.sample(1024))
     start = rows(256)["obs"]
     with torch.no_grad():
         states = distribution_rollout_states(nets, start, spec)
@@ -483,6 +487,7 @@ def from_checkpoint(checkpoint: str, seed: int = 0) -> dict[str, Any]:
     out["rollout_imagined_states"] = entropy(states[start.shape[0] :])
     return {
         "entropy": out,
+        "value": value,
         "before_fall": _before_fall(nets, replay, spec.gamma),
         "targets": _targets(nets, spec, replay),
         "foresight": _foresight(nets, replay),
@@ -540,6 +545,17 @@ def _mu(nets, obs: Tensor, action: Tensor) -> Tensor:
     """p_psi's mu at (s, a): the moment-matched mixture of the heads, in return units."""
     heads = nets.value(nets.obs_normalizer(obs), action, nets.value_scale())
     return aggregate_heads(*heads, "mean")[0]
+
+
+@torch.no_grad()
+def _value_at(nets, states: Tensor) -> dict[str, float]:
+    """(g') p_psi at (s, pi_theta's mean action) on ``states``: the mean over states of
+    the heads' mean mu and of their spread (the heads' standard deviation of mu)."""
+    obs_n = nets.obs_normalizer(states)
+    action = torch.tanh(nets.prior(obs_n)[0])
+    mu, _ = nets.value(obs_n, action, nets.value_scale())  # [K, B]
+    spread = mu.std(0) if mu.shape[0] > 1 else torch.zeros_like(mu[0])
+    return {"mu": float(mu.mean()), "spread": float(spread.mean())}
 
 
 def _before_fall(nets, replay, gamma: float, window: int = 8_000) -> dict[int, dict[str, float]]:

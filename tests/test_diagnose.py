@@ -97,3 +97,22 @@ def test_written_before_counts_back_from_the_cursor_across_the_wrap(diagnose):
     # Not yet full (cursor == size): the last rows are the highest positions.
     data = {"size": np.array(5), "cursor": np.array(5)}
     np.testing.assert_array_equal(diagnose._written_before(data, np.arange(3, 0, -1)), [2, 3, 4])
+
+
+def test_value_at_reads_the_heads_mean_and_spread_at_the_mean_action(diagnose):
+    # Two heads whose mu is 1 and 3 at every (s, a): mean 2, spread std(1, 3) = sqrt(2).
+    class Heads:
+        def __call__(self, obs_n, action, scale):
+            assert torch.equal(action, torch.tanh(obs_n[:, :1]))  # pi_theta's mean action
+            ones = torch.ones(obs_n.shape[0])
+            return torch.stack([ones, 3 * ones]), torch.stack([ones, ones])
+
+    nets = SimpleNamespace(
+        obs_normalizer=lambda s: s,
+        prior=lambda s: (s[:, :1], torch.ones(s.shape[0], 1)),
+        value=Heads(),
+        value_scale=lambda: None,
+    )
+    out = diagnose._value_at(nets, torch.randn(5, 2))
+    assert out["mu"] == pytest.approx(2.0)
+    assert out["spread"] == pytest.approx(2**0.5)
