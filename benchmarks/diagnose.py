@@ -37,7 +37,8 @@ the entropy floor acts and where pi_theta acts: on 256 replayed states, on 256 o
 the last 2,000 rows written (the states it visits now), on the model-state buffer
 (Eq. 6's start states), as the update step measures it, and on a fresh
 distribution rollout from replayed states (its start states and the
-imagined ones); and (h) on a task that ends, p_psi's mu at the replayed (s, a)
+imagined ones); (g') p_psi at pi_theta's mean action on those last rows and
+on 1,024 model states: the heads' mean mu and their spread; and (h) on a task that ends, p_psi's mu at the replayed (s, a)
 k = 0, 1, 2, 5, 10, 20, 50 steps before each of the last 8,000 rows' falls
 against the discounted reward realised up to the fall; (i) over the last 2,000
 rows: mu, Eq. 4's mean target with its horizon 1, 3 and H, and the spread of
