@@ -18,8 +18,10 @@ draws adds ``-beta log pi(a_n | s_n)`` to its step's reward (n >= 1 when the
 first action is given; the bootstrap's action a_H too), masked as rewards are:
 
     m_i = sum_{n<H} gamma^n w_n (r_n - beta log pi(a_n | s_n))
-          + gamma^H w_H (mu(s_H, a_H) - beta log pi(a_H | s_H)) With a known termination rule
-(``core/termination.py``) ``c_k`` is 0 or 1: a fallen state is absorbing with value 0.
+          + gamma^H w_H (mu(s_H, a_H) - beta log pi(a_H | s_H))
+
+With a known termination rule (``core/termination.py``) ``c_k`` is 0 or 1: a
+fallen state is absorbing with value 0.
 
 Shapes: ``B`` start rows, ``N`` samples, ``H`` horizon, ``S``/``A`` obs/action dims.
 """

@@ -591,14 +591,17 @@ def value_step(
     action = batch["action"]
     num_model = round(obs_n.shape[0] * spec.value_model_fraction)
     keep = obs_n.shape[0] - num_model
+    laws = []  # (m, v) [N, rows] of the real rows, then of the model rows
     if keep:
-        target_m, target_v = value_target(
-            nets,
-            shared,
-            batch["reward"][:keep],
-            batch["next_obs"][:keep],
-            batch["terminated"][:keep],
-            spec,
+        laws.append(
+            value_target(
+                nets,
+                shared,
+                batch["reward"][:keep],
+                batch["next_obs"][:keep],
+                batch["terminated"][:keep],
+                spec,
+            )
         )
     if num_model:
         model_obs, model_action, model_m, model_v = model_value_rows(
@@ -606,11 +609,9 @@ def value_step(
         )
         obs_n = torch.cat([obs_n[:keep], shared.normalize(model_obs)])
         action = torch.cat([action[:keep], model_action])
-        if keep:
-            target_m = torch.cat([target_m, model_m], dim=1)
-            target_v = torch.cat([target_v, model_v], dim=1)
-        else:  # value_model_fraction 1 (DHMBPO's critic): model states only
-            target_m, target_v = model_m, model_v
+        laws.append((model_m, model_v))
+    target_m = torch.cat([m for m, _ in laws], dim=1)
+    target_v = torch.cat([v for _, v in laws], dim=1)
     value_mu, value_sigma = nets.value(obs_n, action, nets.value_scale())
     per_head = value_terms(
         target_m[:, None], target_v[:, None], value_mu, value_sigma, spec.value_loss
